@@ -1,0 +1,448 @@
+"""Deep Q-Network (Mnih et al. 2015): experience replay, fixed Q-targets, epsilon-greedy.
+
+Read top to bottom: the config (every hyperparameter, one line each), the agent's set-up,
+`learn` (the interaction loop), `_update` (one gradient step, the algorithm itself) and
+save/load. The math lives in rlkit.targets and rlkit.losses, tested on its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import envs
+from rlkit.buffers import ReplayBuffer
+from rlkit.config import (
+    Config,
+    check_choice,
+    check_non_negative,
+    check_unit_interval,
+    config_from_dict,
+    require,
+)
+from rlkit.device import resolve_device
+from rlkit.errors import ConfigError, EnvError
+from rlkit.evaluation import EvalResult, evaluate
+from rlkit.losses import LOSSES, get_loss
+from rlkit.networks import NetworkConfig, QNetwork
+from rlkit.optim import LRScheduleConfig, OptimizerConfig, build_lr_scheduler, build_optimizer
+from rlkit.recorder import Recorder, RunMonitor
+from rlkit.schedules import linear_schedule
+from rlkit.serialization import load_tensors, save_tensors
+from rlkit.targets import bootstrap_values, td_target
+
+
+@dataclasses.dataclass
+class DQNConfig(Config):
+    env: str = "CartPole-v1"
+    """Gymnasium environment id (Box observations, Discrete actions)."""
+    n_envs: int = 1
+    """Copies of the environment stepped together (a gymnasium vector env)."""
+    seed: int = 0
+    """Seeds network init, exploration, replay sampling and the environments."""
+    device: str = "auto"
+    """auto (CUDA when available, else CPU), cpu, cuda or cuda:N."""
+    gamma: float = 0.99
+    """Discount factor."""
+    buffer_size: int = 100_000
+    """Replay buffer capacity in transitions."""
+    batch_size: int = 64
+    """Transitions per gradient step."""
+    learning_starts: int = 1_000
+    """Environment steps of pure exploration before the first gradient step."""
+    train_freq: int = 4
+    """Environment steps (summed over copies) between two training calls."""
+    gradient_steps: int = 1
+    """Gradient steps per training call."""
+    target_update_interval: int = 1_000
+    """Environment steps between target-network updates."""
+    tau: float = 1.0
+    """Target update: 1.0 copies the online net; < 1 moves the target by tau (Polyak)."""
+    double_q: bool = False
+    """Double DQN targets: the online net picks the next action, the target net values it."""
+    exploration_initial_eps: float = 1.0
+    """Epsilon at the start."""
+    exploration_final_eps: float = 0.05
+    """Epsilon after the exploration phase."""
+    exploration_fraction: float = 0.1
+    """Fraction of the training steps over which epsilon decays linearly."""
+    loss: str = "huber"
+    """TD loss: huber (smooth_l1), mse (l2), l1 or pseudo_huber."""
+    max_grad_norm: float | None = 10.0
+    """Clip the global gradient norm to this value (null: no clipping)."""
+    network: NetworkConfig = dataclasses.field(default_factory=NetworkConfig)
+    """Q-network shape: hidden_sizes, activation, init."""
+    optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+    """Optimizer by name with its options: {name: adam, lr: 1e-3, ...}."""
+    lr_schedule: LRScheduleConfig = dataclasses.field(default_factory=LRScheduleConfig)
+    """Learning-rate schedule over the gradient updates of one `learn` call."""
+    log_interval: int = 1_000
+    """Environment steps between two writes of the training scalars."""
+
+    def validate(self) -> None:
+        envs.check_env_id(self.env)
+        require(self.n_envs >= 1, f"n_envs must be >= 1, got {self.n_envs}")
+        require(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+        check_unit_interval("gamma", self.gamma)
+        require(self.buffer_size >= 1, f"buffer_size must be >= 1, got {self.buffer_size}")
+        require(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        require(
+            self.batch_size <= self.buffer_size,
+            f"batch_size ({self.batch_size}) is larger than buffer_size ({self.buffer_size})",
+        )
+        check_non_negative("learning_starts", self.learning_starts)
+        require(self.train_freq >= 1, f"train_freq must be >= 1, got {self.train_freq}")
+        require(self.gradient_steps >= 1, f"gradient_steps must be >= 1, got {self.gradient_steps}")
+        require(
+            self.target_update_interval >= 1,
+            f"target_update_interval must be >= 1, got {self.target_update_interval}",
+        )
+        require(0.0 < self.tau <= 1.0, f"tau must be in (0, 1], got {self.tau}")
+        check_unit_interval("exploration_initial_eps", self.exploration_initial_eps)
+        check_unit_interval("exploration_final_eps", self.exploration_final_eps)
+        check_unit_interval("exploration_fraction", self.exploration_fraction)
+        check_choice("loss", self.loss, list(LOSSES))
+        if self.max_grad_norm is not None:
+            require(
+                math.isfinite(self.max_grad_norm) and self.max_grad_norm > 0,
+                f"max_grad_norm must be > 0 or null, got {self.max_grad_norm}",
+            )
+        require(self.log_interval >= 1, f"log_interval must be >= 1, got {self.log_interval}")
+
+
+def check_spaces(env_id: str, observation_space: gym.Space, action_space: gym.Space) -> None:
+    """DQN needs a vector observation and a finite set of actions; say so in user terms."""
+    if not isinstance(action_space, gym.spaces.Discrete):
+        raise EnvError(
+            f"DQN needs a Discrete action space, but {env_id} has {action_space}; "
+            "use an agent for continuous actions or discretise the actions with a wrapper"
+        )
+    if not isinstance(observation_space, gym.spaces.Box):
+        raise EnvError(
+            f"DQN's MLP needs Box (vector) observations, but {env_id} has {observation_space}; "
+            "wrap the env (e.g. gymnasium.wrappers.FlattenObservation) first"
+        )
+
+
+class DQN:
+    """`agents.DQN(env="CartPole-v1", seed=0, ...)`; keyword arguments are DQNConfig fields."""
+
+    Config = DQNConfig
+    metric_tags = ("rollout/episodic_return", "eval/mean_return")
+
+    def __init__(
+        self, env: str | None = None, config: DQNConfig | Mapping | None = None, **overrides: Any
+    ):
+        self.config = _build_config(config, env, overrides)
+        cfg = self.config
+        self.device = resolve_device(cfg.device)
+        torch.manual_seed(cfg.seed)  # network initialisation
+        self.rng = np.random.default_rng(cfg.seed)  # epsilon-greedy exploration
+        self.sample_generator = torch.Generator(device=self.device)
+        self.sample_generator.manual_seed(cfg.seed)  # replay sampling
+
+        self.env = envs.make(cfg.env, n_envs=cfg.n_envs)
+        self.observation_space = self.env.single_observation_space
+        self.action_space = self.env.single_action_space
+        check_spaces(cfg.env, self.observation_space, self.action_space)
+        self.obs_shape = tuple(self.observation_space.shape)
+        self.n_actions = int(self.action_space.n)
+
+        obs_dim = int(np.prod(self.obs_shape))
+        net = cfg.network
+        self.q_net = QNetwork(
+            obs_dim, self.n_actions, net.hidden_sizes, net.activation, net.init
+        ).to(self.device)
+        self.q_net_target = QNetwork(
+            obs_dim, self.n_actions, net.hidden_sizes, net.activation, net.init
+        ).to(self.device)
+        self.q_net_target.load_state_dict(self.q_net.state_dict())
+        self.q_net_target.requires_grad_(False)
+        self.optimizer = build_optimizer(self.q_net.parameters(), cfg.optimizer)
+        self.loss_fn = get_loss(cfg.loss)
+        self.lr_scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+        # The buffer is allocated when training starts (a loaded agent that only acts needs
+        # none), but whether it fits is checked now, before anything runs.
+        self.buffer: ReplayBuffer | None = None
+        ReplayBuffer.check_fits(cfg.buffer_size, self.obs_shape, self.device)
+
+        self.global_step = 0  # environment steps taken, summed over copies
+        self.n_updates = 0  # gradient steps taken
+        self.n_episodes = 0
+        self._obs: np.ndarray | None = None
+
+    # ------------------------------------------------------------------ acting
+
+    def _obs_tensor(self, obs: Any) -> tuple[torch.Tensor, bool]:
+        obs = np.asarray(obs, dtype=np.float32)
+        single = obs.shape == self.obs_shape
+        if not single and obs.shape[1:] != self.obs_shape:
+            raise ValueError(
+                f"observation shape {obs.shape} does not match the agent's "
+                f"{self.obs_shape} (or a batch of them)"
+            )
+        tensor = torch.as_tensor(obs, device=self.device)
+        return (tensor.reshape(1, -1) if single else tensor.reshape(obs.shape[0], -1)), single
+
+    def act(self, obs: Any, deterministic: bool = True) -> np.ndarray:
+        """Greedy actions for one observation or a batch; with deterministic=False, epsilon-greedy
+        with the final exploration rate."""
+        obs_tensor, single = self._obs_tensor(obs)
+        epsilon = 0.0 if deterministic else self.config.exploration_final_eps
+        actions = self._epsilon_greedy(obs_tensor, epsilon)
+        return actions[0] if single else actions
+
+    def _epsilon_greedy(self, obs: torch.Tensor, epsilon: float) -> np.ndarray:
+        n = obs.shape[0]
+        explore = self.rng.random(n) < epsilon
+        actions = self.rng.integers(self.n_actions, size=n)
+        if not explore.all():
+            with torch.inference_mode():
+                greedy = self.q_net(obs).argmax(dim=1).cpu().numpy()
+            actions = np.where(explore, actions, greedy)
+        return actions
+
+    def epsilon(self, step: int, total_steps: int) -> float:
+        cfg = self.config
+        duration = int(cfg.exploration_fraction * total_steps)
+        return linear_schedule(
+            cfg.exploration_initial_eps, cfg.exploration_final_eps, duration, step
+        )
+
+    # ------------------------------------------------------------------ training
+
+    def _train_calls(self, previous_step: int, step: int) -> int:
+        """Training calls due when the step counter moves from `previous_step` to `step`: one per
+        multiple of train_freq passed after learning_starts. With N copies the counter moves by
+        N, so several can be due at once; counting them keeps the number of gradient steps per
+        environment step the same whatever N is."""
+        cfg = self.config
+        return _multiples_between(max(previous_step, cfg.learning_starts), step, cfg.train_freq)
+
+    def _planned_updates(self, start: int, end: int) -> int:
+        """Gradient steps that `learn` will take between env steps `start` and `end`."""
+        n = self.config.n_envs
+        calls = sum(self._train_calls(step - n, step) for step in range(start + n, end + 1, n))
+        return calls * self.config.gradient_steps
+
+    def learn(
+        self,
+        total_steps: int,
+        run_dir: str | Path | None = None,
+        progress: bool = False,
+        checkpoint_interval: int = 0,
+        extra_config: Mapping[str, Any] | None = None,
+    ) -> DQN:
+        """Train for `total_steps` environment steps (summed over copies).
+
+        With `run_dir`, the run folder gets the resolved config (config.yaml, plus `extra_config`
+        such as the CLI's run settings), TensorBoard event files and, every
+        `checkpoint_interval` steps, an agent checkpoint in run_dir/checkpoints/.
+        """
+        cfg = self.config
+        if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
+            raise ConfigError(f"total_steps must be a positive integer, got {total_steps!r}")
+        if self.buffer is None:
+            self.buffer = ReplayBuffer(cfg.buffer_size, self.obs_shape, self.device)
+        if self._obs is None:
+            self._obs, _ = self.env.reset(seed=cfg.seed)
+        start_step = self.global_step
+        end_step = start_step + total_steps
+        self.lr_scheduler = build_lr_scheduler(
+            self.optimizer, cfg.lr_schedule, self._planned_updates(start_step, end_step)
+        )
+        run_config = {
+            "agent": "dqn",
+            "total_steps": total_steps,
+            **(extra_config or {}),
+            "checkpoint_interval": checkpoint_interval,
+            **cfg.to_dict(),
+        }
+        monitor = RunMonitor(run_dir, end_step, progress, run_config, self.metric_tags, start_step)
+        stats = _TrainStats(self.device)
+        n = cfg.n_envs
+        checkpointing = run_dir is not None and checkpoint_interval > 0
+        try:
+            while self.global_step < end_step:
+                epsilon = self.epsilon(self.global_step - start_step, total_steps)
+                obs_tensor = torch.as_tensor(self._obs, dtype=torch.float32, device=self.device)
+                actions = self._epsilon_greedy(obs_tensor.reshape(n, -1), epsilon)
+                next_obs, rewards, terminated, truncated, infos = self.env.step(actions)
+                # At an episode end next_obs is already the next episode's first observation
+                # (SAME_STEP autoreset); store the real last one from info["final_obs"].
+                real_next_obs = envs.real_next_obs(next_obs, infos)
+                self.buffer.add(self._obs, actions, rewards, real_next_obs, terminated, truncated)
+                self._obs = next_obs
+                previous_step, self.global_step = self.global_step, self.global_step + n
+                self.n_episodes += monitor.record_episodes(infos, self.global_step)
+
+                for _ in range(
+                    self._train_calls(previous_step, self.global_step) * cfg.gradient_steps
+                ):
+                    stats.add(*self._update())
+                if _crossed(previous_step, self.global_step, cfg.target_update_interval):
+                    self._update_target()
+
+                if monitor.recording and _crossed(
+                    previous_step, self.global_step, cfg.log_interval
+                ):
+                    learning_rate = self.optimizer.param_groups[0]["lr"]
+                    scalars = {"train/epsilon": epsilon, "train/learning_rate": learning_rate}
+                    monitor.record_scalars({**stats.mean_and_reset(), **scalars}, self.global_step)
+                if checkpointing and _crossed(previous_step, self.global_step, checkpoint_interval):
+                    name = f"step_{self.global_step:09d}.safetensors"
+                    self.save(Path(run_dir) / "checkpoints" / name)
+                monitor.progress(self.global_step)
+        finally:
+            monitor.close(self.global_step)
+        return self
+
+    def _update(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One gradient step on a replay batch; returns (loss, mean Q, gradient norm)."""
+        cfg = self.config
+        batch = self.buffer.sample(cfg.batch_size, self.sample_generator)
+        with torch.no_grad():
+            next_q_online = self.q_net(batch.next_obs) if cfg.double_q else None
+            next_q = bootstrap_values(self.q_net_target(batch.next_obs), next_q_online)
+            target = td_target(batch.rewards, next_q, batch.terminated, cfg.gamma)
+        q_values = self.q_net(batch.obs)
+        q_taken = q_values.gather(1, batch.actions.unsqueeze(1)).squeeze(1)
+        loss = self.loss_fn(q_taken, target)
+
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        max_norm = cfg.max_grad_norm if cfg.max_grad_norm is not None else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.q_net.parameters(), max_norm, foreach=True)
+        self.optimizer.step()
+        self.lr_scheduler.step()
+        self.n_updates += 1
+        return loss.detach(), q_taken.detach().mean(), grad_norm.detach()
+
+    def _update_target(self) -> None:
+        online = list(self.q_net.parameters())
+        target = list(self.q_net_target.parameters())
+        with torch.no_grad():
+            if self.config.tau >= 1.0:
+                torch._foreach_copy_(target, online)
+            else:  # Polyak averaging: target <- target + tau * (online - target)
+                torch._foreach_lerp_(target, online, self.config.tau)
+
+    # ------------------------------------------------------------------ evaluation
+
+    def evaluate(self, n_episodes: int = 20, seed: int = 0) -> EvalResult:
+        """Greedy episodes on fresh copies of the training env."""
+        return evaluate(
+            lambda obs: self.act(obs, deterministic=True), self.config.env, n_episodes, seed
+        )
+
+    def record_eval(self, run_dir: str | Path, result: EvalResult) -> None:
+        recorder = Recorder(run_dir)
+        recorder.scalar("eval/mean_return", result.mean_return, self.global_step)
+        recorder.scalar("eval/std_return", result.std_return, self.global_step)
+        recorder.close()
+
+    # ------------------------------------------------------------------ saving
+
+    def save(self, path: str | Path) -> Path:
+        """Write the agent (networks + config) to one safetensors file; no pickle involved."""
+        path = Path(path)
+        tensors = {f"q_net.{k}": v for k, v in self.q_net.state_dict().items()}
+        tensors.update({f"q_net_target.{k}": v for k, v in self.q_net_target.state_dict().items()})
+        metadata = {
+            "format": "rlkit.agent",
+            "format_version": 1,
+            "agent": "DQN",
+            "config": self.config.to_dict(),
+            "global_step": self.global_step,
+            "n_updates": self.n_updates,
+            "obs_shape": list(self.obs_shape),
+            "n_actions": self.n_actions,
+        }
+        save_tensors(path, tensors, metadata)
+        return path
+
+    @classmethod
+    def from_saved(
+        cls, tensors: dict[str, torch.Tensor], metadata: dict[str, Any], device: str
+    ) -> DQN:
+        config = dict(metadata["config"])
+        config["device"] = device
+        agent = cls(config=config)
+        if (
+            list(agent.obs_shape) != metadata["obs_shape"]
+            or agent.n_actions != metadata["n_actions"]
+        ):
+            raise EnvError("the saved agent's observation or action space does not match its env")
+        agent.q_net.load_state_dict(_prefixed(tensors, "q_net."))
+        agent.q_net_target.load_state_dict(_prefixed(tensors, "q_net_target."))
+        agent.global_step = int(metadata["global_step"])
+        agent.n_updates = int(metadata["n_updates"])
+        return agent
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "auto") -> DQN:
+        tensors, metadata = load_tensors(path)
+        return cls.from_saved(tensors, metadata, device)
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def _prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def _multiples_between(previous: int, current: int, interval: int) -> int:
+    """How many multiples of `interval` lie in (previous, current]."""
+    return max(current // interval - previous // interval, 0)
+
+
+def _crossed(previous: int, current: int, interval: int) -> bool:
+    """True when a multiple of `interval` lies in (previous, current]: with N env copies the step
+    counter moves by N, so `step % interval == 0` would skip intervals N does not divide."""
+    return _multiples_between(previous, current, interval) > 0
+
+
+def _build_config(
+    config: DQNConfig | Mapping | None, env: str | None, overrides: dict[str, Any]
+) -> DQNConfig:
+    if isinstance(config, DQNConfig):
+        data = config.to_dict()
+    elif config is None:
+        data = {}
+    elif isinstance(config, Mapping):
+        data = dict(config)
+    else:
+        raise ConfigError(f"config must be a DQNConfig or a mapping, got {type(config).__name__}")
+    if env is not None:
+        data["env"] = env
+    data.update(overrides)
+    return config_from_dict(DQNConfig, data)
+
+
+class _TrainStats:
+    """Sums of loss, mean Q and gradient norm kept on the device: reading them back (a host-device
+    sync) happens once per log interval, not once per gradient step."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.sums = torch.zeros(3, device=device)
+        self.count = 0
+
+    def add(self, loss: torch.Tensor, mean_q: torch.Tensor, grad_norm: torch.Tensor) -> None:
+        self.sums += torch.stack((loss, mean_q, grad_norm))
+        self.count += 1
+
+    def mean_and_reset(self) -> dict[str, float]:
+        if self.count == 0:
+            return {}
+        loss, mean_q, grad_norm = (self.sums / self.count).tolist()
+        self.sums.zero_()
+        self.count = 0
+        return {"train/td_loss": loss, "train/mean_q": mean_q, "train/grad_norm": grad_norm}

@@ -1,0 +1,93 @@
+"""Environment factories: `envs.make(env_id, n_envs=..., seed=...)` -> a gymnasium vector env.
+
+Vector envs use gymnasium's SAME_STEP autoreset on purpose. Under the default NEXT_STEP mode
+the step after an episode ends is a reset, not a transition; an off-policy agent that stores it
+as one teaches its Q-network a jump from the last state of one episode to the first state of
+the next. With SAME_STEP the step that ends an episode returns the next episode's first
+observation and puts the real last observation in `info["final_obs"]`, which `real_next_obs`
+puts back, so every stored transition is a real one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
+from gymnasium.wrappers.vector import RecordEpisodeStatistics
+
+from rlkit.errors import EnvError
+
+__all__ = ["check_env_id", "make", "make_env", "real_next_obs"]
+
+
+def check_env_id(env_id: str) -> None:
+    """Raise EnvError (with gymnasium's 'Did you mean' hint) unless `env_id` is registered."""
+    if not isinstance(env_id, str) or not env_id:
+        raise EnvError(
+            f"env must be a gymnasium environment id such as 'CartPole-v1', got {env_id!r}"
+        )
+    try:
+        gym.spec(env_id)
+    except gym.error.Error as error:
+        raise EnvError(f"unknown environment {env_id!r}: {error}") from None
+
+
+def make_env(env_id: str, **env_kwargs: Any) -> Callable[[], gym.Env]:
+    """A thunk that builds one copy of the environment (for vector envs and subprocesses)."""
+
+    def thunk() -> gym.Env:
+        return gym.make(env_id, **env_kwargs)
+
+    return thunk
+
+
+def make(
+    env_id: str,
+    n_envs: int = 1,
+    seed: int | None = None,
+    record_statistics: bool = True,
+    **env_kwargs: Any,
+) -> VectorEnv:
+    """`n_envs` copies of `env_id` in a synchronous vector env with SAME_STEP autoreset.
+
+    With `seed`, the copies are reset with seeds seed, seed+1, ... so runs are reproducible.
+    The episode statistics wrapper puts each finished episode's return and length in
+    `info["episode"]`.
+    """
+    check_env_id(env_id)
+    if isinstance(n_envs, bool) or not isinstance(n_envs, int | np.integer) or n_envs < 1:
+        raise EnvError(f"n_envs must be an integer >= 1, got {n_envs!r}")
+    try:
+        vector_env: VectorEnv = SyncVectorEnv(
+            [make_env(env_id, **env_kwargs) for _ in range(int(n_envs))],
+            autoreset_mode=AutoresetMode.SAME_STEP,
+        )
+    except gym.error.Error as error:
+        raise EnvError(f"cannot make environment {env_id!r}: {error}") from None
+    except TypeError as error:  # unexpected keyword arguments for the env constructor
+        raise EnvError(f"cannot make environment {env_id!r}: {error}") from None
+    if record_statistics:
+        vector_env = RecordEpisodeStatistics(vector_env)
+    if seed is not None:
+        vector_env.reset(seed=int(seed))
+        vector_env.action_space.seed(int(seed))
+    return vector_env
+
+
+def real_next_obs(next_obs: np.ndarray, infos: dict[str, Any]) -> np.ndarray:
+    """The observation each transition actually led to (SAME_STEP autoreset).
+
+    Where a copy's episode ended on this step, `next_obs` already holds the next episode's
+    first observation; the true last observation is in `infos["final_obs"]`.
+    """
+    done_mask = infos.get("_final_obs")
+    if done_mask is None or not np.any(done_mask):
+        return next_obs
+    result = next_obs.copy()
+    final_obs = infos["final_obs"]
+    for i in np.flatnonzero(done_mask):
+        result[i] = final_obs[i]
+    return result

@@ -1,0 +1,212 @@
+"""Experience replay: a preallocated circular buffer of tensors on the training device."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from rlkit.errors import BufferTooLargeError
+
+
+class ReplayBatch(NamedTuple):
+    obs: torch.Tensor  # (B, *obs_shape)
+    actions: torch.Tensor  # (B,) int64
+    rewards: torch.Tensor  # (B,) float32
+    next_obs: torch.Tensor  # (B, *obs_shape): the true next observation, also at episode ends
+    terminated: torch.Tensor  # (B,) bool: the MDP ended; the target must not bootstrap
+    truncated: torch.Tensor  # (B,) bool: cut by a time limit; the target still bootstraps
+
+
+def available_memory_bytes(device: torch.device) -> int:
+    """Free memory on `device` right now: MemAvailable on CPU, cudaMemGetInfo on CUDA."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import os
+
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def _format_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+class ReplayBuffer:
+    """Circular buffer of `capacity` transitions, allocated once on `device`.
+
+    `terminated` and `truncated` are kept apart: only termination stops bootstrapping.
+    `next_obs` is stored explicitly so that a transition that ended an episode keeps the real
+    final observation rather than the first observation of the next episode.
+    """
+
+    FIELDS = ("obs", "actions", "rewards", "next_obs", "terminated", "truncated")
+
+    def __init__(
+        self,
+        capacity: int,
+        obs_shape: tuple[int, ...],
+        device: torch.device | str = "cpu",
+        obs_dtype: torch.dtype = torch.float32,
+        memory_fraction: float = 0.9,
+        staging_rows: int = 4096,
+    ) -> None:
+        if capacity < 1:
+            raise ValueError(f"replay buffer capacity must be at least 1, got {capacity}")
+        self.capacity = int(capacity)
+        self.obs_shape = tuple(obs_shape)
+        self.device = torch.device(device)
+        self.obs_dtype = obs_dtype
+        self.check_fits(capacity, obs_shape, self.device, obs_dtype, memory_fraction)
+        n = self.capacity
+        self.obs = torch.zeros((n, *self.obs_shape), dtype=obs_dtype, device=self.device)
+        self.next_obs = torch.zeros((n, *self.obs_shape), dtype=obs_dtype, device=self.device)
+        self.actions = torch.zeros(n, dtype=torch.int64, device=self.device)
+        self.rewards = torch.zeros(n, dtype=torch.float32, device=self.device)
+        self.terminated = torch.zeros(n, dtype=torch.bool, device=self.device)
+        self.truncated = torch.zeros(n, dtype=torch.bool, device=self.device)
+        self.pos = 0  # next row to write
+        self.size = 0  # rows holding data
+        # Writes go through numpy views of host memory: one numpy copy per field and step
+        # instead of a torch dispatch. On CPU the views are of the storage itself; on CUDA
+        # they are of a pinned staging area that is copied to the device in one transfer per
+        # field just before the next sample, so acting never waits on a host-device copy.
+        if self.device.type == "cpu":
+            self._staging = {name: getattr(self, name) for name in self.FIELDS}
+            self._staging_rows = n
+        else:
+            self._staging_rows = min(n, staging_rows)
+            self._staging = {
+                name: torch.zeros(
+                    (self._staging_rows, *getattr(self, name).shape[1:]),
+                    dtype=getattr(self, name).dtype,
+                ).pin_memory()
+                for name in self.FIELDS
+            }
+        self._staging_np = {name: t.numpy() for name, t in self._staging.items()}
+        self._pending = 0  # CUDA: rows written to staging, not yet copied to the device
+
+    @classmethod
+    def check_fits(
+        cls,
+        capacity: int,
+        obs_shape: tuple[int, ...],
+        device: torch.device | str,
+        obs_dtype: torch.dtype = torch.float32,
+        memory_fraction: float = 0.9,
+    ) -> None:
+        """Raise BufferTooLargeError, before allocating, if the buffer would not fit in memory."""
+        device = torch.device(device)
+        needed = cls.bytes_needed(capacity, obs_shape, obs_dtype)
+        available = available_memory_bytes(device)
+        if needed > memory_fraction * available:
+            raise BufferTooLargeError(
+                f"a replay buffer of {capacity:,} transitions needs {_format_bytes(needed)} on "
+                f"{device}, but only {_format_bytes(available)} is available; lower buffer_size"
+            )
+
+    @staticmethod
+    def bytes_needed(capacity: int, obs_shape: tuple[int, ...], obs_dtype=torch.float32) -> int:
+        """Bytes the buffer allocates: two observations, action, reward and two flags per row."""
+        item_size = torch.empty(0, dtype=obs_dtype).element_size()
+        obs_bytes = int(np.prod(obs_shape, dtype=np.int64)) * item_size
+        return int(capacity) * (2 * obs_bytes + 8 + 4 + 1 + 1)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(getattr(self, name).nbytes for name in self.FIELDS)
+
+    def describe(self) -> str:
+        return (
+            f"replay buffer: {self.capacity:,} transitions, {_format_bytes(self.nbytes)} "
+            f"on {self.device}"
+        )
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(self, obs, actions, rewards, next_obs, terminated, truncated) -> None:
+        """Append a batch of N transitions (one per vector-env copy) given as numpy arrays."""
+        values = (obs, actions, rewards, next_obs, terminated, truncated)
+        n = len(actions)
+        if n > min(self.capacity, self._staging_rows):
+            raise ValueError(f"cannot add {n} transitions at once to {self.describe()}")
+        if self.device.type == "cpu":
+            self._write(self.pos, n, values)
+        else:
+            if self._pending + n > self._staging_rows:
+                self._flush()
+            self._write(self._pending, n, values)
+            self._pending += n
+        self.pos = (self.pos + n) % self.capacity
+        self.size = min(self.size + n, self.capacity)
+
+    def _write(self, row: int, n: int, values) -> None:
+        end = row + n
+        for name, value in zip(self.FIELDS, values, strict=True):
+            target = self._staging_np[name]
+            if end <= len(target):
+                target[row:end] = value
+            else:  # wraps around the end of the ring
+                split = len(target) - row
+                value = np.asarray(value)
+                target[row:] = value[:split]
+                target[: end - len(target)] = value[split:]
+
+    def _flush(self) -> None:
+        """CUDA: copy the rows waiting in pinned staging to their place in the device ring."""
+        if self._pending == 0:
+            return
+        start = (self.pos - self._pending) % self.capacity
+        done = 0
+        while done < self._pending:
+            count = min(self._pending - done, self.capacity - start)
+            for name in self.FIELDS:
+                getattr(self, name)[start : start + count].copy_(
+                    self._staging[name][done : done + count], non_blocking=True
+                )
+            done += count
+            start = 0
+        # The staging rows are reused by the next add: wait until the copies have read them.
+        torch.cuda.current_stream(self.device).synchronize()
+        self._pending = 0
+
+    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> ReplayBatch:
+        """A batch drawn uniformly with replacement, as tensors already on the device."""
+        if self.size == 0:
+            raise ValueError("cannot sample from an empty replay buffer")
+        self._flush()
+        idx = torch.randint(0, self.size, (batch_size,), device=self.device, generator=generator)
+        return ReplayBatch(
+            self.obs[idx],
+            self.actions[idx],
+            self.rewards[idx],
+            self.next_obs[idx],
+            self.terminated[idx],
+            self.truncated[idx],
+        )
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        self._flush()
+        state = {name: getattr(self, name) for name in self.FIELDS}
+        state["pos"] = torch.tensor(self.pos)
+        state["size"] = torch.tensor(self.size)
+        return state
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        for name in self.FIELDS:
+            getattr(self, name).copy_(state[name])
+        self.pos = int(state["pos"])
+        self.size = int(state["size"])

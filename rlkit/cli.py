@@ -1,0 +1,216 @@
+"""Command line: `rlkit train CONFIG ...` and `rlkit eval PATH ...`.
+
+A user's mistake (missing file, bad key, unknown env, ...) prints one line on stderr and exits
+with code 2; a traceback means a bug in rlkit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from rlkit.config import (
+    Config,
+    apply_overrides,
+    config_from_dict,
+    load_yaml,
+    require,
+)
+from rlkit.errors import AgentFileError, UserError
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+@dataclasses.dataclass
+class RunConfig(Config):
+    """Settings of a CLI run; every other key in the YAML file configures the agent."""
+
+    agent: str = "dqn"
+    """Which agent to train (dqn)."""
+    total_steps: int = 50_000
+    """Environment steps to train for."""
+    eval_episodes: int = 20
+    """Greedy evaluation episodes after training (0 to skip)."""
+    checkpoint_interval: int = 0
+    """Environment steps between agent checkpoints in the run folder (0: only the final agent)."""
+    torch_threads: int = 0
+    """torch.set_num_threads for the run (0: torch's default)."""
+
+    def validate(self) -> None:
+        require(self.total_steps >= 1, f"total_steps must be >= 1, got {self.total_steps}")
+        require(self.eval_episodes >= 0, f"eval_episodes must be >= 0, got {self.eval_episodes}")
+        require(
+            self.checkpoint_interval >= 0,
+            f"checkpoint_interval must be >= 0, got {self.checkpoint_interval}",
+        )
+        require(self.torch_threads >= 0, f"torch_threads must be >= 0, got {self.torch_threads}")
+
+
+RUN_KEYS = tuple(f.name for f in dataclasses.fields(RunConfig))
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, not usage + message
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="rlkit", description="Train and evaluate rlkit agents.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    train = sub.add_parser("train", help="train an agent from a YAML config")
+    train.add_argument("config", metavar="CONFIG", help="YAML config file (see configs/)")
+    train.add_argument("--seed", type=int, help="override the config's seed")
+    train.add_argument("--steps", type=int, help="override total_steps")
+    train.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    train.add_argument("--run-dir", help="run folder (default: runs/<config>_s<seed>_<time>)")
+    train.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set optimizer.lr=3e-4 (repeatable)",
+    )
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    ev = sub.add_parser("eval", help="run greedy episodes with a saved agent")
+    ev.add_argument("path", metavar="PATH", help="a run folder or a saved agent file")
+    ev.add_argument("--episodes", type=int, default=20, help="number of episodes (default 20)")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the evaluation episodes")
+    ev.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser
+
+
+def load_run_config(
+    path: str | Path, overrides: Sequence[str] = (), **flags: Any
+) -> tuple[RunConfig, Any]:
+    """Read a YAML config, apply --set overrides and flags; return (run settings, agent config)."""
+    import agents
+
+    data = apply_overrides(load_yaml(path), overrides)
+    for key, value in flags.items():
+        if value is not None:
+            data[key] = value
+    run_data = {key: data.pop(key) for key in RUN_KEYS if key in data}
+    run = config_from_dict(RunConfig, run_data)
+    agent_cls = agents.agent_class(run.agent)
+    agent_config = config_from_dict(agent_cls.Config, data, also_known=RUN_KEYS)
+    return run, agent_config
+
+
+def _default_run_dir(config_path: str, seed: int) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{Path(config_path).stem}_s{seed}_{stamp}"
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    import agents
+
+    run, agent_config = load_run_config(
+        args.config, args.overrides, seed=args.seed, device=args.device, total_steps=args.steps
+    )
+    run_dir = (
+        Path(args.run_dir) if args.run_dir else _default_run_dir(args.config, agent_config.seed)
+    )
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise UserError(
+            f"run folder {run_dir} already exists and is not empty; choose another --run-dir"
+        )
+    if run.torch_threads:
+        torch.set_num_threads(run.torch_threads)
+    agent = agents.agent_class(run.agent)(config=agent_config)
+    print(
+        f"rlkit: training {run.agent} on {agent_config.env} for {run.total_steps:,} steps "
+        f"on {agent.device}; run folder {run_dir}",
+        file=sys.stderr,
+    )
+    run_settings = dataclasses.asdict(run)
+    try:
+        agent.learn(
+            run.total_steps,
+            run_dir=run_dir,
+            progress=not args.no_progress,
+            checkpoint_interval=run.checkpoint_interval,
+            extra_config=run_settings,
+        )
+    except KeyboardInterrupt:
+        saved = agent.save(run_dir / "agent.safetensors")
+        print(
+            f"\nrlkit: interrupted at step {agent.global_step:,}; agent saved to {saved}",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    saved = agent.save(run_dir / "agent.safetensors")
+    print(f"rlkit: agent saved to {saved}", file=sys.stderr)
+    if run.eval_episodes:
+        result = agent.evaluate(run.eval_episodes, seed=agent_config.seed + 10_000)
+        agent.record_eval(run_dir, result)
+        print(
+            f"rlkit: greedy evaluation over {len(result.returns)} episodes: "
+            f"mean return {result.mean_return:.2f} +/- {result.std_return:.2f}",
+            file=sys.stderr,
+        )
+    print(f"rlkit: watch it with: tensorboard --logdir {run_dir.parent}", file=sys.stderr)
+    agent.close()
+    return 0
+
+
+def _agent_path(path: Path) -> Path:
+    if path.is_dir():
+        final = path / "agent.safetensors"
+        if final.exists():
+            return final
+        checkpoints = sorted((path / "checkpoints").glob("*.safetensors"))
+        if checkpoints:
+            return checkpoints[-1]
+        raise AgentFileError(
+            f"no saved agent in run folder {path} (no agent.safetensors or checkpoints)"
+        )
+    return path
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import agents
+
+    if args.episodes < 1:
+        raise UserError(f"--episodes must be at least 1, got {args.episodes}")
+    agent = agents.load(_agent_path(Path(args.path)), device=args.device)
+    result = agent.evaluate(args.episodes, seed=args.seed)
+    agent.close()
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        print(
+            f"{agent.config.env}: mean return {result.mean_return:.2f} +/- "
+            f"{result.std_return:.2f} over {len(result.returns)} episodes"
+        )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            return cmd_train(args)
+        return cmd_eval(args)
+    except UserError as error:
+        print(f"rlkit {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("\nrlkit: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""MLP building blocks: `mlp`, `QNetwork` (regressor over actions), `PolicyNetwork` (classifier)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.distributions import Categorical
+
+from rlkit.config import Config, check_choice, require
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "leaky_relu": nn.LeakyReLU,
+}
+INITS = ("orthogonal", "kaiming", "torch_default")
+
+
+def _gain(activation: str) -> float:
+    if activation == "leaky_relu":
+        return nn.init.calculate_gain("leaky_relu", 0.01)
+    return nn.init.calculate_gain(activation)
+
+
+def _init_linear(layer: nn.Linear, init: str, gain: float) -> None:
+    # Variance-preserving initialisation (notes 001, 004): each layer's pre-activations keep
+    # roughly the scale of its inputs, so gradients neither vanish nor explode at the start.
+    if init == "torch_default":
+        return
+    if init == "orthogonal":
+        nn.init.orthogonal_(layer.weight, gain=gain)
+    elif init == "kaiming":
+        nn.init.normal_(layer.weight, mean=0.0, std=gain / math.sqrt(layer.in_features))
+    else:
+        raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
+    nn.init.zeros_(layer.bias)
+
+
+def mlp(
+    in_features: int,
+    hidden_sizes: Sequence[int],
+    out_features: int,
+    activation: str = "relu",
+    init: str = "orthogonal",
+    output_gain: float = 1.0,
+) -> nn.Sequential:
+    """Linear layers with `activation` between them and none after the last one.
+
+    Hidden layers are initialised with the gain of their activation; the output layer with
+    `output_gain` (small values such as 0.01 start a policy near uniform).
+    """
+    if activation not in ACTIVATIONS:
+        raise ValueError(
+            f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}"
+        )
+    if init not in INITS:
+        raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
+    layers: list[nn.Module] = []
+    width = in_features
+    for size in hidden_sizes:
+        linear = nn.Linear(width, size)
+        _init_linear(linear, init, _gain(activation))
+        layers += [linear, ACTIVATIONS[activation]()]
+        width = size
+    head = nn.Linear(width, out_features)
+    _init_linear(head, init, output_gain)
+    layers.append(head)
+    return nn.Sequential(*layers)
+
+
+class QNetwork(nn.Module):
+    """MLP regressor: observation batch (B, obs_dim) -> Q(s, a) for every action, (B, n_actions)."""
+
+    def __init__(
+        self,
+        obs_dim: int,
+        n_actions: int,
+        hidden_sizes: Sequence[int] = (64, 64),
+        activation: str = "relu",
+        init: str = "orthogonal",
+    ) -> None:
+        super().__init__()
+        self.obs_dim = obs_dim
+        self.n_actions = n_actions
+        self.net = mlp(obs_dim, hidden_sizes, n_actions, activation, init, output_gain=1.0)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs)
+
+
+class PolicyNetwork(nn.Module):
+    """MLP classifier: observation batch -> categorical distribution over discrete actions."""
+
+    def __init__(
+        self,
+        obs_dim: int,
+        n_actions: int,
+        hidden_sizes: Sequence[int] = (64, 64),
+        activation: str = "tanh",
+        init: str = "orthogonal",
+    ) -> None:
+        super().__init__()
+        self.obs_dim = obs_dim
+        self.n_actions = n_actions
+        # A small output gain makes the initial policy close to uniform: maximal exploration.
+        self.net = mlp(obs_dim, hidden_sizes, n_actions, activation, init, output_gain=0.01)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """Unnormalised log-probabilities (logits), (B, n_actions)."""
+        return self.net(obs)
+
+    def distribution(self, obs: torch.Tensor) -> Categorical:
+        return Categorical(logits=self.forward(obs))
+
+    def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        logits = self.forward(obs)
+        if deterministic:
+            return logits.argmax(dim=-1)
+        return Categorical(logits=logits).sample()
+
+
+@dataclasses.dataclass
+class NetworkConfig(Config):
+    hidden_sizes: list[int] = dataclasses.field(default_factory=lambda: [64, 64])
+    """Width of each hidden layer, input to output."""
+    activation: str = "relu"
+    """Hidden-layer nonlinearity: relu, tanh, sigmoid or leaky_relu."""
+    init: str = "orthogonal"
+    """Weight initialisation: orthogonal, kaiming (scaled normal) or torch_default."""
+
+    def validate(self) -> None:
+        require(len(self.hidden_sizes) >= 1, "network.hidden_sizes needs at least one layer")
+        for size in self.hidden_sizes:
+            require(size >= 1, f"network.hidden_sizes must be positive, got {self.hidden_sizes}")
+        check_choice("network.activation", self.activation, list(ACTIVATIONS))
+        check_choice("network.init", self.init, list(INITS))

@@ -1,0 +1,93 @@
+"""Saving and loading tensors plus JSON metadata without pickle.
+
+Files are safetensors: a JSON header, then raw tensor bytes. Loading parses JSON and copies
+bytes; nothing in the file can run code. Our metadata (config, counters) lives in the header's
+`__metadata__` as one JSON string. Writes are atomic: a temp file in the same folder, fsync,
+then os.replace, so a crash leaves either the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as _load_bytes
+from safetensors.torch import save as _save_bytes
+
+from rlkit.errors import AgentFileError
+
+METADATA_KEY = "rlkit"
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write `data` to `path` so that readers see the old file or the whole new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as tmp:
+            tmp.write(data)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+    # Make the rename itself durable.
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def save_tensors(
+    path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any]
+) -> None:
+    """Atomically write `tensors` (moved to CPU, made contiguous) and JSON `metadata`."""
+    cpu_tensors = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
+    header = {METADATA_KEY: json.dumps(metadata, sort_keys=True)}
+    atomic_write_bytes(path, _save_bytes(cpu_tensors, metadata=header))
+
+
+def load_tensors(
+    path: str | Path, device: torch.device | str = "cpu"
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a file written by `save_tensors`; AgentFileError with the reason if it is not one."""
+    path = Path(path)
+    if not path.exists():
+        raise AgentFileError(f"no such file: {path}")
+    if path.is_dir():
+        raise AgentFileError(f"expected a file, got a folder: {path}")
+    data = path.read_bytes()
+    try:
+        tensors = _load_bytes(data)
+        header = _read_header(data)
+    except (SafetensorError, ValueError, UnicodeDecodeError) as error:
+        raise AgentFileError(
+            f"{path} is not a readable rlkit file (expected safetensors): {error}"
+        ) from None
+    raw = (header.get("__metadata__") or {}).get(METADATA_KEY)
+    if raw is None:
+        raise AgentFileError(f"{path} is a safetensors file but not one written by rlkit")
+    try:
+        metadata = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise AgentFileError(f"{path}: corrupt rlkit metadata: {error}") from None
+    return {name: t.to(device) for name, t in tensors.items()}, metadata
+
+
+def _read_header(data: bytes) -> dict[str, Any]:
+    if len(data) < 8:
+        raise ValueError("file too short")
+    size = int.from_bytes(data[:8], "little")
+    if size > len(data) - 8:
+        raise ValueError("header size larger than the file")
+    return json.loads(data[8 : 8 + size].decode("utf-8"))

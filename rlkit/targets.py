@@ -1,0 +1,36 @@
+"""The math of value learning, as pure functions of tensors (tested directly)."""
+
+from __future__ import annotations
+
+import torch
+
+
+def td_target(
+    rewards: torch.Tensor,
+    next_q_values: torch.Tensor,
+    terminated: torch.Tensor,
+    gamma: float,
+) -> torch.Tensor:
+    """One-step Q-learning target  y = r + gamma * (1 - terminated) * max_a' Q_target(s', a').
+
+    `next_q_values` is the bootstrap value of the next state (already maximised over actions).
+    Only `terminated` zeroes the bootstrap: an episode cut by a time limit (truncated) did not
+    reach a terminal state, so its value is still that of the real next observation.
+    """
+    not_terminal = (~terminated).to(rewards.dtype)
+    return rewards + gamma * not_terminal * next_q_values
+
+
+def bootstrap_values(
+    next_q_target: torch.Tensor, next_q_online: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Value of the next state for the TD target, from (B, n_actions) Q-values.
+
+    DQN: max_a Q_target(s', a). Double DQN (van Hasselt et al. 2016), when `next_q_online` is
+    given: the online network picks the action and the target network values it,
+    Q_target(s', argmax_a Q_online(s', a)), which removes the max operator's upward bias.
+    """
+    if next_q_online is None:
+        return next_q_target.max(dim=1).values
+    next_actions = next_q_online.argmax(dim=1, keepdim=True)
+    return next_q_target.gather(1, next_actions).squeeze(1)

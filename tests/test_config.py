@@ -1,0 +1,138 @@
+import pytest
+
+from agents import DQN, DQNConfig
+from rlkit.cli import load_run_config
+from rlkit.config import apply_overrides, config_from_dict, load_yaml
+from rlkit.errors import ConfigError, ConfigTypeError, EnvError, UserError
+
+
+def write(tmp_path, text, name="config.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_shipped_config_loads():
+    run, cfg = load_run_config("configs/dqn_cartpole.yaml")
+    assert run.agent == "dqn" and cfg.env == "CartPole-v1"
+
+
+def test_yaml_11_exponent_strings_are_numbers(tmp_path):
+    # PyYAML reads 1e-3 (no dot) as a string; we accept it as the number the user meant.
+    path = write(tmp_path, "agent: dqn\noptimizer: {name: adam, lr: 1e-3}\nbuffer_size: 5e4\n")
+    _, cfg = load_run_config(path)
+    assert cfg.optimizer.lr == 0.001 and cfg.buffer_size == 50_000
+
+
+@pytest.mark.parametrize(
+    ("data", "error", "fragment"),
+    [
+        ({"gama": 0.9}, ConfigError, "did you mean 'gamma'"),
+        ({"network": {"hiden_sizes": [8]}}, ConfigError, "did you mean 'hidden_sizes'"),
+        ({"optimizer": {"name": "adam", "betas1": 0.9}}, ConfigError, "did you mean 'betas'"),
+        ({"gamma": "high"}, ConfigTypeError, "gamma: expected a number, got str 'high'"),
+        ({"batch_size": 32.5}, ConfigTypeError, "batch_size: expected an integer"),
+        ({"batch_size": True}, ConfigTypeError, "batch_size: expected an integer, got bool"),
+        ({"double_q": "yes"}, ConfigTypeError, "double_q: expected true or false"),
+        ({"network": {"hidden_sizes": 64}}, ConfigTypeError, "hidden_sizes: expected a list"),
+        ({"network": [64, 64]}, ConfigTypeError, "network: expected a mapping"),
+        ({"gamma": 1.5}, ConfigError, "gamma must be in [0, 1], got 1.5"),
+        ({"gamma": -0.1}, ConfigError, "gamma must be in [0, 1]"),
+        (
+            {"optimizer": {"lr": -0.1}},
+            ConfigError,
+            "optimizer.lr must be a finite number > 0, got -0.1",
+        ),
+        (
+            {"optimizer": {"lr": float("nan")}},
+            ConfigError,
+            "optimizer.lr must be a finite number > 0",
+        ),
+        ({"optimizer": {"name": "adamm"}}, ConfigError, "did you mean 'adam'"),
+        ({"optimizer": {"betas": [0.9, 1.5]}}, ConfigError, "Invalid beta parameter at index 1"),
+        (
+            {"buffer_size": 32, "batch_size": 64},
+            ConfigError,
+            "batch_size (64) is larger than buffer_size (32)",
+        ),
+        ({"loss": "hubber"}, ConfigError, "did you mean 'huber'"),
+        ({"tau": 0.0}, ConfigError, "tau must be in (0, 1]"),
+        ({"exploration_fraction": 2.0}, ConfigError, "exploration_fraction must be in [0, 1]"),
+        ({"max_grad_norm": 0.0}, ConfigError, "max_grad_norm must be > 0 or null"),
+        ({"env": "CartPole-v9"}, EnvError, "CartPole-v9"),
+        ({"env": "Cartpole-v1"}, EnvError, "Did you mean: `CartPole`"),
+        (
+            {"lr_schedule": {"name": "cosine"}},
+            ConfigError,
+            "lr_schedule.name: unknown value 'cosine'",
+        ),
+    ],
+)
+def test_bad_values_raise_clear_errors(data, error, fragment):
+    with pytest.raises(error) as info:
+        config_from_dict(DQNConfig, data)
+    assert fragment in str(info.value)
+    assert isinstance(info.value, UserError)
+    assert "\n" not in str(info.value)
+
+
+def test_same_checks_apply_to_python_keyword_arguments():
+    with pytest.raises(ConfigError, match="did you mean 'learning_starts'"):
+        DQN(env="CartPole-v1", learning_start=10)
+    with pytest.raises(ConfigError, match=r"optimizer\.lr must be a finite number > 0"):
+        DQN(env="CartPole-v1", optimizer={"name": "adam", "lr": -1})
+
+
+def test_run_keys_are_suggested_too(tmp_path):
+    path = write(tmp_path, "agent: dqn\ntotal_step: 100\n")
+    with pytest.raises(ConfigError, match="did you mean 'total_steps'"):
+        load_run_config(path)
+
+
+def test_unknown_agent(tmp_path):
+    with pytest.raises(ConfigError, match="did you mean 'dqn'"):
+        load_run_config(write(tmp_path, "agent: dqnn\n"))
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_yaml(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match=r"invalid YAML at line \d+, column \d+: expected"):
+        load_yaml(write(tmp_path, "agent: dqn\ngamma: [0.9\n"))
+    with pytest.raises(ConfigError, match="empty"):
+        load_yaml(write(tmp_path, ""))
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_yaml(write(tmp_path, "- 1\n- 2\n"))
+
+
+def test_python_object_tags_are_refused_and_never_run(tmp_path):
+    sentinel = tmp_path / "pwned"
+    text = f"agent: dqn\ngamma: !!python/object/apply:os.system ['touch {sentinel}']\n"
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_yaml(write(tmp_path, text))
+    assert not sentinel.exists()
+
+
+def test_overrides():
+    data = apply_overrides(
+        {"optimizer": {"name": "adam"}},
+        ["optimizer.lr=3e-4", "network.hidden_sizes=[32, 32]", "double_q=true"],
+    )
+    assert data == {
+        "optimizer": {"name": "adam", "lr": "3e-4"},
+        "network": {"hidden_sizes": [32, 32]},
+        "double_q": True,
+    }
+    cfg = config_from_dict(DQNConfig, data)
+    assert cfg.optimizer.lr == 3e-4 and cfg.network.hidden_sizes == [32, 32]
+    with pytest.raises(ConfigError, match=r"dotted\.key=value"):
+        apply_overrides({}, ["gamma"])
+    with pytest.raises(ConfigError, match="not a section"):
+        apply_overrides({"gamma": 0.9}, ["gamma.x=1"])
+
+
+def test_to_dict_round_trips():
+    cfg = config_from_dict(DQNConfig, {"optimizer": {"name": "adam", "lr": 5e-4, "eps": 1e-6}})
+    data = cfg.to_dict()
+    assert data["optimizer"] == {"name": "adam", "lr": 5e-4, "eps": 1e-6}
+    assert config_from_dict(DQNConfig, data) == cfg

@@ -1,0 +1,127 @@
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+import agents
+from agents import DQN
+from rlkit.errors import AgentFileError, BufferTooLargeError, EnvError
+
+from .helpers import read_scalars
+
+SMALL = dict(
+    env="CartPole-v1",
+    learning_starts=200,
+    buffer_size=5_000,
+    batch_size=32,
+    train_freq=2,
+    target_update_interval=100,
+    network={"hidden_sizes": [32, 32]},
+    log_interval=100,
+)
+
+
+def test_learn_counts_steps_and_updates():
+    agent = DQN(**SMALL, n_envs=4, seed=0)
+    agent.learn(1_000)
+    assert agent.global_step == 1_000
+    assert len(agent.buffer) == 1_000
+    # Updates happen when the step counter crosses a multiple of train_freq after learning_starts.
+    assert agent.n_updates == (1_000 - 200) // 2
+    agent.learn(200)  # a second call continues
+    assert agent.global_step == 1_200
+
+
+def test_act_single_and_batched_observations():
+    agent = DQN(**SMALL, seed=0)
+    obs, _ = agent.env.reset(seed=0)
+    single = agent.act(obs[0])
+    assert np.ndim(single) == 0 and int(single) in (0, 1)
+    batch = agent.act(np.zeros((5, 4), dtype=np.float32))
+    assert batch.shape == (5,)
+    with pytest.raises(ValueError, match="observation shape"):
+        agent.act(np.zeros(3))
+
+
+def test_save_load_round_trip_gives_same_actions(tmp_path):
+    agent = DQN(**SMALL, seed=1)
+    agent.learn(1_000)
+    path = agent.save(tmp_path / "agent.safetensors")
+    loaded = agents.load(path)
+    assert isinstance(loaded, DQN) and loaded.config == agent.config
+    assert loaded.global_step == agent.global_step
+    for key, value in agent.q_net.state_dict().items():
+        assert torch.equal(value, loaded.q_net.state_dict()[key])
+    obs = np.random.default_rng(0).normal(size=(256, 4)).astype(np.float32)
+    assert np.array_equal(agent.act(obs), loaded.act(obs))
+    assert loaded.evaluate(2, seed=0).returns == agent.evaluate(2, seed=0).returns
+
+
+def test_same_seed_same_learning_curve(tmp_path):
+    curves = []
+    for name in ("a", "b", "c"):
+        seed = 5 if name != "c" else 6
+        agent = DQN(**SMALL, seed=seed)
+        agent.learn(2_000, run_dir=tmp_path / name)
+        curves.append((read_scalars(tmp_path / name), agent.q_net.state_dict()))
+    (scalars_a, params_a), (scalars_b, params_b), (scalars_c, _) = curves
+    for tag in ("rollout/episodic_return", "train/td_loss", "train/mean_q", "train/grad_norm"):
+        assert scalars_a[tag] == scalars_b[tag], tag
+    assert all(torch.equal(params_a[k], params_b[k]) for k in params_a)
+    assert scalars_a["train/td_loss"] != scalars_c["train/td_loss"]  # the seed matters
+
+
+@pytest.mark.parametrize("tau", [1.0, 0.25])
+def test_target_network_update(tau):
+    agent = DQN(**SMALL, tau=tau, seed=0)
+    with torch.no_grad():
+        for p in agent.q_net.parameters():
+            p.add_(1.0)
+    before = [p.clone() for p in agent.q_net_target.parameters()]
+    agent._update_target()
+    for old, new, online in zip(
+        before, agent.q_net_target.parameters(), agent.q_net.parameters(), strict=True
+    ):
+        assert torch.allclose(new, old + tau * (online - old))
+
+
+def test_continuous_action_space_is_refused():
+    with pytest.raises(
+        EnvError, match="DQN needs a Discrete action space, but Pendulum-v1 has Box"
+    ):
+        DQN(env="Pendulum-v1")
+
+
+def test_buffer_that_cannot_fit_is_refused_before_training():
+    with pytest.raises(BufferTooLargeError, match="lower buffer_size"):
+        DQN(env="CartPole-v1", buffer_size=10**13)
+
+
+def test_loading_a_pickle_fails_without_running_it(tmp_path):
+    sentinel = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (open, (str(sentinel), "w"))
+
+    bad = tmp_path / "agent.safetensors"
+    bad.write_bytes(pickle.dumps(Exploit()))
+    with pytest.raises(AgentFileError, match="not a readable rlkit file"):
+        agents.load(bad)
+    torch_file = tmp_path / "agent.pt"
+    torch.save({"x": Exploit()}, torch_file)
+    with pytest.raises(AgentFileError):
+        agents.load(torch_file)
+    assert not sentinel.exists()
+
+
+def test_truncated_file_is_a_clear_error(tmp_path):
+    agent = DQN(**SMALL, seed=0)
+    path = agent.save(tmp_path / "agent.safetensors")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(AgentFileError):
+        agents.load(path)
+    with pytest.raises(AgentFileError, match="no such file"):
+        agents.load(tmp_path / "missing.safetensors")

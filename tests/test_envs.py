@@ -1,0 +1,101 @@
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import envs
+from agents import DQN
+from rlkit.errors import EnvError
+
+
+def test_make_returns_seeded_vector_env_with_episode_statistics():
+    a, b = envs.make("CartPole-v1", n_envs=3), envs.make("CartPole-v1", n_envs=3)
+    assert a.num_envs == 3
+    obs_a, _ = a.reset(seed=7)
+    obs_b, _ = b.reset(seed=7)
+    assert np.array_equal(obs_a, obs_b)
+    for _ in range(60):
+        out_a = a.step(np.array([0, 1, 0]))
+        out_b = b.step(np.array([0, 1, 0]))
+        assert np.array_equal(out_a[0], out_b[0])
+    assert "episode" in out_a[4] or a.episode_count > 0
+
+
+@pytest.mark.parametrize(
+    ("env_id", "fragment"),
+    [
+        ("CartPole-v9", "CartPole-v9"),
+        ("Cartpole-v1", "Did you mean: `CartPole`"),
+        ("", "gymnasium environment id"),
+    ],
+)
+def test_unknown_env_ids(env_id, fragment):
+    with pytest.raises(EnvError, match=fragment):
+        envs.make(env_id)
+
+
+def test_bad_n_envs():
+    with pytest.raises(EnvError, match="n_envs must be an integer >= 1"):
+        envs.make("CartPole-v1", n_envs=0)
+
+
+def test_same_step_autoreset_gives_the_real_final_observation():
+    env = envs.make("CartPole-v1", n_envs=2)
+    env.reset(seed=0)
+    seen_end = 0
+    for _ in range(200):
+        next_obs, _, terminated, truncated, infos = env.step(np.array([0, 0]))  # falls quickly
+        real = envs.real_next_obs(next_obs, infos)
+        for i in range(2):
+            if terminated[i] or truncated[i]:
+                seen_end += 1
+                # next_obs is the new episode's first observation (small values) ...
+                assert np.all(np.abs(next_obs[i]) <= 0.05)
+                # ... while the real next observation is the terminal one, out of bounds.
+                assert abs(real[i][0]) > 2.4 or abs(real[i][2]) > 0.2095
+            else:
+                assert np.array_equal(real[i], next_obs[i])
+    assert seen_end >= 10
+
+
+@pytest.mark.parametrize("n_envs", [1, 3])
+def test_dqn_stores_only_real_transitions_across_episode_boundaries(n_envs):
+    # Episodes end by termination (pole falls) and by truncation (a 25-step limit). The buffer
+    # must never hold a "transition" from one episode's last state to the next one's first.
+    if "rlkit-test/ShortCartPole-v0" not in gym.registry:
+        gym.register(
+            "rlkit-test/ShortCartPole-v0",
+            entry_point="gymnasium.envs.classic_control:CartPoleEnv",
+            max_episode_steps=25,
+        )
+    agent = DQN(
+        env="rlkit-test/ShortCartPole-v0",
+        n_envs=n_envs,
+        learning_starts=10**9,
+        buffer_size=2_000,
+        exploration_initial_eps=1.0,
+        exploration_final_eps=1.0,
+        seed=3,
+    )
+    agent.learn(1_200)
+    buf = agent.buffer
+    n = len(buf)
+    obs, next_obs = buf.obs[:n].numpy(), buf.next_obs[:n].numpy()
+    terminated, truncated = buf.terminated[:n].numpy(), buf.truncated[:n].numpy()
+    assert terminated.any() and truncated.any()
+    for i in range(n_envs):
+        rows = np.arange(i, n, n_envs)  # the vector env writes its copies side by side
+        ended = terminated[rows] | truncated[rows]
+        # Inside an episode, each transition starts where the previous one led.
+        cont = ~ended[:-1]
+        assert np.array_equal(next_obs[rows][:-1][cont], obs[rows][1:][cont])
+        # At an episode end the stored next_obs is the real last state, not the reset state.
+        end_rows = rows[:-1][ended[:-1]]
+        assert not np.any(np.all(next_obs[end_rows] == obs[end_rows + n_envs], axis=1))
+        term_rows = rows[terminated[rows]]
+        out_of_bounds = (np.abs(next_obs[term_rows, 0]) > 2.4) | (
+            np.abs(next_obs[term_rows, 2]) > 0.2095
+        )
+        assert out_of_bounds.all()
+    # Truncated episodes were cut at 25 steps while the pole was still up.
+    trunc_rows = np.flatnonzero(truncated & ~terminated)
+    assert np.all(np.abs(next_obs[trunc_rows, 2]) <= 0.2095)
