@@ -32,6 +32,7 @@ from rlkit.errors import ConfigError, EnvError
 from rlkit.evaluation import EvalResult, evaluate
 from rlkit.losses import LOSSES, get_loss
 from rlkit.networks import NetworkConfig, QNetwork
+from rlkit.nstep import NStepCollector
 from rlkit.optim import LRScheduleConfig, OptimizerConfig, build_lr_scheduler, build_optimizer
 from rlkit.recorder import Recorder, RunMonitor
 from rlkit.schedules import linear_schedule
@@ -67,6 +68,8 @@ class DQNConfig(Config):
     """Target update: 1.0 copies the online net; < 1 moves the target by tau (Polyak)."""
     double_q: bool = False
     """Double DQN targets: the online net picks the next action, the target net values it."""
+    n_steps: int = 1
+    """n-step returns: sum n discounted rewards before bootstrapping (stops at episode ends)."""
     exploration_initial_eps: float = 1.0
     """Epsilon at the start."""
     exploration_final_eps: float = 0.05
@@ -105,6 +108,7 @@ class DQNConfig(Config):
             f"target_update_interval must be >= 1, got {self.target_update_interval}",
         )
         require(0.0 < self.tau <= 1.0, f"tau must be in (0, 1], got {self.tau}")
+        require(self.n_steps >= 1, f"n_steps must be >= 1, got {self.n_steps}")
         check_unit_interval("exploration_initial_eps", self.exploration_initial_eps)
         check_unit_interval("exploration_final_eps", self.exploration_final_eps)
         check_unit_interval("exploration_fraction", self.exploration_fraction)
@@ -171,6 +175,7 @@ class DQN:
         # The buffer is allocated when training starts (a loaded agent that only acts needs
         # none), but whether it fits is checked now, before anything runs.
         self.buffer: ReplayBuffer | None = None
+        self.n_step_collector: NStepCollector | None = None
         ReplayBuffer.check_fits(cfg.buffer_size, self.obs_shape, self.device)
 
         self.global_step = 0  # environment steps taken, summed over copies
@@ -200,13 +205,18 @@ class DQN:
         return actions[0] if single else actions
 
     def _epsilon_greedy(self, obs: torch.Tensor, epsilon: float) -> np.ndarray:
-        n = obs.shape[0]
-        explore = self.rng.random(n) < epsilon
-        actions = self.rng.integers(self.n_actions, size=n)
-        if not explore.all():
-            with torch.inference_mode():
-                greedy = self.q_net(obs).argmax(dim=1).cpu().numpy()
-            actions = np.where(explore, actions, greedy)
+        # One uniform draw per copy decides both whether to explore (u < epsilon) and, if so,
+        # which action: u / epsilon is again uniform on [0, 1). A second RNG call per step
+        # (rng.integers) would cost more than the decision itself.
+        u = self.rng.random(obs.shape[0])
+        explore = u < epsilon
+        if explore.all():
+            return np.minimum((u / epsilon * self.n_actions).astype(np.int64), self.n_actions - 1)
+        with torch.inference_mode():
+            actions = self.q_net(obs).argmax(dim=1).cpu().numpy()
+        if explore.any():
+            random_actions = (u[explore] / epsilon * self.n_actions).astype(np.int64)
+            actions[explore] = np.minimum(random_actions, self.n_actions - 1)
         return actions
 
     def epsilon(self, step: int, total_steps: int) -> float:
@@ -251,6 +261,8 @@ class DQN:
             raise ConfigError(f"total_steps must be a positive integer, got {total_steps!r}")
         if self.buffer is None:
             self.buffer = ReplayBuffer(cfg.buffer_size, self.obs_shape, self.device)
+            if cfg.n_steps > 1:
+                self.n_step_collector = NStepCollector(cfg.n_steps, cfg.gamma, cfg.n_envs)
         if self._obs is None:
             self._obs, _ = self.env.reset(seed=cfg.seed)
         start_step = self.global_step
@@ -278,7 +290,11 @@ class DQN:
                 # At an episode end next_obs is already the next episode's first observation
                 # (SAME_STEP autoreset); store the real last one from info["final_obs"].
                 real_next_obs = envs.real_next_obs(next_obs, infos)
-                self.buffer.add(self._obs, actions, rewards, real_next_obs, terminated, truncated)
+                transition = (self._obs, actions, rewards, real_next_obs, terminated, truncated)
+                if self.n_step_collector is None:
+                    self.buffer.add(*transition, cfg.gamma)
+                elif (ready := self.n_step_collector.add(*transition)) is not None:
+                    self.buffer.add(*ready)
                 self._obs = next_obs
                 previous_step, self.global_step = self.global_step, self.global_step + n
                 self.n_episodes += monitor.record_episodes(infos, self.global_step)
@@ -311,7 +327,7 @@ class DQN:
         with torch.no_grad():
             next_q_online = self.q_net(batch.next_obs) if cfg.double_q else None
             next_q = bootstrap_values(self.q_net_target(batch.next_obs), next_q_online)
-            target = td_target(batch.rewards, next_q, batch.terminated, cfg.gamma)
+            target = td_target(batch.rewards, next_q, batch.terminated, batch.discounts)
         q_values = self.q_net(batch.obs)
         q_taken = q_values.gather(1, batch.actions.unsqueeze(1)).squeeze(1)
         loss = self.loss_fn(q_taken, target)

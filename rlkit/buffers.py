@@ -17,6 +17,7 @@ class ReplayBatch(NamedTuple):
     next_obs: torch.Tensor  # (B, *obs_shape): the true next observation, also at episode ends
     terminated: torch.Tensor  # (B,) bool: the MDP ended; the target must not bootstrap
     truncated: torch.Tensor  # (B,) bool: cut by a time limit; the target still bootstraps
+    discounts: torch.Tensor  # (B,) float32: factor of the bootstrap value, gamma^k for k steps
 
 
 def available_memory_bytes(device: torch.device) -> int:
@@ -52,7 +53,7 @@ class ReplayBuffer:
     final observation rather than the first observation of the next episode.
     """
 
-    FIELDS = ("obs", "actions", "rewards", "next_obs", "terminated", "truncated")
+    FIELDS = ("obs", "actions", "rewards", "next_obs", "terminated", "truncated", "discounts")
 
     def __init__(
         self,
@@ -77,6 +78,7 @@ class ReplayBuffer:
         self.rewards = torch.zeros(n, dtype=torch.float32, device=self.device)
         self.terminated = torch.zeros(n, dtype=torch.bool, device=self.device)
         self.truncated = torch.zeros(n, dtype=torch.bool, device=self.device)
+        self.discounts = torch.zeros(n, dtype=torch.float32, device=self.device)
         self.pos = 0  # next row to write
         self.size = 0  # rows holding data
         # Writes go through numpy views of host memory: one numpy copy per field and step
@@ -119,10 +121,10 @@ class ReplayBuffer:
 
     @staticmethod
     def bytes_needed(capacity: int, obs_shape: tuple[int, ...], obs_dtype=torch.float32) -> int:
-        """Bytes the buffer allocates: two observations, action, reward and two flags per row."""
+        """Bytes the buffer allocates: two observations, action, reward, discount, two flags."""
         item_size = torch.empty(0, dtype=obs_dtype).element_size()
         obs_bytes = int(np.prod(obs_shape, dtype=np.int64)) * item_size
-        return int(capacity) * (2 * obs_bytes + 8 + 4 + 1 + 1)
+        return int(capacity) * (2 * obs_bytes + 8 + 4 + 4 + 1 + 1)
 
     @property
     def nbytes(self) -> int:
@@ -137,9 +139,13 @@ class ReplayBuffer:
     def __len__(self) -> int:
         return self.size
 
-    def add(self, obs, actions, rewards, next_obs, terminated, truncated) -> None:
-        """Append a batch of N transitions (one per vector-env copy) given as numpy arrays."""
-        values = (obs, actions, rewards, next_obs, terminated, truncated)
+    def add(self, obs, actions, rewards, next_obs, terminated, truncated, discounts) -> None:
+        """Append a batch of N transitions given as numpy arrays (or scalars for `discounts`).
+
+        `discounts` is the factor of the bootstrap value: gamma for one-step transitions,
+        gamma^k for k-step returns.
+        """
+        values = (obs, actions, rewards, next_obs, terminated, truncated, discounts)
         n = len(actions)
         if n > min(self.capacity, self._staging_rows):
             raise ValueError(f"cannot add {n} transitions at once to {self.describe()}")
@@ -161,7 +167,7 @@ class ReplayBuffer:
                 target[row:end] = value
             else:  # wraps around the end of the ring
                 split = len(target) - row
-                value = np.asarray(value)
+                value = np.broadcast_to(np.asarray(value), (n, *target.shape[1:]))
                 target[row:] = value[:split]
                 target[: end - len(target)] = value[split:]
 
@@ -196,6 +202,7 @@ class ReplayBuffer:
             self.next_obs[idx],
             self.terminated[idx],
             self.truncated[idx],
+            self.discounts[idx],
         )
 
     def state_dict(self) -> dict[str, torch.Tensor]:

@@ -9,11 +9,13 @@ def td_target(
     rewards: torch.Tensor,
     next_q_values: torch.Tensor,
     terminated: torch.Tensor,
-    gamma: float,
+    gamma: float | torch.Tensor,
 ) -> torch.Tensor:
-    """One-step Q-learning target  y = r + gamma * (1 - terminated) * max_a' Q_target(s', a').
+    """Q-learning target  y = r + gamma * (1 - terminated) * max_a' Q_target(s', a').
 
     `next_q_values` is the bootstrap value of the next state (already maximised over actions).
+    `gamma` is a float, or a per-sample tensor of discounts (gamma^k for k-step returns, whose
+    `rewards` are then the discounted k-step sums).
     Only `terminated` zeroes the bootstrap: an episode cut by a time limit (truncated) did not
     reach a terminal state, so its value is still that of the real next observation.
     """

@@ -16,6 +16,7 @@ def _rows(start, n, obs_dim=3):
         obs + 1000,
         idx % 3 == 0,
         idx % 5 == 0,
+        0.99 ** (1 + idx % 3),
     )
 
 
@@ -28,6 +29,15 @@ def test_add_and_read_back_keeps_terminated_and_truncated_apart():
     assert torch.equal(buffer.actions[:4], torch.tensor([0, 1, 0, 1]))
     assert torch.equal(buffer.terminated[:4], torch.tensor([True, False, False, True]))
     assert torch.equal(buffer.truncated[:4], torch.tensor([True, False, False, False]))
+    assert torch.allclose(buffer.discounts[:4], torch.tensor([0.99, 0.99**2, 0.99**3, 0.99]))
+
+
+def test_scalar_discount_is_broadcast_also_across_the_wrap():
+    buffer = ReplayBuffer(5, (3,))
+    obs, actions, rewards, next_obs, terminated, truncated, _ = _rows(0, 4)
+    buffer.add(obs, actions, rewards, next_obs, terminated, truncated, 0.9)
+    buffer.add(obs, actions, rewards, next_obs, terminated, truncated, 0.5)  # wraps
+    assert buffer.discounts.tolist() == pytest.approx([0.5, 0.5, 0.5, 0.9, 0.5])
 
 
 def test_circular_overwrite_wraps_around():
@@ -73,7 +83,7 @@ def test_sampling_is_reproducible_with_a_seeded_generator():
 
 def test_memory_is_what_capacity_says():
     buffer = ReplayBuffer(1000, (4,))
-    assert buffer.nbytes == ReplayBuffer.bytes_needed(1000, (4,)) == 1000 * (2 * 16 + 8 + 4 + 2)
+    assert buffer.nbytes == ReplayBuffer.bytes_needed(1000, (4,)) == 1000 * (2 * 16 + 8 + 4 + 4 + 2)
     assert "1,000 transitions" in buffer.describe()
 
 

@@ -125,3 +125,29 @@ def test_truncated_file_is_a_clear_error(tmp_path):
         agents.load(path)
     with pytest.raises(AgentFileError, match="no such file"):
         agents.load(tmp_path / "missing.safetensors")
+
+
+def test_epsilon_greedy_explores_uniformly():
+    agent = DQN(**SMALL, seed=0)
+    obs = torch.zeros(40_000, 4)
+    greedy_action = int(agent.act(np.zeros(4, dtype=np.float32)))
+    assert np.all(agent._epsilon_greedy(obs, 0.0) == greedy_action)
+    counts = np.bincount(agent._epsilon_greedy(obs, 1.0), minlength=2)
+    assert abs(counts[0] - 20_000) < 5 * 100  # binomial sd = 100
+    # epsilon 0.5: half the actions are random, so a quarter are the non-greedy action.
+    other = np.mean(agent._epsilon_greedy(obs, 0.5) != greedy_action)
+    assert abs(other - 0.25) < 5 * np.sqrt(0.25 * 0.75 / 40_000)
+
+
+def test_n_step_agent_stores_discounted_returns():
+    agent = DQN(**{**SMALL, "learning_starts": 10**6}, n_steps=3, n_envs=2, gamma=0.9, seed=0)
+    agent.learn(600)
+    n = len(agent.buffer)
+    discounts = agent.buffer.discounts[:n]
+    rewards = agent.buffer.rewards[:n]
+    allowed = torch.tensor([0.9, 0.81, 0.729])
+    assert torch.all((discounts[:, None] - allowed).abs().min(dim=1).values < 1e-6)
+    # CartPole pays 1 per step: a k-step return is 1 + 0.9 + ... + 0.9^(k-1) = (1 - 0.9^k) / 0.1.
+    assert torch.allclose(rewards, (1 - discounts) / 0.1, atol=1e-5)
+    # Full windows are the rule; shorter ones only come from episode ends.
+    assert (discounts - 0.729).abs().lt(1e-6).float().mean() > 0.7

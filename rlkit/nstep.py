@@ -1,0 +1,77 @@
+"""n-step returns for replay: turn the one-step transitions of N env copies into n-step ones.
+
+The stored transition from s_t is (s_t, a_t, R, s_{t+k}, terminated, truncated, discount) with
+R = r_t + gamma r_{t+1} + ... + gamma^(k-1) r_{t+k-1} and discount = gamma^k, where k = n, or
+less when the episode ended first. The target is then R + discount * max_a Q(s_{t+k}, a) unless
+the episode terminated. A window never crosses an episode end: a terminated episode adds no
+bootstrap, a truncated one bootstraps from its real last observation with gamma^k.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def discounted_sum(rewards: Sequence[float], gamma: float) -> float:
+    """r_0 + gamma r_1 + gamma^2 r_2 + ... (the reference the collector is tested against)."""
+    total = 0.0
+    for reward in reversed(rewards):
+        total = reward + gamma * total
+    return total
+
+
+class NStepCollector:
+    """Holds the last n steps of each env copy and releases n-step transitions when complete.
+
+    `add` takes one vector step and returns the transitions that became complete, as a tuple of
+    arrays (obs, actions, returns, next_obs, terminated, truncated, discounts), possibly empty.
+    """
+
+    def __init__(self, n_steps: int, gamma: float, n_envs: int) -> None:
+        if n_steps < 1:
+            raise ValueError(f"n_steps must be >= 1, got {n_steps}")
+        self.n_steps = n_steps
+        self.gamma = gamma
+        self.pending: list[deque] = [deque() for _ in range(n_envs)]
+
+    def add(self, obs, actions, rewards, next_obs, terminated, truncated):
+        out: list[tuple] = []
+        for i, window in enumerate(self.pending):
+            window.append((obs[i], actions[i], float(rewards[i])))
+            if terminated[i] or truncated[i]:
+                # The episode ended: every pending start gets its (shorter) window now.
+                while window:
+                    out.append(self._transition(window, next_obs[i], terminated[i], truncated[i]))
+                    window.popleft()
+            elif len(window) == self.n_steps:
+                out.append(self._transition(window, next_obs[i], False, False))
+                window.popleft()
+        if not out:
+            return None
+        obs_, actions_, returns, next_obs_, terminated_, truncated_, discounts = zip(*out, strict=True)
+        return (
+            np.stack(obs_),
+            np.asarray(actions_),
+            np.asarray(returns, dtype=np.float32),
+            np.stack(next_obs_),
+            np.asarray(terminated_, dtype=bool),
+            np.asarray(truncated_, dtype=bool),
+            np.asarray(discounts, dtype=np.float32),
+        )
+
+    def _transition(self, window: deque, next_obs, terminated: bool, truncated: bool) -> tuple:
+        first_obs, first_action, _ = window[0]
+        rewards = [reward for _, _, reward in window]
+        discount = self.gamma ** len(rewards)
+        return (
+            first_obs,
+            first_action,
+            discounted_sum(rewards, self.gamma),
+            next_obs,
+            bool(terminated),
+            bool(truncated) and not terminated,
+            discount,
+        )

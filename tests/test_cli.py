@@ -1,0 +1,153 @@
+"""The command line as a user runs it: real subprocesses, real run folders, real event files."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from .helpers import read_accumulator, read_scalars
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = [
+    "--steps", "1500", "--no-progress",
+    "--set", "learning_starts=300", "--set", "log_interval=250", "--set", "eval_episodes=3",
+    "--set", "network.hidden_sizes=[32,32]", "--set", "torch_threads=1",
+    "--set", "exploration_fraction=0.5",
+]  # fmt: skip
+
+
+def rlkit(*args, cwd=ROOT):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "rlkit.cli", *map(str, args)],
+        cwd=cwd, capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "cartpole"
+    result = rlkit("train", "configs/dqn_cartpole.yaml", "--run-dir", run_dir, "--seed", "4", *TINY)
+    assert result.returncode == 0, result.stderr
+    return run_dir, result
+
+
+def test_train_writes_a_complete_run_folder(trained_run):
+    run_dir, result = trained_run
+    assert (run_dir / "agent.safetensors").is_file()
+    assert list(run_dir.glob("events.out.tfevents.*"))
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["agent"] == "dqn" and config["seed"] == 4 and config["total_steps"] == 1500
+    assert config["network"]["hidden_sizes"] == [32, 32]
+    assert "greedy evaluation over 3 episodes" in result.stderr
+
+
+def test_event_files_hold_the_scalars(trained_run):
+    run_dir, _ = trained_run
+    scalars = read_scalars(run_dir)
+    for tag in (
+        "rollout/episodic_return", "rollout/episodic_length", "train/td_loss", "train/mean_q",
+        "train/epsilon", "train/learning_rate", "train/grad_norm", "time/steps_per_second",
+        "eval/mean_return",
+    ):  # fmt: skip
+        assert scalars.get(tag), f"missing scalar {tag}"
+    assert [step for step, _ in scalars["train/epsilon"]] == [250, 500, 750, 1000, 1250, 1500]
+    assert scalars["train/epsilon"][0][1] > scalars["train/epsilon"][-1][1]
+    # Episode returns of CartPole equal their lengths (reward 1 per step).
+    returns = [v for _, v in scalars["rollout/episodic_return"]]
+    lengths = [v for _, v in scalars["rollout/episodic_length"]]
+    assert returns == lengths and sum(lengths) <= 1500
+    accumulator = read_accumulator(run_dir)
+    assert accumulator.PluginTagToContent("hparams")  # the config as TensorBoard hparams
+    text = accumulator.Tensors("config/text_summary")[0].tensor_proto.string_val[0].decode()
+    assert "optimizer" in text and "CartPole-v1" in text
+
+
+def test_eval_prints_mean_and_json(trained_run):
+    run_dir, _ = trained_run
+    plain = rlkit("eval", run_dir, "--episodes", "3")
+    assert plain.returncode == 0, plain.stderr
+    assert "mean return" in plain.stdout and "over 3 episodes" in plain.stdout
+    as_json = rlkit(
+        "eval", run_dir / "agent.safetensors", "--episodes", "4", "--seed", "1", "--json"
+    )
+    assert as_json.returncode == 0, as_json.stderr
+    data = json.loads(as_json.stdout)
+    assert data["episodes"] == 4 and len(data["returns"]) == 4
+    assert data["mean_return"] == pytest.approx(sum(data["returns"]) / 4)
+    assert data["std_return"] >= 0
+
+
+def _bad_config(tmp_path, text):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    return path
+
+
+USER_ERRORS = [
+    (["train", "missing.yaml"], "config file not found"),
+    (["train", "{tmp}/bad.yaml"], "invalid YAML", "agent: dqn\ngamma: [0.9\n"),
+    (["train", "{tmp}/bad.yaml"], "did you mean 'gamma'", "agent: dqn\ngama: 0.9\n"),
+    (["train", "{tmp}/bad.yaml"], "gamma: expected a number", "agent: dqn\ngamma: high\n"),
+    (["train", "{tmp}/bad.yaml"], "Did you mean: `CartPole`", "agent: dqn\nenv: Cartpole-v1\n"),
+    (
+        ["train", "{tmp}/bad.yaml"],
+        "DQN needs a Discrete action space",
+        "agent: dqn\nenv: Pendulum-v1\n",
+    ),
+    (
+        ["train", "{tmp}/bad.yaml"],
+        "optimizer.lr must be a finite number > 0",
+        "agent: dqn\noptimizer: {lr: -0.001}\n",
+    ),
+    (
+        ["train", "{tmp}/bad.yaml"],
+        "is larger than buffer_size",
+        "agent: dqn\nbuffer_size: 16\nbatch_size: 64\n",
+    ),
+    (
+        ["train", "{tmp}/bad.yaml"],
+        "could not determine a constructor",
+        "agent: dqn\ngamma: !!python/object/apply:os.getcwd []\n",
+    ),
+    (["train", "configs/dqn_cartpole.yaml", "--set", "gamma"], "dotted.key=value"),
+    (["train", "configs/dqn_cartpole.yaml", "--steps", "0"], "total_steps must be >= 1"),
+    (["train", "configs/dqn_cartpole.yaml", "--steps", "ten"], "invalid int value"),
+    (["eval", "{tmp}/nothing"], "no such file"),
+    (["eval", "{tmp}/bad.yaml"], "not a readable rlkit file", "just text"),
+    (["eval", "configs/dqn_cartpole.yaml", "--episodes", "0"], "--episodes must be at least 1"),
+    (["fly"], "invalid choice"),
+]
+if not torch.cuda.is_available():
+    USER_ERRORS.append(
+        (["train", "configs/dqn_cartpole.yaml", "--device", "cuda"], "CUDA is not available")
+    )
+
+
+@pytest.mark.parametrize(
+    "case", USER_ERRORS, ids=[" ".join(c[0]) + " " + c[1] for c in USER_ERRORS]
+)
+def test_user_errors_are_one_line_and_exit_2(tmp_path, case):
+    args, fragment, *content = case
+    if content:
+        _bad_config(tmp_path, content[0])
+    result = rlkit(*[a.format(tmp=tmp_path) for a in args])
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert fragment in lines[0]
+    assert not list(tmp_path.glob("runs"))  # nothing half-made
+
+
+def test_existing_run_folder_is_not_overwritten(trained_run):
+    run_dir, _ = trained_run
+    before = sorted(p.name for p in run_dir.iterdir())
+    result = rlkit("train", "configs/dqn_cartpole.yaml", "--run-dir", run_dir, *TINY)
+    assert result.returncode == 2 and "already exists" in result.stderr
+    assert sorted(p.name for p in run_dir.iterdir()) == before

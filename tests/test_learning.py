@@ -1,0 +1,55 @@
+"""Learning claims, measured the way the README states them: the shipped config trained from the
+command line, then greedy evaluation over 20 episodes. Slow (about two minutes on 2 cores)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _rlkit_command(arguments: str) -> list[str]:
+    return [sys.executable, "-m", "rlkit.cli", *arguments.split()]
+
+
+def _train_in_parallel(config: str, seeds, tmp_path) -> None:
+    settings = "--no-progress --set eval_episodes=0 --set torch_threads=1"
+    procs = {
+        seed: subprocess.Popen(
+            _rlkit_command(
+                f"train {config} --seed {seed} --run-dir {tmp_path / f's{seed}'} {settings}"
+            ),
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for seed in seeds
+    }
+    for seed, proc in procs.items():
+        _, stderr = proc.communicate(timeout=900)
+        assert proc.returncode == 0, f"seed {seed}: {stderr}"
+
+
+def _greedy_eval(run_dir: Path, episodes: int = 20, seed: int = 12345) -> dict:
+    result = subprocess.run(
+        _rlkit_command(f"eval {run_dir} --episodes {episodes} --seed {seed} --json"),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.mark.slow
+def test_dqn_cartpole_config_solves_on_seeds_1_2_3(tmp_path):
+    seeds = (1, 2, 3)
+    _train_in_parallel("configs/dqn_cartpole.yaml", seeds, tmp_path)
+    means = {seed: _greedy_eval(tmp_path / f"s{seed}")["mean_return"] for seed in seeds}
+    print(f"DQN CartPole-v1, 50k steps, greedy mean over 20 episodes: {means}")
+    assert all(mean >= 475 for mean in means.values()), means
