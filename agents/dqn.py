@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 import envs
-from rlkit.buffers import ReplayBuffer
+from rlkit.buffers import ReplayBuffer, describe_capacity
 from rlkit.config import (
     Config,
     check_choice,
@@ -182,6 +182,10 @@ class DQN:
         self.n_updates = 0  # gradient steps taken
         self.n_episodes = 0
         self._obs: np.ndarray | None = None
+
+    def describe_memory(self) -> str:
+        cfg = self.config
+        return describe_capacity(cfg.buffer_size, self.obs_shape, self.device)
 
     # ------------------------------------------------------------------ acting
 

@@ -135,6 +135,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"on {agent.device}; run folder {run_dir}",
         file=sys.stderr,
     )
+    print(f"rlkit: {agent.describe_memory()}", file=sys.stderr)
     run_settings = dataclasses.asdict(run)
     try:
         agent.learn(

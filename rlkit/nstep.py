@@ -51,14 +51,14 @@ class NStepCollector:
                 window.popleft()
         if not out:
             return None
-        obs_, actions_, returns, next_obs_, terminated_, truncated_, discounts = zip(*out, strict=True)
+        obs, actions, returns, next_obs, terminated, truncated, discounts = zip(*out, strict=True)
         return (
-            np.stack(obs_),
-            np.asarray(actions_),
+            np.stack(obs),
+            np.asarray(actions),
             np.asarray(returns, dtype=np.float32),
-            np.stack(next_obs_),
-            np.asarray(terminated_, dtype=bool),
-            np.asarray(truncated_, dtype=bool),
+            np.stack(next_obs),
+            np.asarray(terminated, dtype=bool),
+            np.asarray(truncated, dtype=bool),
             np.asarray(discounts, dtype=np.float32),
         )
 

@@ -19,7 +19,7 @@ class ProgressBar:
         self.interactive = self.stream.isatty()
         self.interval = 0.2 if self.interactive else interval
         self.start_time = time.perf_counter()
-        self.last_draw = 0.0
+        self.last_draw = self.start_time  # first line after one interval, with a real rate
         self.returns: deque[float] = deque(maxlen=20)
         self.start_step: int | None = None
 

@@ -6,13 +6,17 @@ writes real TensorBoard event files into the run folder, plus the config as text
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
+
+from rlkit.progress import ProgressBar
 
 
 def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -84,11 +88,6 @@ class RunMonitor:
         metric_tags: tuple[str, ...] = (),
         start_step: int = 0,
     ) -> None:
-        import time
-
-        from rlkit.progress import ProgressBar
-
-        self._clock = time.perf_counter
         self.recorder = Recorder(run_dir) if run_dir is not None else None
         self.recording = self.recorder is not None
         if self.recorder is not None and config is not None:
@@ -97,15 +96,13 @@ class RunMonitor:
             )
             self.recorder.config(config, list(metric_tags))
         self.bar = ProgressBar(end_step) if progress else None
-        self.last_step, self.last_time = start_step, self._clock()
+        self.last_step, self.last_time = start_step, time.perf_counter()
 
     def record_episodes(self, infos: Mapping[str, Any], step: int) -> int:
         """Log the episodes that ended in this vector step (RecordEpisodeStatistics info);
         returns how many there were."""
         if "episode" not in infos:
             return 0
-        import numpy as np
-
         finished = np.flatnonzero(infos["_episode"])
         for i in finished:
             episodic_return = float(infos["episode"]["r"][i])
@@ -120,7 +117,7 @@ class RunMonitor:
         """Interval scalars, plus the environment steps per second since the last call."""
         if self.recorder is None:
             return
-        now = self._clock()
+        now = time.perf_counter()
         self.recorder.scalars(values, step)
         if step > self.last_step:
             self.recorder.scalar(
