@@ -25,8 +25,16 @@ from rlkit.config import (
     require,
     unknown_key_message,
 )
+from rlkit.optim import optimizers
 
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+    "sgd": optimizers.SGD,
+    "adagrad": optimizers.Adagrad,
+    "rmsprop": optimizers.RMSprop,
+    "adam": optimizers.Adam,
+    "adamw": optimizers.AdamW,
+    "nadam": optimizers.NAdam,
+    # torch.optim's implementations, for comparison.
     "torch.sgd": torch.optim.SGD,
     "torch.adagrad": torch.optim.Adagrad,
     "torch.rmsprop": torch.optim.RMSprop,
@@ -34,9 +42,6 @@ OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "torch.adamw": torch.optim.AdamW,
     "torch.nadam": torch.optim.NAdam,
 }
-# Until rlkit's own optimizers land, the plain names select torch's.
-for _name in list(OPTIMIZERS):
-    OPTIMIZERS.setdefault(_name.removeprefix("torch."), OPTIMIZERS[_name])
 
 
 def optimizer_class(name: str) -> type[torch.optim.Optimizer]:

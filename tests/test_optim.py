@@ -1,0 +1,350 @@
+"""rlkit.optim against torch.optim: same trajectories, torch's conventions, clear errors."""
+
+import copy
+import io
+import math
+
+import pytest
+import torch
+
+import rlkit.optim as ro
+from rlkit.networks import mlp
+
+CASES = [
+    ("sgd", {}),
+    ("sgd", {"momentum": 0.9}),
+    ("sgd", {"momentum": 0.9, "dampening": 0.5}),
+    ("sgd", {"momentum": 0.9, "dampening": 0.9}),  # notes 002: momentum with (1 - beta)
+    ("sgd", {"momentum": 0.9, "nesterov": True}),
+    ("sgd", {"momentum": 0.8, "nesterov": True, "weight_decay": 1e-2}),
+    ("sgd", {"weight_decay": 1e-2, "maximize": True}),
+    ("adagrad", {}),
+    ("adagrad", {"lr_decay": 1e-2, "initial_accumulator_value": 0.1}),
+    ("adagrad", {"weight_decay": 1e-2, "eps": 1e-6}),
+    ("adagrad", {"maximize": True}),
+    ("rmsprop", {}),
+    ("rmsprop", {"centered": True}),
+    ("rmsprop", {"momentum": 0.9}),
+    ("rmsprop", {"centered": True, "momentum": 0.9, "weight_decay": 1e-2}),
+    ("rmsprop", {"alpha": 0.9, "eps": 1e-6, "maximize": True}),
+    ("adam", {}),
+    ("adam", {"amsgrad": True}),
+    ("adam", {"weight_decay": 1e-2}),
+    ("adam", {"betas": (0.8, 0.99), "eps": 1e-6}),
+    ("adam", {"amsgrad": True, "weight_decay": 1e-2, "maximize": True}),
+    ("adamw", {}),
+    ("adamw", {"weight_decay": 0.1, "amsgrad": True}),
+    ("adamw", {"maximize": True}),
+    ("nadam", {}),
+    ("nadam", {"momentum_decay": 1e-2}),
+    ("nadam", {"weight_decay": 1e-2}),
+    ("nadam", {"weight_decay": 1e-2, "decoupled_weight_decay": True}),
+    ("nadam", {"betas": (0.8, 0.99), "maximize": True}),
+]
+LR = {"sgd": 1e-2, "adagrad": 1e-2, "rmsprop": 1e-3, "adam": 1e-3, "adamw": 1e-3, "nadam": 1e-3}
+
+
+def _problem(dtype, seed=0):
+    """A small MLP regression: a fixed batch, so both optimizers see identical gradients."""
+    torch.manual_seed(seed)
+    net = mlp(5, [16, 16], 3, activation="tanh").to(dtype)
+    x = torch.randn(64, 5, dtype=dtype)
+    y = torch.sin(x[:, :3]) + 0.1 * torch.randn(64, 3, dtype=dtype)
+    return net, x, y
+
+
+def _train(net, optimizer, x, y, steps, maximize=False):
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = (net(x) - y).square().mean()
+        (-loss if maximize else loss).backward()
+        optimizer.step()
+
+
+def _max_relative_difference(a, b):
+    return max(
+        ((pa - pb).abs().max() / pb.abs().max().clamp_min(1e-30)).item()
+        for pa, pb in zip(a.parameters(), b.parameters(), strict=True)
+    )
+
+
+@pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float64, 1e-10), (torch.float32, 1e-5)])
+@pytest.mark.parametrize(("name", "options"), CASES, ids=[f"{n}-{o}" for n, o in CASES])
+def test_same_trajectory_as_torch(name, options, dtype, tolerance):
+    ours, x, y = _problem(dtype)
+    theirs = copy.deepcopy(ours)
+    opt_ours = ro.OPTIMIZERS[name](ours.parameters(), lr=LR[name], **options)
+    opt_theirs = ro.OPTIMIZERS[f"torch.{name}"](theirs.parameters(), lr=LR[name], **options)
+    # A loss that goes up under maximize would diverge; maximise its negative instead.
+    maximize = options.get("maximize", False)
+    _train(ours, opt_ours, x, y, 500, maximize)
+    _train(theirs, opt_theirs, x, y, 500, maximize)
+    assert _max_relative_difference(ours, theirs) <= tolerance
+    # The trajectory really moved (a test that cannot fail is no test).
+    start, _, _ = _problem(dtype)
+    assert _max_relative_difference(ours, start) > 1e-3
+
+
+def test_param_groups_with_their_own_hyperparameters():
+    ours, x, y = _problem(torch.float64)
+    theirs = copy.deepcopy(ours)
+
+    def groups(net):
+        layers = [m for m in net if isinstance(m, torch.nn.Linear)]
+        return [
+            {"params": layers[0].parameters(), "lr": 1e-2, "betas": (0.8, 0.9)},
+            {"params": [*layers[1].parameters(), *layers[2].parameters()], "weight_decay": 0.1},
+        ]
+
+    opt_ours = ro.Adam(groups(ours), lr=1e-3)
+    opt_theirs = torch.optim.Adam(groups(theirs), lr=1e-3)
+    assert opt_ours.param_groups[0]["betas"] == (0.8, 0.9)
+    assert opt_ours.param_groups[1]["lr"] == 1e-3 and opt_ours.defaults["lr"] == 1e-3
+    _train(ours, opt_ours, x, y, 200)
+    _train(theirs, opt_theirs, x, y, 200)
+    assert _max_relative_difference(ours, theirs) <= 1e-10
+
+
+def test_add_param_group_later():
+    ours, x, y = _problem(torch.float64)
+    theirs = copy.deepcopy(ours)
+    opts = []
+    for net, cls in ((ours, ro.SGD), (theirs, torch.optim.SGD)):
+        linears = [m for m in net if isinstance(m, torch.nn.Linear)]
+        opt = cls(linears[0].parameters(), lr=1e-2, momentum=0.9)
+        opts.append(opt)
+    for net, opt in zip((ours, theirs), opts, strict=True):
+        _train(net, opt, x, y, 50)
+        linears = [m for m in net if isinstance(m, torch.nn.Linear)]
+        opt.add_param_group({"params": [*linears[1].parameters(), *linears[2].parameters()]})
+        _train(net, opt, x, y, 50)
+    assert _max_relative_difference(ours, theirs) <= 1e-10
+
+
+@pytest.mark.parametrize(("name", "options"), [c for c in CASES if not c[1].get("maximize")][::2])
+def test_state_dict_round_trip_continues_bit_for_bit(name, options):
+    straight, x, y = _problem(torch.float32)
+    resumed = copy.deepcopy(straight)
+    opt = ro.OPTIMIZERS[name](straight.parameters(), lr=LR[name], **options)
+    _train(straight, opt, x, y, 250)
+    # Save mid-training (through bytes, as a checkpoint would), load into fresh objects.
+    buffer = io.BytesIO()
+    torch.save({"model": straight.state_dict(), "optimizer": opt.state_dict()}, buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=True)
+    resumed.load_state_dict(saved["model"])
+    fresh = ro.OPTIMIZERS[name](resumed.parameters(), lr=LR[name], **options)
+    fresh.load_state_dict(saved["optimizer"])
+    _train(straight, opt, x, y, 250)
+    _train(resumed, fresh, x, y, 250)
+    for a, b in zip(straight.parameters(), resumed.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_state_dict_has_torch_layout_and_loads_into_torch():
+    net, x, y = _problem(torch.float64)
+    twin = copy.deepcopy(net)
+    opt = ro.Adam(net.parameters(), lr=1e-3)
+    _train(net, opt, x, y, 10)
+    state = opt.state_dict()
+    assert set(state["state"][0]) == {"step", "exp_avg", "exp_avg_sq"}
+    assert float(state["state"][0]["step"]) == 10.0
+    assert state["state"][0]["exp_avg"].shape == next(net.parameters()).shape
+    torch_opt = torch.optim.Adam(twin.parameters(), lr=1e-3)
+    twin.load_state_dict(net.state_dict())
+    torch_opt.load_state_dict(copy.deepcopy(state))  # like torch's, the state_dict holds references
+    _train(net, opt, x, y, 20)
+    _train(twin, torch_opt, x, y, 20)
+    assert _max_relative_difference(net, twin) <= 1e-12
+
+
+def test_lr_scheduler_drives_the_learning_rate():
+    ours, x, y = _problem(torch.float64)
+    theirs = copy.deepcopy(ours)
+    runs = []
+    for net, cls in ((ours, ro.Adam), (theirs, torch.optim.Adam)):
+        opt = cls(net.parameters(), lr=1e-2)
+        scheduler = torch.optim.lr_scheduler.StepLR(opt, step_size=30, gamma=0.5)
+        lrs = []
+        for _ in range(100):
+            _train(net, opt, x, y, 1)
+            scheduler.step()
+            lrs.append(opt.param_groups[0]["lr"])
+        runs.append(lrs)
+    assert runs[0] == runs[1] and runs[0][-1] == pytest.approx(1e-2 * 0.5**3)
+    assert _max_relative_difference(ours, theirs) <= 1e-10
+
+
+def test_step_with_closure_returns_its_loss():
+    net, x, y = _problem(torch.float64)
+    opt = ro.SGD(net.parameters(), lr=0.1)
+
+    def closure():
+        opt.zero_grad()
+        loss = (net(x) - y).square().mean()
+        loss.backward()
+        return loss
+
+    first = opt.step(closure)
+    second = opt.step(closure)
+    assert isinstance(first, torch.Tensor) and second < first
+
+
+def test_parameters_without_gradients_are_left_alone_like_torch():
+    ours, x, y = _problem(torch.float64)
+    theirs = copy.deepcopy(ours)
+    opts = [ro.Adam(ours.parameters(), lr=1e-2), torch.optim.Adam(theirs.parameters(), lr=1e-2)]
+    for step in range(60):
+        for net, opt in zip((ours, theirs), opts, strict=True):
+            opt.zero_grad(set_to_none=True)
+            if step % 3 == 0:  # only the last layer's bias gets a gradient on these steps
+                net[-1].bias.sum().backward()
+            else:
+                (net(x) - y).square().mean().backward()
+            opt.step()
+    assert _max_relative_difference(ours, theirs) <= 1e-10
+    assert float(opts[0].state_dict()["state"][0]["step"]) == 40.0
+
+
+def test_replaced_parameter_storage_is_picked_up():
+    # module.to(), load_state_dict(assign=True) and friends give parameters new storage; the
+    # optimizer must keep updating the parameters the module actually uses.
+    ours, x, y = _problem(torch.float64)
+    theirs = copy.deepcopy(ours)
+    opts = [ro.Adam(ours.parameters(), lr=1e-2), torch.optim.Adam(theirs.parameters(), lr=1e-2)]
+    _train(ours, opts[0], x, y, 5)
+    _train(theirs, opts[1], x, y, 5)
+    for p in ours.parameters():
+        p.data = p.data.clone()
+    _train(ours, opts[0], x, y, 5)
+    _train(theirs, opts[1], x, y, 5)
+    assert _max_relative_difference(ours, theirs) <= 1e-12
+
+
+def _reference_dozat(params, grads_fn, lr, beta1, beta2, eps, steps):
+    """The notes' formula, written out: theta <- theta - lr/(sqrt(v_hat)+eps) *
+    (beta1 m_hat + (1-beta1) g / (1 - beta1^t))."""
+    m = [torch.zeros_like(p) for p in params]
+    v = [torch.zeros_like(p) for p in params]
+    for t in range(1, steps + 1):
+        grads = grads_fn()
+        with torch.no_grad():
+            for p, g, m_i, v_i in zip(params, grads, m, v, strict=True):
+                m_i.mul_(beta1).add_((1 - beta1) * g)
+                v_i.mul_(beta2).add_((1 - beta2) * g * g)
+                m_hat = m_i / (1 - beta1**t)
+                v_hat = v_i / (1 - beta2**t)
+                p.sub_(
+                    lr / (v_hat.sqrt() + eps) * (beta1 * m_hat + (1 - beta1) * g / (1 - beta1**t))
+                )
+
+
+def test_nadam_dozat_form_follows_the_notes():
+    ours, x, y = _problem(torch.float64)
+    reference = copy.deepcopy(ours)
+    opt = ro.NAdam(ours.parameters(), lr=1e-3, dozat=True)
+    _train(ours, opt, x, y, 300)
+
+    def grads():
+        for p in reference.parameters():
+            p.grad = None
+        (reference(x) - y).square().mean().backward()
+        return [p.grad for p in reference.parameters()]
+
+    _reference_dozat(list(reference.parameters()), grads, 1e-3, 0.9, 0.999, 1e-8, 300)
+    assert _max_relative_difference(ours, reference) <= 1e-10
+    # ... and it is not torch's NAdam (whose momentum coefficient warms up).
+    torch_nadam, _, _ = _problem(torch.float64)
+    _train(torch_nadam, torch.optim.NAdam(torch_nadam.parameters(), lr=1e-3), x, y, 300)
+    assert _max_relative_difference(ours, torch_nadam) > 1e-6
+
+
+def _param():
+    return [torch.zeros(2, requires_grad=True)]
+
+
+BAD_ARGUMENTS = [
+    (ro.SGD, {"lr": -0.1}, "Invalid learning rate: -0.1"),
+    (ro.SGD, {"lr": math.nan}, "Invalid learning rate: nan"),
+    (ro.SGD, {"lr": math.inf}, "Invalid learning rate: inf"),
+    (ro.Adam, {"lr": -math.inf}, "Invalid learning rate: -inf"),
+    (ro.Adam, {"lr": math.inf}, "Invalid learning rate: inf"),
+    (ro.SGD, {"momentum": -0.5}, "Invalid momentum value: -0.5"),
+    (ro.SGD, {"weight_decay": -1.0}, "Invalid weight_decay value: -1.0"),
+    (ro.SGD, {"nesterov": True}, "Nesterov momentum requires a momentum and zero dampening"),
+    (ro.SGD, {"nesterov": True, "momentum": 0.9, "dampening": 0.1}, "zero dampening"),
+    (ro.Adam, {"eps": -1e-8}, "Invalid epsilon value: -1e-08"),
+    (ro.Adam, {"betas": (1.0, 0.999)}, "Invalid beta parameter at index 0: 1.0"),
+    (ro.Adam, {"betas": (0.9, -0.1)}, "Invalid beta parameter at index 1: -0.1"),
+    (ro.AdamW, {"weight_decay": -0.01}, "Invalid weight_decay value: -0.01"),
+    (ro.Adagrad, {"lr_decay": -1.0}, "Invalid lr_decay value: -1.0"),
+    (ro.Adagrad, {"initial_accumulator_value": -1.0}, "Invalid initial_accumulator_value value"),
+    (ro.RMSprop, {"alpha": -0.1}, "Invalid alpha value: -0.1"),
+    (ro.RMSprop, {"momentum": -0.1}, "Invalid momentum value: -0.1"),
+    (ro.NAdam, {"momentum_decay": -1.0}, "Invalid momentum_decay value: -1.0"),
+]
+
+
+@pytest.mark.parametrize(("cls", "kwargs", "message"), BAD_ARGUMENTS)
+def test_constructor_validation_uses_torch_wording(cls, kwargs, message):
+    with pytest.raises(ValueError) as info:
+        cls(_param(), **kwargs)
+    assert message in str(info.value)
+
+
+def test_sparse_gradients_and_complex_parameters_are_refused():
+    embedding = torch.nn.Embedding(10, 3, sparse=True)
+    opt = ro.Adam(embedding.parameters())
+    embedding(torch.tensor([1, 2])).sum().backward()
+    with pytest.raises(RuntimeError, match="does not support sparse gradients"):
+        opt.step()
+    with pytest.raises(ValueError, match="does not support complex parameters"):
+        ro.Adam([torch.zeros(2, dtype=torch.complex64, requires_grad=True)])
+
+
+def test_optimizer_config_builds_ours_by_default_and_torchs_by_prefix():
+    params = list(mlp(2, [4], 1).parameters())
+    assert type(ro.build_optimizer(params, ro.OptimizerConfig(name="adam"))) is ro.Adam
+    torch_config = ro.OptimizerConfig(name="torch.adam", options={"foreach": True})
+    assert type(ro.build_optimizer(params, torch_config)) is torch.optim.Adam
+    sgd = ro.build_optimizer(
+        params, ro.OptimizerConfig.from_mapping({"name": "sgd", "lr": 0.1, "momentum": 0.9})
+    )
+    assert type(sgd) is ro.SGD and sgd.defaults["momentum"] == 0.9
+
+
+@pytest.mark.parametrize(
+    ("schedule", "expected"),
+    [
+        ({"name": "constant"}, [1.0, 1.0, 1.0, 1.0, 1.0]),
+        ({"name": "linear", "end_factor": 0.0}, [1.0, 0.75, 0.5, 0.25, 0.0]),
+        ({"name": "linear", "end_factor": 0.5}, [1.0, 0.875, 0.75, 0.625, 0.5]),
+        ({"name": "step", "step_size": 2, "factor": 0.1}, [1.0, 1.0, 0.1, 0.1, 0.01]),
+    ],
+)
+def test_lr_schedules_from_config(schedule, expected):
+    opt = ro.Adam(_param(), lr=1.0)
+    scheduler = ro.build_lr_scheduler(opt, ro.LRScheduleConfig(**schedule), total_updates=4)
+    lrs = []
+    for _ in range(5):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()  # no gradients: a no-op, but schedulers expect it before their own step
+        scheduler.step()
+    assert lrs == pytest.approx(expected)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_trajectory_and_state_dict_across_devices():
+    ours, x, y = _problem(torch.float32)
+    ours, x, y = ours.cuda(), x.cuda(), y.cuda()
+    theirs = copy.deepcopy(ours)
+    opt = ro.Adam(ours.parameters(), lr=1e-3)
+    torch_opt = torch.optim.Adam(theirs.parameters(), lr=1e-3, foreach=True)
+    _train(ours, opt, x, y, 200)
+    _train(theirs, torch_opt, x, y, 200)
+    assert _max_relative_difference(ours, theirs) <= 1e-5
+    cpu_net = copy.deepcopy(ours).cpu()
+    cpu_opt = ro.Adam(cpu_net.parameters(), lr=1e-3)
+    cpu_opt.load_state_dict(opt.state_dict())
+    assert cpu_opt.state[next(cpu_net.parameters())]["exp_avg"].device.type == "cpu"
+    _train(cpu_net, cpu_opt, x.cpu(), y.cpu(), 10)
