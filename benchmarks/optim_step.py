@@ -21,8 +21,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import rlkit.optim as ro  # noqa: E402
-from rlkit.networks import mlp  # noqa: E402
+import rlkit.optim as ro
+from rlkit.networks import mlp
 
 OPTIONS = {
     "sgd": {"lr": 1e-2, "momentum": 0.9},
@@ -40,7 +40,11 @@ def make_variant(name: str, variant: str, params):
     if variant == "rlkit":
         return ro.OPTIMIZERS[name](params, **options)
     torch_cls = ro.OPTIMIZERS[f"torch.{name}"]
-    flags = {"torch": {"foreach": False}, "torch foreach": {"foreach": True}, "torch fused": {"fused": True}}
+    flags = {
+        "torch": {"foreach": False},
+        "torch foreach": {"foreach": True},
+        "torch fused": {"fused": True},
+    }
     try:
         return torch_cls(params, **options, **flags[variant])
     except (RuntimeError, TypeError, ValueError):
@@ -68,13 +72,19 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     devices = args.devices or ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     variants = ["rlkit", "torch", "torch foreach", "torch fused"]
-    print(f"torch {torch.__version__}, {args.threads} thread(s), {args.steps} steps x {args.rounds} rounds")
+    print(
+        f"torch {torch.__version__}, {args.threads} thread(s), "
+        f"{args.steps} steps x {args.rounds} rounds"
+    )
     for device_name in devices:
         device = torch.device(device_name)
         label = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
         for net_name, shape in NETWORKS.items():
             print(f"\n### {net_name} on {device_name} ({label}): time per step in ms")
-            print("| optimizer | rlkit | torch (default) | torch foreach | torch fused | rlkit / torch | rlkit / fused |")
+            print(
+                "| optimizer | rlkit | torch (default) | torch foreach | torch fused "
+                "| rlkit / torch | rlkit / fused |"
+            )
             print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
             for name in OPTIONS:
                 optimizers = {}
@@ -84,7 +94,9 @@ def main() -> None:
                     for p in net.parameters():
                         p.grad = torch.randn_like(p) * 1e-3
                     optimizers[variant] = make_variant(name, variant, list(net.parameters()))
-                times: dict[str, list[float]] = {v: [] for v in variants if optimizers[v] is not None}
+                times: dict[str, list[float]] = {
+                    v: [] for v in variants if optimizers[v] is not None
+                }
                 for v in times:  # warm-up: lazy state, first-call overheads
                     time_steps(optimizers[v], device, 20)
                 for _ in range(args.rounds):
@@ -93,7 +105,9 @@ def main() -> None:
                 median = {v: statistics.median(t) * 1e3 for v, t in times.items()}
                 cells = [f"{median[v]:.3f}" if v in median else "n/a" for v in variants]
                 ratio_default = median["rlkit"] / median["torch"]
-                ratio_fused = f"{median['rlkit'] / median['torch fused']:.2f}" if "torch fused" in median else "n/a"
+                ratio_fused = "n/a"
+                if "torch fused" in median:
+                    ratio_fused = f"{median['rlkit'] / median['torch fused']:.2f}"
                 print(f"| {name} | {' | '.join(cells)} | {ratio_default:.2f} | {ratio_fused} |")
 
 
