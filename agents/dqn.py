@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +18,12 @@ import numpy as np
 import torch
 
 import envs
-from rlkit.buffers import ReplayBuffer, describe_capacity
+from rlkit.buffers import PrioritizedReplayBuffer, ReplayBuffer, describe_capacity
 from rlkit.config import (
     Config,
     check_choice,
     check_non_negative,
+    check_positive,
     check_unit_interval,
     config_from_dict,
     require,
@@ -32,12 +33,12 @@ from rlkit.errors import ConfigError, EnvError
 from rlkit.evaluation import EvalResult, evaluate
 from rlkit.losses import LOSSES, get_loss
 from rlkit.networks import NetworkConfig, QNetwork
-from rlkit.nstep import NStepCollector
+from rlkit.nstep import EpisodeCollector, NStepCollector
 from rlkit.optim import LRScheduleConfig, OptimizerConfig, build_lr_scheduler, build_optimizer
 from rlkit.recorder import Recorder, RunMonitor
 from rlkit.schedules import linear_schedule
 from rlkit.serialization import load_tensors, save_tensors
-from rlkit.targets import bootstrap_values, td_target
+from rlkit.targets import bootstrap_values, mix_monte_carlo, td_target
 
 
 @dataclasses.dataclass
@@ -70,6 +71,17 @@ class DQNConfig(Config):
     """Double DQN targets: the online net picks the next action, the target net values it."""
     n_steps: int = 1
     """n-step returns: sum n discounted rewards before bootstrapping (stops at episode ends)."""
+    beta_mc: float = 0.0
+    """Terminal-reward targets: (1 - beta_mc) TD target + beta_mc Monte Carlo return (0: off).
+    Transitions then enter the buffer when their episode ends."""
+    prioritized_replay: bool = False
+    """Proportional prioritized replay instead of uniform sampling."""
+    per_alpha: float = 0.6
+    """Prioritized replay: how strongly priorities skew sampling (0: uniform)."""
+    per_beta: float = 0.4
+    """Prioritized replay: initial importance-sampling exponent, annealed linearly to 1."""
+    per_epsilon: float = 1e-6
+    """Prioritized replay: added to |TD error| so that no transition gets priority 0."""
     exploration_initial_eps: float = 1.0
     """Epsilon at the start."""
     exploration_final_eps: float = 0.05
@@ -109,6 +121,10 @@ class DQNConfig(Config):
         )
         require(0.0 < self.tau <= 1.0, f"tau must be in (0, 1], got {self.tau}")
         require(self.n_steps >= 1, f"n_steps must be >= 1, got {self.n_steps}")
+        check_unit_interval("beta_mc", self.beta_mc)
+        check_unit_interval("per_alpha", self.per_alpha)
+        check_unit_interval("per_beta", self.per_beta)
+        check_positive("per_epsilon", self.per_epsilon)
         check_unit_interval("exploration_initial_eps", self.exploration_initial_eps)
         check_unit_interval("exploration_final_eps", self.exploration_final_eps)
         check_unit_interval("exploration_fraction", self.exploration_fraction)
@@ -128,10 +144,10 @@ def check_spaces(env_id: str, observation_space: gym.Space, action_space: gym.Sp
             f"DQN needs a Discrete action space, but {env_id} has {action_space}; "
             "use an agent for continuous actions or discretise the actions with a wrapper"
         )
-    if not isinstance(observation_space, gym.spaces.Box):
+    if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
         raise EnvError(
-            f"DQN's MLP needs Box (vector) observations, but {env_id} has {observation_space}; "
-            "wrap the env (e.g. gymnasium.wrappers.FlattenObservation) first"
+            f"DQN's MLP needs flat vector observations (a Box of shape (n,)), but {env_id} has "
+            f"{observation_space}; wrap the env (e.g. gymnasium.wrappers.FlattenObservation) first"
         )
 
 
@@ -162,10 +178,10 @@ class DQN:
         obs_dim = int(np.prod(self.obs_shape))
         net = cfg.network
         self.q_net = QNetwork(
-            obs_dim, self.n_actions, net.hidden_sizes, net.activation, net.init
+            obs_dim, self.n_actions, net.hidden_sizes, net.activation, net.init, net.dueling
         ).to(self.device)
         self.q_net_target = QNetwork(
-            obs_dim, self.n_actions, net.hidden_sizes, net.activation, net.init
+            obs_dim, self.n_actions, net.hidden_sizes, net.activation, net.init, net.dueling
         ).to(self.device)
         self.q_net_target.load_state_dict(self.q_net.state_dict())
         self.q_net_target.requires_grad_(False)
@@ -175,7 +191,9 @@ class DQN:
         # The buffer is allocated when training starts (a loaded agent that only acts needs
         # none), but whether it fits is checked now, before anything runs.
         self.buffer: ReplayBuffer | None = None
-        self.n_step_collector: NStepCollector | None = None
+        # Turns one-step transitions into n-step ones or holds episodes for their Monte Carlo
+        # returns; None when transitions go straight into the buffer.
+        self.collector: NStepCollector | EpisodeCollector | None = None
         ReplayBuffer.check_fits(cfg.buffer_size, self.obs_shape, self.device)
 
         self.global_step = 0  # environment steps taken, summed over copies
@@ -253,20 +271,30 @@ class DQN:
         progress: bool = False,
         checkpoint_interval: int = 0,
         extra_config: Mapping[str, Any] | None = None,
+        callback: Callable[[DQN], bool | None] | None = None,
+        callback_interval: int = 1_000,
     ) -> DQN:
         """Train for `total_steps` environment steps (summed over copies).
 
         With `run_dir`, the run folder gets the resolved config (config.yaml, plus `extra_config`
         such as the CLI's run settings), TensorBoard event files and, every
         `checkpoint_interval` steps, an agent checkpoint in run_dir/checkpoints/.
+        `callback(agent)` runs every `callback_interval` steps; returning False stops training.
         """
         cfg = self.config
         if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
             raise ConfigError(f"total_steps must be a positive integer, got {total_steps!r}")
         if self.buffer is None:
-            self.buffer = ReplayBuffer(cfg.buffer_size, self.obs_shape, self.device)
-            if cfg.n_steps > 1:
-                self.n_step_collector = NStepCollector(cfg.n_steps, cfg.gamma, cfg.n_envs)
+            if cfg.prioritized_replay:
+                self.buffer = PrioritizedReplayBuffer(
+                    cfg.buffer_size, self.obs_shape, self.device, cfg.per_alpha, cfg.per_epsilon
+                )
+            else:
+                self.buffer = ReplayBuffer(cfg.buffer_size, self.obs_shape, self.device)
+            if cfg.beta_mc > 0:
+                self.collector = EpisodeCollector(cfg.n_steps, cfg.gamma, cfg.n_envs)
+            elif cfg.n_steps > 1:
+                self.collector = NStepCollector(cfg.n_steps, cfg.gamma, cfg.n_envs)
         if self._obs is None:
             self._obs, _ = self.env.reset(seed=cfg.seed)
         start_step = self.global_step
@@ -288,6 +316,9 @@ class DQN:
         try:
             while self.global_step < end_step:
                 epsilon = self.epsilon(self.global_step - start_step, total_steps)
+                per_beta = linear_schedule(
+                    cfg.per_beta, 1.0, total_steps, self.global_step - start_step
+                )
                 obs_tensor = torch.as_tensor(self._obs, dtype=torch.float32, device=self.device)
                 actions = self._epsilon_greedy(obs_tensor.reshape(n, -1), epsilon)
                 next_obs, rewards, terminated, truncated, infos = self.env.step(actions)
@@ -295,9 +326,9 @@ class DQN:
                 # (SAME_STEP autoreset); store the real last one from info["final_obs"].
                 real_next_obs = envs.real_next_obs(next_obs, infos)
                 transition = (self._obs, actions, rewards, real_next_obs, terminated, truncated)
-                if self.n_step_collector is None:
+                if self.collector is None:
                     self.buffer.add(*transition, cfg.gamma)
-                elif (ready := self.n_step_collector.add(*transition)) is not None:
+                elif (ready := self.collector.add(*transition)) is not None:
                     self.buffer.add(*ready)
                 self._obs = next_obs
                 previous_step, self.global_step = self.global_step, self.global_step + n
@@ -306,7 +337,7 @@ class DQN:
                 for _ in range(
                     self._train_calls(previous_step, self.global_step) * cfg.gradient_steps
                 ):
-                    stats.add(*self._update())
+                    stats.add(*self._update(per_beta))
                 if _crossed(previous_step, self.global_step, cfg.target_update_interval):
                     self._update_target()
 
@@ -315,26 +346,37 @@ class DQN:
                 ):
                     learning_rate = self.optimizer.param_groups[0]["lr"]
                     scalars = {"train/epsilon": epsilon, "train/learning_rate": learning_rate}
+                    if cfg.prioritized_replay:
+                        scalars["train/per_beta"] = per_beta
                     monitor.record_scalars({**stats.mean_and_reset(), **scalars}, self.global_step)
                 if checkpointing and _crossed(previous_step, self.global_step, checkpoint_interval):
                     name = f"step_{self.global_step:09d}.safetensors"
                     self.save(Path(run_dir) / "checkpoints" / name)
                 monitor.progress(self.global_step)
+                calling = callback is not None and _crossed(
+                    previous_step, self.global_step, callback_interval
+                )
+                if calling and callback(self) is False:
+                    break
         finally:
             monitor.close(self.global_step)
         return self
 
-    def _update(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _update(self, per_beta: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One gradient step on a replay batch; returns (loss, mean Q, gradient norm)."""
         cfg = self.config
-        batch = self.buffer.sample(cfg.batch_size, self.sample_generator)
+        if cfg.prioritized_replay:
+            batch = self.buffer.sample(cfg.batch_size, self.sample_generator, beta=per_beta)
+        else:
+            batch = self.buffer.sample(cfg.batch_size, self.sample_generator)
         with torch.no_grad():
             next_q_online = self.q_net(batch.next_obs) if cfg.double_q else None
             next_q = bootstrap_values(self.q_net_target(batch.next_obs), next_q_online)
             target = td_target(batch.rewards, next_q, batch.terminated, batch.discounts)
+            target = mix_monte_carlo(target, batch.mc_returns, batch.mc_valid, cfg.beta_mc)
         q_values = self.q_net(batch.obs)
         q_taken = q_values.gather(1, batch.actions.unsqueeze(1)).squeeze(1)
-        loss = self.loss_fn(q_taken, target)
+        loss = self.loss_fn(q_taken, target, batch.weights)
 
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -342,6 +384,8 @@ class DQN:
         grad_norm = torch.nn.utils.clip_grad_norm_(self.q_net.parameters(), max_norm, foreach=True)
         self.optimizer.step()
         self.lr_scheduler.step()
+        if cfg.prioritized_replay:
+            self.buffer.update_priorities(batch.indices, q_taken.detach() - target)
         self.n_updates += 1
         return loss.detach(), q_taken.detach().mean(), grad_norm.detach()
 

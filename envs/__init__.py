@@ -22,6 +22,16 @@ from rlkit.errors import EnvError
 
 __all__ = ["check_env_id", "make", "make_env", "real_next_obs"]
 
+# rlkit's own environments, registered under the rlkit/ namespace on `import envs`.
+_REGISTRATIONS = {
+    "rlkit/TicTacToe-v0": ("envs.games:TicTacToeEnv", {"opponent": "random"}),
+    "rlkit/TicTacToeLookahead-v0": ("envs.games:TicTacToeEnv", {"opponent": "lookahead"}),
+    "rlkit/Catch-v0": ("envs.games:CatchEnv", {}),
+}
+for _env_id, (_entry_point, _kwargs) in _REGISTRATIONS.items():
+    if _env_id not in gym.registry:
+        gym.register(_env_id, entry_point=_entry_point, kwargs=_kwargs)
+
 
 def check_env_id(env_id: str) -> None:
     """Raise EnvError (with gymnasium's 'Did you mean' hint) unless `env_id` is registered."""

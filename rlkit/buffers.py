@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from rlkit.errors import BufferTooLargeError
+from rlkit.sumtree import SumTree
 
 
 class ReplayBatch(NamedTuple):
@@ -18,6 +19,10 @@ class ReplayBatch(NamedTuple):
     terminated: torch.Tensor  # (B,) bool: the MDP ended; the target must not bootstrap
     truncated: torch.Tensor  # (B,) bool: cut by a time limit; the target still bootstraps
     discounts: torch.Tensor  # (B,) float32: factor of the bootstrap value, gamma^k for k steps
+    mc_returns: torch.Tensor  # (B,) float32: discounted return to the episode's end ...
+    mc_valid: torch.Tensor  # (B,) bool: ... known only once the episode terminated
+    indices: torch.Tensor | None = None  # (B,) rows sampled (prioritized replay updates them)
+    weights: torch.Tensor | None = None  # (B,) importance-sampling weights (prioritized replay)
 
 
 def available_memory_bytes(device: torch.device) -> int:
@@ -61,7 +66,17 @@ class ReplayBuffer:
     final observation rather than the first observation of the next episode.
     """
 
-    FIELDS = ("obs", "actions", "rewards", "next_obs", "terminated", "truncated", "discounts")
+    FIELDS = (
+        "obs",
+        "actions",
+        "rewards",
+        "next_obs",
+        "terminated",
+        "truncated",
+        "discounts",
+        "mc_returns",
+        "mc_valid",
+    )
 
     def __init__(
         self,
@@ -87,6 +102,8 @@ class ReplayBuffer:
         self.terminated = torch.zeros(n, dtype=torch.bool, device=self.device)
         self.truncated = torch.zeros(n, dtype=torch.bool, device=self.device)
         self.discounts = torch.zeros(n, dtype=torch.float32, device=self.device)
+        self.mc_returns = torch.zeros(n, dtype=torch.float32, device=self.device)
+        self.mc_valid = torch.zeros(n, dtype=torch.bool, device=self.device)
         self.pos = 0  # next row to write
         self.size = 0  # rows holding data
         # Writes go through numpy views of host memory: one numpy copy per field and step
@@ -129,10 +146,11 @@ class ReplayBuffer:
 
     @staticmethod
     def bytes_needed(capacity: int, obs_shape: tuple[int, ...], obs_dtype=torch.float32) -> int:
-        """Bytes the buffer allocates: two observations, action, reward, discount, two flags."""
+        """Bytes the buffer allocates per row: two observations, action (8), reward, discount and
+        Monte Carlo return (4 each), three flags (1 each)."""
         item_size = torch.empty(0, dtype=obs_dtype).element_size()
         obs_bytes = int(np.prod(obs_shape, dtype=np.int64)) * item_size
-        return int(capacity) * (2 * obs_bytes + 8 + 4 + 4 + 1 + 1)
+        return int(capacity) * (2 * obs_bytes + 8 + 3 * 4 + 3)
 
     @property
     def nbytes(self) -> int:
@@ -144,13 +162,27 @@ class ReplayBuffer:
     def __len__(self) -> int:
         return self.size
 
-    def add(self, obs, actions, rewards, next_obs, terminated, truncated, discounts) -> None:
-        """Append a batch of N transitions given as numpy arrays (or scalars for `discounts`).
+    def add(
+        self,
+        obs,
+        actions,
+        rewards,
+        next_obs,
+        terminated,
+        truncated,
+        discounts,
+        mc_returns=0.0,
+        mc_valid=False,
+    ) -> None:
+        """Append a batch of N transitions given as numpy arrays (scalars broadcast).
 
         `discounts` is the factor of the bootstrap value: gamma for one-step transitions,
-        gamma^k for k-step returns.
+        gamma^k for k-step returns. `mc_returns` / `mc_valid`: the Monte Carlo return of the
+        transition's episode, valid only when that episode terminated.
         """
-        values = (obs, actions, rewards, next_obs, terminated, truncated, discounts)
+        values = (
+            obs, actions, rewards, next_obs, terminated, truncated, discounts, mc_returns, mc_valid
+        )  # fmt: skip
         n = len(actions)
         if n > min(self.capacity, self._staging_rows):
             raise ValueError(f"cannot add {n} transitions at once to {self.describe()}")
@@ -208,6 +240,8 @@ class ReplayBuffer:
             self.terminated[idx],
             self.truncated[idx],
             self.discounts[idx],
+            self.mc_returns[idx],
+            self.mc_valid[idx],
         )
 
     def state_dict(self) -> dict[str, torch.Tensor]:
@@ -222,3 +256,73 @@ class ReplayBuffer:
             getattr(self, name).copy_(state[name])
         self.pos = int(state["pos"])
         self.size = int(state["size"])
+
+
+class PrioritizedReplayBuffer(ReplayBuffer):
+    """Proportional prioritized replay (Schaul et al. 2016) over a tensor sum tree.
+
+    A transition is drawn with probability p_i^alpha / sum_k p_k^alpha, where p_i is its last
+    absolute TD error plus `epsilon`; new transitions get the largest priority seen so far, so
+    each is replayed at least once soon. The bias of non-uniform sampling is corrected by the
+    weights w_i = (N P(i))^(-beta), divided by the batch maximum so they only scale down.
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        obs_shape: tuple[int, ...],
+        device: torch.device | str = "cpu",
+        alpha: float = 0.6,
+        epsilon: float = 1e-6,
+        **kwargs,
+    ) -> None:
+        super().__init__(capacity, obs_shape, device, **kwargs)
+        self.alpha = alpha
+        self.epsilon = epsilon
+        self.tree = SumTree(self.capacity, self.device)
+        self.max_priority = torch.ones((), dtype=torch.float64, device=self.device)
+        self._new_rows: list[int] = []  # rows added since the last sample, priority pending
+
+    def add(self, *args, **kwargs) -> None:
+        start = self.pos
+        n = len(args[1]) if len(args) > 1 else len(kwargs["actions"])
+        super().add(*args, **kwargs)
+        self._new_rows.extend((start + i) % self.capacity for i in range(n))
+
+    def _flush(self) -> None:
+        super()._flush()
+        if self._new_rows:  # one batched tree update instead of one per environment step
+            rows = torch.tensor(self._new_rows, device=self.device)
+            self.tree.update(rows, self.max_priority.expand(len(rows)) ** self.alpha)
+            self._new_rows.clear()
+
+    def sample(
+        self, batch_size: int, generator: torch.Generator | None = None, beta: float = 0.4
+    ) -> ReplayBatch:
+        if self.size == 0:
+            raise ValueError("cannot sample from an empty replay buffer")
+        self._flush()
+        # Floating-point slack in the tree could land past the filled rows; clamp into them.
+        idx = self.tree.sample(batch_size, generator).clamp_(max=self.size - 1)
+        probabilities = self.tree.priorities(idx) / self.tree.total
+        weights = (self.size * probabilities) ** (-beta)
+        weights = (weights / weights.max()).float()
+        return ReplayBatch(
+            *(getattr(self, name)[idx] for name in self.FIELDS), indices=idx, weights=weights
+        )
+
+    def update_priorities(self, indices: torch.Tensor, td_errors: torch.Tensor) -> None:
+        priorities = td_errors.detach().abs().double() + self.epsilon
+        self.max_priority = torch.maximum(self.max_priority, priorities.max())
+        self.tree.update(indices, priorities**self.alpha)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        state = super().state_dict()
+        state["tree"] = self.tree.nodes
+        state["max_priority"] = self.max_priority
+        return state
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        super().load_state_dict(state)
+        self.tree.nodes.copy_(state["tree"])
+        self.max_priority = state["max_priority"].to(self.device, torch.float64).clone()

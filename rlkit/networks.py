@@ -41,19 +41,13 @@ def _init_linear(layer: nn.Linear, init: str, gain: float) -> None:
     nn.init.zeros_(layer.bias)
 
 
-def mlp(
+def mlp_trunk(
     in_features: int,
     hidden_sizes: Sequence[int],
-    out_features: int,
     activation: str = "relu",
     init: str = "orthogonal",
-    output_gain: float = 1.0,
 ) -> nn.Sequential:
-    """Linear layers with `activation` between them and none after the last one.
-
-    Hidden layers are initialised with the gain of their activation; the output layer with
-    `output_gain` (small values such as 0.01 start a policy near uniform).
-    """
+    """Hidden layers only: Linear + activation for each size in `hidden_sizes`."""
     if activation not in ACTIVATIONS:
         raise ValueError(
             f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}"
@@ -67,14 +61,45 @@ def mlp(
         _init_linear(linear, init, _gain(activation))
         layers += [linear, ACTIVATIONS[activation]()]
         width = size
-    head = nn.Linear(width, out_features)
-    _init_linear(head, init, output_gain)
-    layers.append(head)
     return nn.Sequential(*layers)
 
 
+def linear_head(in_features: int, out_features: int, init: str, gain: float) -> nn.Linear:
+    head = nn.Linear(in_features, out_features)
+    _init_linear(head, init, gain)
+    return head
+
+
+def mlp(
+    in_features: int,
+    hidden_sizes: Sequence[int],
+    out_features: int,
+    activation: str = "relu",
+    init: str = "orthogonal",
+    output_gain: float = 1.0,
+) -> nn.Sequential:
+    """Linear layers with `activation` between them and none after the last one.
+
+    Hidden layers are initialised with the gain of their activation; the output layer with
+    `output_gain` (small values such as 0.01 start a policy near uniform).
+    """
+    trunk = mlp_trunk(in_features, hidden_sizes, activation, init)
+    width = hidden_sizes[-1] if len(hidden_sizes) else in_features
+    return nn.Sequential(*trunk, linear_head(width, out_features, init, output_gain))
+
+
+def dueling_aggregate(value: torch.Tensor, advantage: torch.Tensor) -> torch.Tensor:
+    """Q = V + A - mean_a A (Wang et al. 2016): subtracting the mean advantage makes V and A
+    identifiable (otherwise any constant could move between them) without changing argmax Q."""
+    return value + advantage - advantage.mean(dim=1, keepdim=True)
+
+
 class QNetwork(nn.Module):
-    """MLP regressor: observation batch (B, obs_dim) -> Q(s, a) for every action, (B, n_actions)."""
+    """MLP regressor: observation batch (B, obs_dim) -> Q(s, a) for every action, (B, n_actions).
+
+    With `dueling`, the hidden layers feed two linear streams, a state value V(s) and action
+    advantages A(s, a), combined by `dueling_aggregate`; the interface stays the same.
+    """
 
     def __init__(
         self,
@@ -83,14 +108,24 @@ class QNetwork(nn.Module):
         hidden_sizes: Sequence[int] = (64, 64),
         activation: str = "relu",
         init: str = "orthogonal",
+        dueling: bool = False,
     ) -> None:
         super().__init__()
         self.obs_dim = obs_dim
         self.n_actions = n_actions
-        self.net = mlp(obs_dim, hidden_sizes, n_actions, activation, init, output_gain=1.0)
+        self.dueling = dueling
+        if dueling:
+            self.trunk = mlp_trunk(obs_dim, hidden_sizes, activation, init)
+            self.value_head = linear_head(hidden_sizes[-1], 1, init, 1.0)
+            self.advantage_head = linear_head(hidden_sizes[-1], n_actions, init, 1.0)
+        else:
+            self.net = mlp(obs_dim, hidden_sizes, n_actions, activation, init, output_gain=1.0)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net(obs)
+        if not self.dueling:
+            return self.net(obs)
+        features = self.trunk(obs)
+        return dueling_aggregate(self.value_head(features), self.advantage_head(features))
 
 
 class PolicyNetwork(nn.Module):
@@ -132,6 +167,8 @@ class NetworkConfig(Config):
     """Hidden-layer nonlinearity: relu, tanh, sigmoid or leaky_relu."""
     init: str = "orthogonal"
     """Weight initialisation: orthogonal, kaiming (scaled normal) or torch_default."""
+    dueling: bool = False
+    """Q-networks only: separate value and advantage streams, Q = V + A - mean(A)."""
 
     def validate(self) -> None:
         require(len(self.hidden_sizes) >= 1, "network.hidden_sizes needs at least one layer")

@@ -75,3 +75,63 @@ class NStepCollector:
             bool(truncated) and not terminated,
             discount,
         )
+
+
+def discounted_returns(rewards: Sequence[float], gamma: float) -> np.ndarray:
+    """G_t = r_t + gamma G_{t+1} for every t of an episode (G after the last step is 0)."""
+    returns = np.zeros(len(rewards), dtype=np.float64)
+    running = 0.0
+    for t in range(len(rewards) - 1, -1, -1):
+        running = rewards[t] + gamma * running
+        returns[t] = running
+    return returns
+
+
+class EpisodeCollector:
+    """Holds each copy's steps until its episode ends, then releases all of that episode's
+    transitions at once, each with its Monte Carlo return (notes 003, "Deep Q-learning with
+    terminal rewards"): G_t, the discounted sum of the episode's rewards from t to its end.
+
+    The return is only known, and only marked valid, when the episode terminated; a truncated
+    episode was cut short, its true return is unknown, and its transitions carry mc_valid=False
+    so that their targets stay pure TD. The transitions themselves are n-step ones as in
+    `NStepCollector` (n = 1 for plain one-step TD).
+    """
+
+    def __init__(self, n_steps: int, gamma: float, n_envs: int) -> None:
+        self.n_steps = n_steps
+        self.gamma = gamma
+        self.episodes: list[list[tuple]] = [[] for _ in range(n_envs)]
+
+    def add(self, obs, actions, rewards, next_obs, terminated, truncated):
+        released: list[tuple] = []
+        for i, episode in enumerate(self.episodes):
+            episode.append((obs[i], actions[i], float(rewards[i]), next_obs[i]))
+            if terminated[i] or truncated[i]:
+                released.append(self._release(episode, bool(terminated[i]), bool(truncated[i])))
+                self.episodes[i] = []
+        if not released:
+            return None
+        return tuple(np.concatenate(parts) for parts in zip(*released, strict=True))
+
+    def _release(self, episode: list[tuple], terminated: bool, truncated: bool) -> tuple:
+        steps = NStepCollector(self.n_steps, self.gamma, n_envs=1)
+        rows = []
+        for t, (obs, action, reward, next_obs) in enumerate(episode):
+            last = t == len(episode) - 1
+            ready = steps.add(
+                obs[None], [action], [reward], next_obs[None],
+                [terminated and last], [truncated and last],
+            )  # fmt: skip
+            if ready is not None:
+                rows.append(ready)
+        # NStepCollector releases windows in order of their first step: row t starts at step t.
+        obs, actions, returns, next_obs, term, trunc, discounts = (
+            np.concatenate(parts) for parts in zip(*rows, strict=True)
+        )
+        mc_returns = discounted_returns([step[2] for step in episode], self.gamma)
+        mc_valid = np.full(len(episode), terminated)
+        return (
+            obs, actions, returns, next_obs, term, trunc, discounts,
+            mc_returns.astype(np.float32), mc_valid,
+        )  # fmt: skip

@@ -36,3 +36,19 @@ def bootstrap_values(
         return next_q_target.max(dim=1).values
     next_actions = next_q_online.argmax(dim=1, keepdim=True)
     return next_q_target.gather(1, next_actions).squeeze(1)
+
+
+def mix_monte_carlo(
+    td_targets: torch.Tensor, mc_returns: torch.Tensor, mc_valid: torch.Tensor, beta_mc: float
+) -> torch.Tensor:
+    """Terminal-reward targets (notes 003): (1 - beta_mc) * TD target + beta_mc * MC return.
+
+    In a game that pays only at the end, a TD target moves the final reward back one step per
+    target refresh; the Monte Carlo return G_t hands it to every move of the episode at once.
+    beta_mc = 0 is plain DQN, 1 sets Q(s_t, a_t) towards the episode's outcome r_T. Rows whose
+    return is unknown (the episode was truncated, mc_valid False) keep the pure TD target.
+    """
+    if beta_mc == 0.0:
+        return td_targets
+    mixed = (1.0 - beta_mc) * td_targets + beta_mc * mc_returns
+    return torch.where(mc_valid, mixed, td_targets)

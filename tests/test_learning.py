@@ -53,3 +53,15 @@ def test_dqn_cartpole_config_solves_on_seeds_1_2_3(tmp_path):
     means = {seed: _greedy_eval(tmp_path / f"s{seed}")["mean_return"] for seed in seeds}
     print(f"DQN CartPole-v1, 50k steps, greedy mean over 20 episodes: {means}")
     assert all(mean >= 475 for mean in means.values()), means
+
+
+@pytest.mark.slow
+def test_dqn_tictactoe_wins_or_draws_90_percent_against_random(tmp_path):
+    seeds = (1, 2, 3)
+    _train_in_parallel("configs/dqn_tictactoe.yaml", seeds, tmp_path)
+    rates = {}
+    for seed in seeds:
+        returns = _greedy_eval(tmp_path / f"s{seed}", episodes=500)["returns"]
+        rates[seed] = sum(r >= 0 for r in returns) / len(returns)
+    print(f"DQN tic-tac-toe vs random, 20k steps, wins-or-draws over 500 games: {rates}")
+    assert all(rate >= 0.9 for rate in rates.values()), rates
