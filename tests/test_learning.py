@@ -65,3 +65,12 @@ def test_dqn_tictactoe_wins_or_draws_90_percent_against_random(tmp_path):
         rates[seed] = sum(r >= 0 for r in returns) / len(returns)
     print(f"DQN tic-tac-toe vs random, 20k steps, wins-or-draws over 500 games: {rates}")
     assert all(rate >= 0.9 for rate in rates.values()), rates
+
+
+@pytest.mark.slow
+def test_dqn_acrobot_reaches_minus_100_on_seeds_1_2_3(tmp_path):
+    seeds = (1, 2, 3)
+    _train_in_parallel("configs/dqn_acrobot.yaml", seeds, tmp_path)
+    means = {seed: _greedy_eval(tmp_path / f"s{seed}")["mean_return"] for seed in seeds}
+    print(f"DQN Acrobot-v1, 100k steps, greedy mean over 20 episodes: {means}")
+    assert all(mean >= -100 for mean in means.values()), means
