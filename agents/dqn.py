@@ -13,11 +13,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 
 import envs
+from rlkit.agent import Agent, crossed, multiples_between, prefixed
 from rlkit.buffers import PrioritizedReplayBuffer, ReplayBuffer, describe_capacity
 from rlkit.config import (
     Config,
@@ -25,19 +25,15 @@ from rlkit.config import (
     check_non_negative,
     check_positive,
     check_unit_interval,
-    config_from_dict,
     require,
 )
-from rlkit.device import resolve_device
-from rlkit.errors import ConfigError, EnvError
-from rlkit.evaluation import EvalResult, evaluate
+from rlkit.errors import ConfigError
 from rlkit.losses import LOSSES, get_loss
 from rlkit.networks import NetworkConfig, QNetwork
 from rlkit.nstep import EpisodeCollector, NStepCollector
 from rlkit.optim import LRScheduleConfig, OptimizerConfig, build_lr_scheduler, build_optimizer
-from rlkit.recorder import Recorder, RunMonitor
+from rlkit.recorder import RunMonitor
 from rlkit.schedules import linear_schedule
-from rlkit.serialization import load_tensors, save_tensors
 from rlkit.targets import bootstrap_values, mix_monte_carlo, td_target
 
 
@@ -137,51 +133,26 @@ class DQNConfig(Config):
         require(self.log_interval >= 1, f"log_interval must be >= 1, got {self.log_interval}")
 
 
-def check_spaces(env_id: str, observation_space: gym.Space, action_space: gym.Space) -> None:
-    """DQN needs a vector observation and a finite set of actions; say so in user terms."""
-    if not isinstance(action_space, gym.spaces.Discrete):
-        raise EnvError(
-            f"DQN needs a Discrete action space, but {env_id} has {action_space}; "
-            "use an agent for continuous actions or discretise the actions with a wrapper"
-        )
-    if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
-        raise EnvError(
-            f"DQN's MLP needs flat vector observations (a Box of shape (n,)), but {env_id} has "
-            f"{observation_space}; wrap the env (e.g. gymnasium.wrappers.FlattenObservation) first"
-        )
-
-
-class DQN:
+class DQN(Agent):
     """`agents.DQN(env="CartPole-v1", seed=0, ...)`; keyword arguments are DQNConfig fields."""
 
     Config = DQNConfig
-    metric_tags = ("rollout/episodic_return", "eval/mean_return")
+    name = "dqn"
 
     def __init__(
         self, env: str | None = None, config: DQNConfig | Mapping | None = None, **overrides: Any
     ):
-        self.config = _build_config(config, env, overrides)
+        super().__init__(env, config, **overrides)
         cfg = self.config
-        self.device = resolve_device(cfg.device)
-        torch.manual_seed(cfg.seed)  # network initialisation
-        self.rng = np.random.default_rng(cfg.seed)  # epsilon-greedy exploration
         self.sample_generator = torch.Generator(device=self.device)
         self.sample_generator.manual_seed(cfg.seed)  # replay sampling
 
-        self.env = envs.make(cfg.env, n_envs=cfg.n_envs)
-        self.observation_space = self.env.single_observation_space
-        self.action_space = self.env.single_action_space
-        check_spaces(cfg.env, self.observation_space, self.action_space)
-        self.obs_shape = tuple(self.observation_space.shape)
-        self.n_actions = int(self.action_space.n)
-
-        obs_dim = int(np.prod(self.obs_shape))
         net = cfg.network
         self.q_net = QNetwork(
-            obs_dim, self.n_actions, net.hidden_sizes, net.activation, net.init, net.dueling
+            self.obs_dim, self.n_actions, net.hidden_sizes, net.activation, net.init, net.dueling
         ).to(self.device)
         self.q_net_target = QNetwork(
-            obs_dim, self.n_actions, net.hidden_sizes, net.activation, net.init, net.dueling
+            self.obs_dim, self.n_actions, net.hidden_sizes, net.activation, net.init, net.dueling
         ).to(self.device)
         self.q_net_target.load_state_dict(self.q_net.state_dict())
         self.q_net_target.requires_grad_(False)
@@ -196,35 +167,17 @@ class DQN:
         self.collector: NStepCollector | EpisodeCollector | None = None
         ReplayBuffer.check_fits(cfg.buffer_size, self.obs_shape, self.device)
 
-        self.global_step = 0  # environment steps taken, summed over copies
-        self.n_updates = 0  # gradient steps taken
-        self.n_episodes = 0
-        self._obs: np.ndarray | None = None
-
     def describe_memory(self) -> str:
         cfg = self.config
         return describe_capacity(cfg.buffer_size, self.obs_shape, self.device)
 
     # ------------------------------------------------------------------ acting
 
-    def _obs_tensor(self, obs: Any) -> tuple[torch.Tensor, bool]:
-        obs = np.asarray(obs, dtype=np.float32)
-        single = obs.shape == self.obs_shape
-        if not single and obs.shape[1:] != self.obs_shape:
-            raise ValueError(
-                f"observation shape {obs.shape} does not match the agent's "
-                f"{self.obs_shape} (or a batch of them)"
-            )
-        tensor = torch.as_tensor(obs, device=self.device)
-        return (tensor.reshape(1, -1) if single else tensor.reshape(obs.shape[0], -1)), single
-
-    def act(self, obs: Any, deterministic: bool = True) -> np.ndarray:
-        """Greedy actions for one observation or a batch; with deterministic=False, epsilon-greedy
-        with the final exploration rate."""
-        obs_tensor, single = self._obs_tensor(obs)
-        epsilon = 0.0 if deterministic else self.config.exploration_final_eps
-        actions = self._epsilon_greedy(obs_tensor, epsilon)
-        return actions[0] if single else actions
+    def _act(self, obs: torch.Tensor, deterministic: bool) -> np.ndarray:
+        # Not deterministic: epsilon-greedy with the final exploration rate.
+        return self._epsilon_greedy(
+            obs, 0.0 if deterministic else self.config.exploration_final_eps
+        )
 
     def _epsilon_greedy(self, obs: torch.Tensor, epsilon: float) -> np.ndarray:
         # One uniform draw per copy decides both whether to explore (u < epsilon) and, if so,
@@ -256,7 +209,7 @@ class DQN:
         N, so several can be due at once; counting them keeps the number of gradient steps per
         environment step the same whatever N is."""
         cfg = self.config
-        return _multiples_between(max(previous_step, cfg.learning_starts), step, cfg.train_freq)
+        return multiples_between(max(previous_step, cfg.learning_starts), step, cfg.train_freq)
 
     def _planned_updates(self, start: int, end: int) -> int:
         """Gradient steps that `learn` will take between env steps `start` and `end`."""
@@ -338,22 +291,20 @@ class DQN:
                     self._train_calls(previous_step, self.global_step) * cfg.gradient_steps
                 ):
                     stats.add(*self._update(per_beta))
-                if _crossed(previous_step, self.global_step, cfg.target_update_interval):
+                if crossed(previous_step, self.global_step, cfg.target_update_interval):
                     self._update_target()
 
-                if monitor.recording and _crossed(
-                    previous_step, self.global_step, cfg.log_interval
-                ):
+                if monitor.recording and crossed(previous_step, self.global_step, cfg.log_interval):
                     learning_rate = self.optimizer.param_groups[0]["lr"]
                     scalars = {"train/epsilon": epsilon, "train/learning_rate": learning_rate}
                     if cfg.prioritized_replay:
                         scalars["train/per_beta"] = per_beta
                     monitor.record_scalars({**stats.mean_and_reset(), **scalars}, self.global_step)
-                if checkpointing and _crossed(previous_step, self.global_step, checkpoint_interval):
+                if checkpointing and crossed(previous_step, self.global_step, checkpoint_interval):
                     name = f"step_{self.global_step:09d}.safetensors"
                     self.save(Path(run_dir) / "checkpoints" / name)
                 monitor.progress(self.global_step)
-                calling = callback is not None and _crossed(
+                calling = callback is not None and crossed(
                     previous_step, self.global_step, callback_interval
                 )
                 if calling and callback(self) is False:
@@ -398,97 +349,16 @@ class DQN:
             else:  # Polyak averaging: target <- target + tau * (online - target)
                 torch._foreach_lerp_(target, online, self.config.tau)
 
-    # ------------------------------------------------------------------ evaluation
-
-    def evaluate(self, n_episodes: int = 20, seed: int = 0) -> EvalResult:
-        """Greedy episodes on fresh copies of the training env."""
-        return evaluate(
-            lambda obs: self.act(obs, deterministic=True), self.config.env, n_episodes, seed
-        )
-
-    def record_eval(self, run_dir: str | Path, result: EvalResult) -> None:
-        recorder = Recorder(run_dir)
-        recorder.scalar("eval/mean_return", result.mean_return, self.global_step)
-        recorder.scalar("eval/std_return", result.std_return, self.global_step)
-        recorder.close()
-
     # ------------------------------------------------------------------ saving
 
-    def save(self, path: str | Path) -> Path:
-        """Write the agent (networks + config) to one safetensors file; no pickle involved."""
-        path = Path(path)
+    def _state_tensors(self) -> dict[str, torch.Tensor]:
         tensors = {f"q_net.{k}": v for k, v in self.q_net.state_dict().items()}
         tensors.update({f"q_net_target.{k}": v for k, v in self.q_net_target.state_dict().items()})
-        metadata = {
-            "format": "rlkit.agent",
-            "format_version": 1,
-            "agent": "DQN",
-            "config": self.config.to_dict(),
-            "global_step": self.global_step,
-            "n_updates": self.n_updates,
-            "obs_shape": list(self.obs_shape),
-            "n_actions": self.n_actions,
-        }
-        save_tensors(path, tensors, metadata)
-        return path
+        return tensors
 
-    @classmethod
-    def from_saved(
-        cls, tensors: dict[str, torch.Tensor], metadata: dict[str, Any], device: str
-    ) -> DQN:
-        config = dict(metadata["config"])
-        config["device"] = device
-        agent = cls(config=config)
-        if (
-            list(agent.obs_shape) != metadata["obs_shape"]
-            or agent.n_actions != metadata["n_actions"]
-        ):
-            raise EnvError("the saved agent's observation or action space does not match its env")
-        agent.q_net.load_state_dict(_prefixed(tensors, "q_net."))
-        agent.q_net_target.load_state_dict(_prefixed(tensors, "q_net_target."))
-        agent.global_step = int(metadata["global_step"])
-        agent.n_updates = int(metadata["n_updates"])
-        return agent
-
-    @classmethod
-    def load(cls, path: str | Path, device: str = "auto") -> DQN:
-        tensors, metadata = load_tensors(path)
-        return cls.from_saved(tensors, metadata, device)
-
-    def close(self) -> None:
-        self.env.close()
-
-
-def _prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    return {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}
-
-
-def _multiples_between(previous: int, current: int, interval: int) -> int:
-    """How many multiples of `interval` lie in (previous, current]."""
-    return max(current // interval - previous // interval, 0)
-
-
-def _crossed(previous: int, current: int, interval: int) -> bool:
-    """True when a multiple of `interval` lies in (previous, current]: with N env copies the step
-    counter moves by N, so `step % interval == 0` would skip intervals N does not divide."""
-    return _multiples_between(previous, current, interval) > 0
-
-
-def _build_config(
-    config: DQNConfig | Mapping | None, env: str | None, overrides: dict[str, Any]
-) -> DQNConfig:
-    if isinstance(config, DQNConfig):
-        data = config.to_dict()
-    elif config is None:
-        data = {}
-    elif isinstance(config, Mapping):
-        data = dict(config)
-    else:
-        raise ConfigError(f"config must be a DQNConfig or a mapping, got {type(config).__name__}")
-    if env is not None:
-        data["env"] = env
-    data.update(overrides)
-    return config_from_dict(DQNConfig, data)
+    def _load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.q_net.load_state_dict(prefixed(tensors, "q_net."))
+        self.q_net_target.load_state_dict(prefixed(tensors, "q_net_target."))
 
 
 class _TrainStats:

@@ -15,7 +15,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
+from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
 from gymnasium.wrappers.vector import RecordEpisodeStatistics
 
 from rlkit.errors import EnvError
@@ -54,14 +54,22 @@ def make_env(env_id: str, **env_kwargs: Any) -> Callable[[], gym.Env]:
     return thunk
 
 
+VECTORIZATIONS = ("sync", "async")
+
+
 def make(
     env_id: str,
     n_envs: int = 1,
     seed: int | None = None,
     record_statistics: bool = True,
+    vectorization: str = "sync",
     **env_kwargs: Any,
 ) -> VectorEnv:
-    """`n_envs` copies of `env_id` in a synchronous vector env with SAME_STEP autoreset.
+    """`n_envs` copies of `env_id` in a vector env with SAME_STEP autoreset.
+
+    `vectorization`: "sync" steps the copies one after the other in this process (best for
+    cheap envs such as CartPole); "async" runs each copy in its own subprocess (for envs whose
+    step is expensive).
 
     With `seed`, the copies are reset with seeds seed, seed+1, ... so runs are reproducible.
     The episode statistics wrapper puts each finished episode's return and length in
@@ -70,8 +78,11 @@ def make(
     check_env_id(env_id)
     if isinstance(n_envs, bool) or not isinstance(n_envs, int | np.integer) or n_envs < 1:
         raise EnvError(f"n_envs must be an integer >= 1, got {n_envs!r}")
+    if vectorization not in VECTORIZATIONS:
+        raise EnvError(f"vectorization must be 'sync' or 'async', got {vectorization!r}")
+    vector_cls = SyncVectorEnv if vectorization == "sync" else AsyncVectorEnv
     try:
-        vector_env: VectorEnv = SyncVectorEnv(
+        vector_env: VectorEnv = vector_cls(
             [make_env(env_id, **env_kwargs) for _ in range(int(n_envs))],
             autoreset_mode=AutoresetMode.SAME_STEP,
         )
