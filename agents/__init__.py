@@ -5,13 +5,28 @@ from __future__ import annotations
 from pathlib import Path
 
 import envs  # noqa: F401  (registers rlkit's own environments)
+from agents.a2c import A2C, A2CConfig
 from agents.dqn import DQN, DQNConfig
+from agents.ppo import PPO, PPOConfig
+from agents.reinforce import Reinforce, ReinforceConfig
 from rlkit.errors import AgentFileError
 from rlkit.serialization import load_tensors
 
-AGENTS: dict[str, type] = {"dqn": DQN}
+AGENTS: dict[str, type] = {"dqn": DQN, "ppo": PPO, "a2c": A2C, "reinforce": Reinforce}
 
-__all__ = ["AGENTS", "DQN", "DQNConfig", "agent_class", "load"]
+__all__ = [
+    "A2C",
+    "AGENTS",
+    "DQN",
+    "PPO",
+    "A2CConfig",
+    "DQNConfig",
+    "PPOConfig",
+    "Reinforce",
+    "ReinforceConfig",
+    "agent_class",
+    "load",
+]
 
 
 def agent_class(name: str) -> type:

@@ -27,12 +27,10 @@ from rlkit.config import (
     check_unit_interval,
     require,
 )
-from rlkit.errors import ConfigError
 from rlkit.losses import LOSSES, get_loss
 from rlkit.networks import NetworkConfig, QNetwork
 from rlkit.nstep import EpisodeCollector, NStepCollector
 from rlkit.optim import LRScheduleConfig, OptimizerConfig, build_lr_scheduler, build_optimizer
-from rlkit.recorder import RunMonitor
 from rlkit.schedules import linear_schedule
 from rlkit.targets import bootstrap_values, mix_monte_carlo, td_target
 
@@ -235,8 +233,7 @@ class DQN(Agent):
         `callback(agent)` runs every `callback_interval` steps; returning False stops training.
         """
         cfg = self.config
-        if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
-            raise ConfigError(f"total_steps must be a positive integer, got {total_steps!r}")
+        self._check_total_steps(total_steps)
         if self.buffer is None:
             if cfg.prioritized_replay:
                 self.buffer = PrioritizedReplayBuffer(
@@ -255,17 +252,9 @@ class DQN(Agent):
         self.lr_scheduler = build_lr_scheduler(
             self.optimizer, cfg.lr_schedule, self._planned_updates(start_step, end_step)
         )
-        run_config = {
-            "agent": "dqn",
-            "total_steps": total_steps,
-            **(extra_config or {}),
-            "checkpoint_interval": checkpoint_interval,
-            **cfg.to_dict(),
-        }
-        monitor = RunMonitor(run_dir, end_step, progress, run_config, self.metric_tags, start_step)
+        monitor = self._start_run(total_steps, run_dir, progress, checkpoint_interval, extra_config)
         stats = _TrainStats(self.device)
         n = cfg.n_envs
-        checkpointing = run_dir is not None and checkpoint_interval > 0
         try:
             while self.global_step < end_step:
                 epsilon = self.epsilon(self.global_step - start_step, total_steps)
@@ -300,9 +289,7 @@ class DQN(Agent):
                     if cfg.prioritized_replay:
                         scalars["train/per_beta"] = per_beta
                     monitor.record_scalars({**stats.mean_and_reset(), **scalars}, self.global_step)
-                if checkpointing and crossed(previous_step, self.global_step, checkpoint_interval):
-                    name = f"step_{self.global_step:09d}.safetensors"
-                    self.save(Path(run_dir) / "checkpoints" / name)
+                self._checkpoint(run_dir, checkpoint_interval, previous_step)
                 monitor.progress(self.global_step)
                 calling = callback is not None and crossed(
                     previous_step, self.global_step, callback_interval

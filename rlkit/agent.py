@@ -18,7 +18,7 @@ from rlkit.config import Config, config_from_dict
 from rlkit.device import resolve_device
 from rlkit.errors import ConfigError, EnvError
 from rlkit.evaluation import EvalResult, evaluate
-from rlkit.recorder import Recorder
+from rlkit.recorder import Recorder, RunMonitor
 from rlkit.serialization import load_tensors, save_tensors
 
 AGENT_FILE_FORMAT = "rlkit.agent"
@@ -107,6 +107,42 @@ class Agent:
 
     def _act(self, obs: torch.Tensor, deterministic: bool) -> np.ndarray:
         raise NotImplementedError
+
+    # ------------------------------------------------------------------ training runs
+
+    def _check_total_steps(self, total_steps: Any) -> None:
+        if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
+            raise ConfigError(f"total_steps must be a positive integer, got {total_steps!r}")
+
+    def _start_run(
+        self,
+        total_steps: int,
+        run_dir: str | Path | None,
+        progress: bool,
+        checkpoint_interval: int,
+        extra_config: Mapping[str, Any] | None,
+    ) -> RunMonitor:
+        """The run's monitor; with `run_dir`, also its config.yaml and TensorBoard config."""
+        run_config = {
+            "agent": self.name,
+            "total_steps": total_steps,
+            **(extra_config or {}),
+            "checkpoint_interval": checkpoint_interval,
+            **self.config.to_dict(),
+        }
+        end_step = self.global_step + total_steps
+        return RunMonitor(
+            run_dir, end_step, progress, run_config, self.metric_tags, self.global_step
+        )
+
+    def _checkpoint(self, run_dir: str | Path | None, interval: int, previous_step: int) -> None:
+        """Every `interval` steps, an agent file in run_dir/checkpoints/."""
+        if (
+            run_dir is not None
+            and interval > 0
+            and crossed(previous_step, self.global_step, interval)
+        ):
+            self.save(Path(run_dir) / "checkpoints" / f"step_{self.global_step:09d}.safetensors")
 
     # ------------------------------------------------------------------ evaluation
 

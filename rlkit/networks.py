@@ -159,6 +159,48 @@ class PolicyNetwork(nn.Module):
         return Categorical(logits=logits).sample()
 
 
+class ActorCritic(nn.Module):
+    """A policy (categorical over actions) and a state-value function V(s) for policy-gradient
+    agents: two separate MLPs by default, or one shared trunk with two linear heads."""
+
+    def __init__(
+        self,
+        obs_dim: int,
+        n_actions: int,
+        hidden_sizes: Sequence[int] = (64, 64),
+        activation: str = "tanh",
+        init: str = "orthogonal",
+        shared: bool = False,
+    ) -> None:
+        super().__init__()
+        self.shared = shared
+        if shared:
+            width = hidden_sizes[-1]
+            self.trunk = mlp_trunk(obs_dim, hidden_sizes, activation, init)
+            self.policy_head = linear_head(width, n_actions, init, 0.01)
+            self.value_head = linear_head(width, 1, init, 1.0)
+        else:
+            self.policy = PolicyNetwork(obs_dim, n_actions, hidden_sizes, activation, init)
+            self.value = mlp(obs_dim, hidden_sizes, 1, activation, init, output_gain=1.0)
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits (B, n_actions), values (B,))."""
+        if self.shared:
+            features = self.trunk(obs)
+            return self.policy_head(features), self.value_head(features).squeeze(-1)
+        return self.policy(obs), self.value(obs).squeeze(-1)
+
+    def values(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.shared:
+            return self.value_head(self.trunk(obs)).squeeze(-1)
+        return self.value(obs).squeeze(-1)
+
+    def logits(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.shared:
+            return self.policy_head(self.trunk(obs))
+        return self.policy(obs)
+
+
 @dataclasses.dataclass
 class NetworkConfig(Config):
     hidden_sizes: list[int] = dataclasses.field(default_factory=lambda: [64, 64])
@@ -169,6 +211,8 @@ class NetworkConfig(Config):
     """Weight initialisation: orthogonal, kaiming (scaled normal) or torch_default."""
     dueling: bool = False
     """Q-networks only: separate value and advantage streams, Q = V + A - mean(A)."""
+    shared: bool = False
+    """Actor-critic only: one trunk for policy and value (two heads) instead of two MLPs."""
 
     def validate(self) -> None:
         require(len(self.hidden_sizes) >= 1, "network.hidden_sizes needs at least one layer")

@@ -1,4 +1,6 @@
-"""The math of policy-gradient targets, as pure functions of (T, N) tensors (tested directly).
+"""The math of policy-gradient agents, as pure functions of tensors (tested directly).
+
+Advantages and returns take (T, N) tensors:
 
 Layout: row t is step t of the rollout, column i is env copy i. `dones[t, i]` is True when copy
 i's episode ended at step t (terminated or truncated). A truncated step has already had
@@ -56,3 +58,35 @@ def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> float:
 
 def normalize(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     return (x - x.mean()) / (x.std() + eps)
+
+
+def clipped_surrogate_loss(
+    ratio: torch.Tensor, advantages: torch.Tensor, clip_range: float
+) -> torch.Tensor:
+    """PPO's policy loss (Schulman et al. 2017): -E[min(rho A, clip(rho, 1-eps, 1+eps) A)],
+    with rho = pi_new(a|s) / pi_old(a|s). The clip removes the incentive to move the policy
+    further than eps away from the one that collected the data."""
+    unclipped = ratio * advantages
+    clipped = torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range) * advantages
+    return -torch.min(unclipped, clipped).mean()
+
+
+def value_loss(
+    values: torch.Tensor,
+    returns: torch.Tensor,
+    old_values: torch.Tensor | None = None,
+    clip_range: float | None = None,
+) -> torch.Tensor:
+    """0.5 E[(V - R)^2]; with `clip_range`, PPO's clipped variant: the new value may move at most
+    clip_range from the old one before the error stops decreasing the loss (pessimistic max)."""
+    squared = (values - returns).square()
+    if clip_range is None or old_values is None:
+        return 0.5 * squared.mean()
+    clipped = old_values + torch.clamp(values - old_values, -clip_range, clip_range)
+    return 0.5 * torch.max(squared, (clipped - returns).square()).mean()
+
+
+def approx_kl(log_ratio: torch.Tensor) -> torch.Tensor:
+    """KL(pi_old || pi_new) estimated from samples of pi_old as E[(rho - 1) - log rho]
+    (unbiased and never negative; http://joschu.net/blog/kl-approx.html)."""
+    return ((log_ratio.exp() - 1) - log_ratio).mean()

@@ -1,0 +1,158 @@
+"""Advantage actor-critic, synchronous (A2C; Mnih et al. 2016): one gradient step per rollout.
+
+Every `n_steps` steps of the `n_envs` copies, the n-step bootstrapped advantages (GAE with
+lambda = 1 by default) weight the policy gradient, the value function regresses onto the
+returns, and one step of the optimizer (RMSprop, as in the paper) updates both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.distributions import Categorical
+
+from rlkit.agent import Agent, crossed, prefixed
+from rlkit.config import check_unit_interval
+from rlkit.optim import OptimizerConfig, build_lr_scheduler, build_optimizer
+from rlkit.policy_gradient import explained_variance, gae, normalize, value_loss
+from rlkit.rollout import OnPolicyConfig, RolloutBuffer, build_actor_critic, collect_rollout
+
+
+@dataclasses.dataclass
+class A2CConfig(OnPolicyConfig):
+    n_steps: int = 5
+    """Environment steps per copy in each rollout: the n of the n-step returns."""
+    gae_lambda: float = 1.0
+    """1.0: plain n-step bootstrapped advantages; < 1 uses GAE."""
+    normalize_advantage: bool = False
+    """Normalize the advantages of each rollout."""
+    optimizer: OptimizerConfig = dataclasses.field(
+        default_factory=lambda: OptimizerConfig(
+            name="rmsprop", lr=7e-4, options={"alpha": 0.99, "eps": 1e-5}
+        )
+    )
+    """Optimizer by name with its options (RMSprop as in the A3C paper)."""
+
+    def validate(self) -> None:
+        super().validate()
+        check_unit_interval("gae_lambda", self.gae_lambda)
+
+
+class A2C(Agent):
+    """`agents.A2C(env="CartPole-v1", seed=0, ...)`; keyword arguments are A2CConfig fields."""
+
+    Config = A2CConfig
+    name = "a2c"
+
+    def __init__(
+        self, env: str | None = None, config: A2CConfig | Mapping | None = None, **overrides: Any
+    ):
+        super().__init__(env, config, **overrides)
+        cfg = self.config
+        self.model = build_actor_critic(cfg, self.obs_dim, self.n_actions).to(self.device)
+        self.optimizer = build_optimizer(self.model.parameters(), cfg.optimizer)
+        self.buffer = RolloutBuffer(cfg.n_steps, cfg.n_envs, self.obs_dim, self.device)
+        self.n_rollouts = 0
+
+    def describe_memory(self) -> str:
+        return f"rollout storage: {self.buffer.nbytes / 1024:.1f} KB on {self.device}"
+
+    def _act(self, obs: torch.Tensor, deterministic: bool) -> np.ndarray:
+        with torch.inference_mode():
+            logits = self.model.logits(obs)
+            actions = logits.argmax(dim=1) if deterministic else Categorical(logits=logits).sample()
+        return actions.cpu().numpy()
+
+    def learn(
+        self,
+        total_steps: int,
+        run_dir: str | Path | None = None,
+        progress: bool = False,
+        checkpoint_interval: int = 0,
+        extra_config: Mapping[str, Any] | None = None,
+        callback: Callable[[A2C], bool | None] | None = None,
+        callback_interval: int = 1_000,
+    ) -> A2C:
+        """Train for about `total_steps` environment steps (whole rollouts: rounded up)."""
+        cfg = self.config
+        self._check_total_steps(total_steps)
+        n_rollouts = math.ceil(total_steps / (cfg.n_steps * cfg.n_envs))
+        lr_scheduler = build_lr_scheduler(self.optimizer, cfg.lr_schedule, n_rollouts)
+        if self._obs is None:
+            self._obs, _ = self.env.reset(seed=cfg.seed)
+        monitor = self._start_run(total_steps, run_dir, progress, checkpoint_interval, extra_config)
+        try:
+            for _ in range(n_rollouts):
+                previous_step = self.global_step
+                self._obs, last_values, self.global_step, episodes = collect_rollout(
+                    self.env,
+                    self.model,
+                    self.buffer,
+                    self._obs,
+                    cfg.gamma,
+                    monitor,
+                    self.global_step,
+                )
+                self.n_episodes += episodes
+                stats = self._update(last_values)
+                stats["train/learning_rate"] = self.optimizer.param_groups[0]["lr"]
+                lr_scheduler.step()
+                self.n_rollouts += 1
+                if monitor.recording and self.n_rollouts % cfg.log_interval == 0:
+                    monitor.record_scalars(
+                        {k: float(v) for k, v in stats.items()}, self.global_step
+                    )
+                self._checkpoint(run_dir, checkpoint_interval, previous_step)
+                monitor.progress(self.global_step)
+                calling = callback is not None and crossed(
+                    previous_step, self.global_step, callback_interval
+                )
+                if calling and callback(self) is False:
+                    break
+        finally:
+            monitor.close(self.global_step)
+        return self
+
+    def _update(self, last_values: torch.Tensor) -> dict[str, torch.Tensor | float]:
+        """One gradient step on the whole rollout."""
+        cfg = self.config
+        b = self.buffer
+        advantages, returns = gae(
+            b.rewards, b.values, b.dones, last_values, cfg.gamma, cfg.gae_lambda
+        )
+        advantages, returns = advantages.reshape(-1), returns.reshape(-1)
+        if cfg.normalize_advantage:
+            advantages = normalize(advantages)
+        logits, values = self.model(b.flat("obs"))
+        distribution = Categorical(logits=logits)
+        log_probs = distribution.log_prob(b.flat("actions"))
+        policy_loss = -(log_probs * advantages).mean()
+        v_loss = value_loss(values, returns)
+        entropy = distribution.entropy().mean()
+        loss = policy_loss - cfg.ent_coef * entropy + cfg.vf_coef * v_loss
+
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+        self.optimizer.step()
+        self.n_updates += 1
+        # Only a few dozen steps per rollout: keep the scalars as tensors, read them if logged.
+        return {
+            "train/policy_loss": policy_loss.detach(),
+            "train/value_loss": v_loss.detach(),
+            "train/entropy": entropy.detach(),
+            "train/explained_variance": explained_variance(b.flat("values"), returns),
+        }
+
+    def _state_tensors(self) -> dict[str, torch.Tensor]:
+        return {f"model.{k}": v for k, v in self.model.state_dict().items()}
+
+    def _load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.model.load_state_dict(prefixed(tensors, "model."))

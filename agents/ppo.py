@@ -1,0 +1,223 @@
+"""Proximal Policy Optimization (Schulman et al. 2017) with a clipped surrogate and GAE.
+
+Read top to bottom: the config (PPO's own settings on top of the shared on-policy ones), the
+agent's set-up, `learn` (collect a rollout, compute advantages, update) and `_update` (several
+epochs of minibatch gradient steps: the algorithm itself). The math lives in
+rlkit.policy_gradient, tested on its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.distributions import Categorical
+
+from rlkit.agent import Agent, crossed, prefixed
+from rlkit.config import check_choice, check_unit_interval, require
+from rlkit.optim import build_lr_scheduler, build_optimizer
+from rlkit.policy_gradient import (
+    approx_kl,
+    clipped_surrogate_loss,
+    explained_variance,
+    gae,
+    normalize,
+    value_loss,
+)
+from rlkit.rollout import OnPolicyConfig, RolloutBuffer, build_actor_critic, collect_rollout
+from rlkit.schedules import linear_schedule
+
+
+@dataclasses.dataclass
+class PPOConfig(OnPolicyConfig):
+    batch_size: int = 64
+    """Minibatch size for the gradient steps (n_steps * n_envs must be a multiple of it)."""
+    n_epochs: int = 10
+    """Passes over each rollout."""
+    gae_lambda: float = 0.95
+    """GAE lambda: 0 one-step TD advantages, 1 Monte Carlo advantages."""
+    clip_range: float = 0.2
+    """Clip range of the probability ratio."""
+    clip_range_schedule: str = "constant"
+    """constant, or linear (decays to 0 over the run, like the learning rate)."""
+    clip_range_vf: float | None = None
+    """Clip the value update to this range around the old values (null: no clipping)."""
+    normalize_advantage: bool = True
+    """Normalize advantages within each minibatch."""
+    target_kl: float | None = None
+    """Stop a rollout's epochs early once the approximate KL exceeds this (null: never)."""
+
+    def validate(self) -> None:
+        super().validate()
+        require(self.batch_size >= 2, f"batch_size must be >= 2, got {self.batch_size}")
+        rollout = self.n_steps * self.n_envs
+        require(
+            rollout % self.batch_size == 0,
+            f"n_steps * n_envs ({rollout}) must be a multiple of batch_size ({self.batch_size})",
+        )
+        require(self.n_epochs >= 1, f"n_epochs must be >= 1, got {self.n_epochs}")
+        check_unit_interval("gae_lambda", self.gae_lambda)
+        require(0 < self.clip_range < 1, f"clip_range must be in (0, 1), got {self.clip_range}")
+        check_choice("clip_range_schedule", self.clip_range_schedule, ["constant", "linear"])
+        if self.clip_range_vf is not None:
+            require(
+                self.clip_range_vf > 0,
+                f"clip_range_vf must be > 0 or null, got {self.clip_range_vf}",
+            )
+        if self.target_kl is not None:
+            require(self.target_kl > 0, f"target_kl must be > 0 or null, got {self.target_kl}")
+
+
+class PPO(Agent):
+    """`agents.PPO(env="CartPole-v1", seed=0, ...)`; keyword arguments are PPOConfig fields."""
+
+    Config = PPOConfig
+    name = "ppo"
+
+    def __init__(
+        self, env: str | None = None, config: PPOConfig | Mapping | None = None, **overrides: Any
+    ):
+        super().__init__(env, config, **overrides)
+        cfg = self.config
+        self.model = build_actor_critic(cfg, self.obs_dim, self.n_actions).to(self.device)
+        self.optimizer = build_optimizer(self.model.parameters(), cfg.optimizer)
+        self.buffer = RolloutBuffer(cfg.n_steps, cfg.n_envs, self.obs_dim, self.device)
+        self.n_rollouts = 0
+
+    def describe_memory(self) -> str:
+        return f"rollout storage: {self.buffer.nbytes / 1024:.1f} KB on {self.device}"
+
+    def _act(self, obs: torch.Tensor, deterministic: bool) -> np.ndarray:
+        with torch.inference_mode():
+            logits = self.model.logits(obs)
+            actions = logits.argmax(dim=1) if deterministic else Categorical(logits=logits).sample()
+        return actions.cpu().numpy()
+
+    def learn(
+        self,
+        total_steps: int,
+        run_dir: str | Path | None = None,
+        progress: bool = False,
+        checkpoint_interval: int = 0,
+        extra_config: Mapping[str, Any] | None = None,
+        callback: Callable[[PPO], bool | None] | None = None,
+        callback_interval: int = 1_000,
+    ) -> PPO:
+        """Train for about `total_steps` environment steps (whole rollouts: rounded up)."""
+        cfg = self.config
+        self._check_total_steps(total_steps)
+        rollout_steps = cfg.n_steps * cfg.n_envs
+        n_rollouts = math.ceil(total_steps / rollout_steps)
+        lr_scheduler = build_lr_scheduler(self.optimizer, cfg.lr_schedule, n_rollouts)
+        if self._obs is None:
+            self._obs, _ = self.env.reset(seed=cfg.seed)
+        monitor = self._start_run(total_steps, run_dir, progress, checkpoint_interval, extra_config)
+        try:
+            for rollout in range(n_rollouts):
+                clip_range = cfg.clip_range
+                if cfg.clip_range_schedule == "linear":
+                    clip_range = linear_schedule(cfg.clip_range, 0.0, n_rollouts, rollout)
+                previous_step = self.global_step
+                self.model.eval()
+                self._obs, last_values, self.global_step, episodes = collect_rollout(
+                    self.env,
+                    self.model,
+                    self.buffer,
+                    self._obs,
+                    cfg.gamma,
+                    monitor,
+                    self.global_step,
+                )
+                self.n_episodes += episodes
+                advantages, returns = gae(
+                    self.buffer.rewards, self.buffer.values, self.buffer.dones, last_values,
+                    cfg.gamma, cfg.gae_lambda,
+                )  # fmt: skip
+                self.buffer.advantages.copy_(advantages)
+                self.buffer.returns.copy_(returns)
+                self.model.train()
+                stats = self._update(clip_range)
+                learning_rate = self.optimizer.param_groups[0]["lr"]
+                lr_scheduler.step()
+                self.n_rollouts += 1
+                if monitor.recording and self.n_rollouts % cfg.log_interval == 0:
+                    stats["train/learning_rate"] = learning_rate
+                    stats["train/clip_range"] = clip_range
+                    monitor.record_scalars(stats, self.global_step)
+                self._checkpoint(run_dir, checkpoint_interval, previous_step)
+                monitor.progress(self.global_step)
+                calling = callback is not None and crossed(
+                    previous_step, self.global_step, callback_interval
+                )
+                if calling and callback(self) is False:
+                    break
+        finally:
+            monitor.close(self.global_step)
+        return self
+
+    def _update(self, clip_range: float) -> dict[str, float]:
+        """n_epochs passes of minibatch steps on the rollout; returns the scalars to log."""
+        cfg = self.config
+        b = self.buffer
+        obs, actions, old_log_probs = b.flat("obs"), b.flat("actions"), b.flat("log_probs")
+        advantages, returns, old_values = b.flat("advantages"), b.flat("returns"), b.flat("values")
+        size = obs.shape[0]
+        sums = torch.zeros(6, device=self.device)  # policy, value, entropy, kl, clipfrac, steps
+        for _ in range(cfg.n_epochs):
+            epoch_kl = torch.zeros((), device=self.device)
+            order = torch.randperm(size, device=self.device)
+            for start in range(0, size, cfg.batch_size):
+                idx = order[start : start + cfg.batch_size]
+                logits, values = self.model(obs[idx])
+                distribution = Categorical(logits=logits)
+                log_ratio = distribution.log_prob(actions[idx]) - old_log_probs[idx]
+                ratio = log_ratio.exp()
+                mb_advantages = advantages[idx]
+                if cfg.normalize_advantage:
+                    mb_advantages = normalize(mb_advantages)
+                policy_loss = clipped_surrogate_loss(ratio, mb_advantages, clip_range)
+                v_loss = value_loss(values, returns[idx], old_values[idx], cfg.clip_range_vf)
+                entropy = distribution.entropy().mean()
+                loss = policy_loss - cfg.ent_coef * entropy + cfg.vf_coef * v_loss
+
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.max_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+                self.optimizer.step()
+                self.n_updates += 1
+                with torch.no_grad():
+                    epoch_kl = approx_kl(log_ratio)
+                    clip_fraction = ((ratio - 1.0).abs() > clip_range).float().mean()
+                    sums += torch.stack(
+                        (
+                            policy_loss,
+                            v_loss,
+                            entropy,
+                            epoch_kl,
+                            clip_fraction,
+                            torch.ones_like(entropy),
+                        )
+                    ).detach()
+            if cfg.target_kl is not None and epoch_kl.item() > cfg.target_kl:
+                break  # the policy moved too far from the one that collected the data
+        policy, value, entropy, kl, clip_fraction, steps = sums.tolist()
+        return {
+            "train/policy_loss": policy / steps,
+            "train/value_loss": value / steps,
+            "train/entropy": entropy / steps,
+            "train/approx_kl": kl / steps,
+            "train/clip_fraction": clip_fraction / steps,
+            "train/explained_variance": explained_variance(old_values, returns),
+        }
+
+    def _state_tensors(self) -> dict[str, torch.Tensor]:
+        return {f"model.{k}": v for k, v in self.model.state_dict().items()}
+
+    def _load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.model.load_state_dict(prefixed(tensors, "model."))

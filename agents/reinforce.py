@@ -1,0 +1,192 @@
+"""REINFORCE (Williams 1992): Monte Carlo policy gradient over whole episodes.
+
+The copies play until `batch_episodes` episodes have finished; each step's return G_t (the
+discounted rewards to the episode's end) weights the gradient of log pi(a_t | s_t). Options: a
+learned value baseline (G_t - V(s_t) instead of G_t: same expectation, less variance), return
+normalisation within the batch, and an entropy bonus. An episode cut by a time limit has no
+true return; with the baseline its tail is bootstrapped from V(final observation), without it
+the cut return is used as it is (the plain estimator has nothing better).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.distributions import Categorical
+
+from rlkit.agent import Agent, crossed, prefixed
+from rlkit.config import require
+from rlkit.nstep import discounted_returns
+from rlkit.optim import build_lr_scheduler, build_optimizer
+from rlkit.policy_gradient import explained_variance, normalize, value_loss
+from rlkit.rollout import OnPolicyConfig, build_actor_critic
+
+
+@dataclasses.dataclass
+class ReinforceConfig(OnPolicyConfig):
+    batch_episodes: int = 16
+    """Finished episodes per gradient step."""
+    baseline: bool = True
+    """Subtract a learned state value V(s_t) from the return (an actor-critic baseline)."""
+    normalize_returns: bool = True
+    """Normalize the returns (or advantages, with the baseline) within each batch."""
+    n_steps: int = 1
+    """Unused by REINFORCE (it updates per batch of episodes); kept for the shared settings."""
+
+    def validate(self) -> None:
+        super().validate()
+        require(self.batch_episodes >= 1, f"batch_episodes must be >= 1, got {self.batch_episodes}")
+
+
+class Reinforce(Agent):
+    """`agents.Reinforce(env="CartPole-v1", seed=0, ...)`; keyword arguments are
+    ReinforceConfig fields."""
+
+    Config = ReinforceConfig
+    name = "reinforce"
+
+    def __init__(
+        self,
+        env: str | None = None,
+        config: ReinforceConfig | Mapping | None = None,
+        **overrides: Any,
+    ):
+        super().__init__(env, config, **overrides)
+        cfg = self.config
+        self.model = build_actor_critic(cfg, self.obs_dim, self.n_actions).to(self.device)
+        self.optimizer = build_optimizer(self.model.parameters(), cfg.optimizer)
+        # The current episode of each copy: observations, actions, rewards.
+        self._episodes: list[tuple[list, list, list]] = [([], [], []) for _ in range(cfg.n_envs)]
+
+    def describe_memory(self) -> str:
+        return "episode storage: grows with the episodes of one batch"
+
+    def _act(self, obs: torch.Tensor, deterministic: bool) -> np.ndarray:
+        with torch.inference_mode():
+            logits = self.model.logits(obs)
+            actions = logits.argmax(dim=1) if deterministic else Categorical(logits=logits).sample()
+        return actions.cpu().numpy()
+
+    def _finish_episode(self, i: int, final_obs: np.ndarray | None) -> tuple:
+        """The finished episode of copy i as (obs, actions, returns) arrays; `final_obs` is
+        given when the episode was truncated, to bootstrap its tail with the baseline."""
+        obs, actions, rewards = self._episodes[i]
+        self._episodes[i] = ([], [], [])
+        rewards = np.asarray(rewards, dtype=np.float64)
+        if final_obs is not None and self.config.baseline:
+            with torch.no_grad():
+                tail = self.model.values(torch.as_tensor(final_obs[None], device=self.device))
+            rewards[-1] += self.config.gamma * float(tail)
+        returns = discounted_returns(rewards, self.config.gamma)
+        return np.stack(obs), np.asarray(actions), returns.astype(np.float32)
+
+    def learn(
+        self,
+        total_steps: int,
+        run_dir: str | Path | None = None,
+        progress: bool = False,
+        checkpoint_interval: int = 0,
+        extra_config: Mapping[str, Any] | None = None,
+        callback: Callable[[Reinforce], bool | None] | None = None,
+        callback_interval: int = 1_000,
+    ) -> Reinforce:
+        """Train for `total_steps` environment steps (the last partial batch is not used)."""
+        cfg = self.config
+        self._check_total_steps(total_steps)
+        end_step = self.global_step + total_steps
+        # How many updates a run makes depends on episode lengths, so the learning-rate
+        # schedule advances once per vector step instead: it then ends where the run ends.
+        vector_steps = math.ceil(total_steps / cfg.n_envs)
+        lr_scheduler = build_lr_scheduler(self.optimizer, cfg.lr_schedule, vector_steps)
+        if self._obs is None:
+            self._obs, _ = self.env.reset(seed=cfg.seed)
+        monitor = self._start_run(total_steps, run_dir, progress, checkpoint_interval, extra_config)
+        batch: list[tuple] = []
+        try:
+            while self.global_step < end_step:
+                obs_tensor = torch.as_tensor(self._obs, dtype=torch.float32, device=self.device)
+                with torch.no_grad():
+                    actions = (
+                        Categorical(logits=self.model.logits(obs_tensor)).sample().cpu().numpy()
+                    )
+                next_obs, rewards, terminated, truncated, infos = self.env.step(actions)
+                for i, episode in enumerate(self._episodes):
+                    episode[0].append(self._obs[i])
+                    episode[1].append(actions[i])
+                    episode[2].append(float(rewards[i]))
+                    if terminated[i] or truncated[i]:
+                        cut = truncated[i] and not terminated[i]
+                        batch.append(
+                            self._finish_episode(i, infos["final_obs"][i] if cut else None)
+                        )
+                self._obs = next_obs
+                previous_step, self.global_step = self.global_step, self.global_step + cfg.n_envs
+                self.n_episodes += monitor.record_episodes(infos, self.global_step)
+                if len(batch) >= cfg.batch_episodes:
+                    stats = self._update(batch)
+                    batch = []
+                    stats["train/learning_rate"] = self.optimizer.param_groups[0]["lr"]
+                    if monitor.recording and self.n_updates % cfg.log_interval == 0:
+                        monitor.record_scalars(stats, self.global_step)
+                if self.n_updates:  # torch expects an optimizer step before the first one
+                    lr_scheduler.step()
+                self._checkpoint(run_dir, checkpoint_interval, previous_step)
+                monitor.progress(self.global_step)
+                calling = callback is not None and crossed(
+                    previous_step, self.global_step, callback_interval
+                )
+                if calling and callback(self) is False:
+                    break
+        finally:
+            monitor.close(self.global_step)
+        return self
+
+    def _update(self, batch: list[tuple]) -> dict[str, float]:
+        """One gradient step on a batch of finished episodes."""
+        cfg = self.config
+        obs = torch.as_tensor(
+            np.concatenate([e[0] for e in batch]), dtype=torch.float32, device=self.device
+        )
+        actions = torch.as_tensor(np.concatenate([e[1] for e in batch]), device=self.device)
+        returns = torch.as_tensor(np.concatenate([e[2] for e in batch]), device=self.device)
+        logits, values = self.model(obs)
+        distribution = Categorical(logits=logits)
+        log_probs = distribution.log_prob(actions)
+        weights = returns - values.detach() if cfg.baseline else returns
+        if cfg.normalize_returns:
+            weights = normalize(weights)
+        policy_loss = -(log_probs * weights).mean()
+        entropy = distribution.entropy().mean()
+        loss = policy_loss - cfg.ent_coef * entropy
+        v_loss = torch.zeros((), device=self.device)
+        if cfg.baseline:
+            v_loss = value_loss(values, returns)
+            loss = loss + cfg.vf_coef * v_loss
+
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+        self.optimizer.step()
+        self.n_updates += 1
+        stats = {
+            "train/policy_loss": policy_loss.item(),
+            "train/entropy": entropy.item(),
+            "train/episodes_per_update": float(len(batch)),
+        }
+        if cfg.baseline:
+            stats["train/value_loss"] = v_loss.item()
+            stats["train/explained_variance"] = explained_variance(values.detach(), returns)
+        return stats
+
+    def _state_tensors(self) -> dict[str, torch.Tensor]:
+        return {f"model.{k}": v for k, v in self.model.state_dict().items()}
+
+    def _load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.model.load_state_dict(prefixed(tensors, "model."))

@@ -1,0 +1,160 @@
+"""On-policy data: the settings policy-gradient agents share, the rollout storage, and the loop
+that fills it.
+
+Truncation: when a copy's episode is cut by a time limit, the state it reached still has a
+value. The collector adds gamma * V(final observation) to that step's reward and then treats
+the step as an episode end, so the advantage code never bootstraps across the reset; an episode
+that terminated gets no such bonus.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+from torch.distributions import Categorical
+
+import envs
+from rlkit.config import (
+    Config,
+    check_choice,
+    check_non_negative,
+    check_unit_interval,
+    require,
+)
+from rlkit.networks import ActorCritic, NetworkConfig
+from rlkit.optim import LRScheduleConfig, OptimizerConfig
+from rlkit.recorder import RunMonitor
+
+
+def _tanh_network() -> NetworkConfig:
+    return NetworkConfig(hidden_sizes=[64, 64], activation="tanh")
+
+
+@dataclasses.dataclass
+class OnPolicyConfig(Config):
+    """Settings every policy-gradient agent has; each agent's config adds its own."""
+
+    env: str = "CartPole-v1"
+    """Gymnasium environment id (Box observations, Discrete actions)."""
+    n_envs: int = 8
+    """Copies of the environment stepped together."""
+    vectorization: str = "sync"
+    """sync (copies stepped in this process) or async (one subprocess per copy)."""
+    seed: int = 0
+    """Seeds network init, action sampling, minibatch order and the environments."""
+    device: str = "auto"
+    """auto (CUDA when available, else CPU), cpu, cuda or cuda:N."""
+    gamma: float = 0.99
+    """Discount factor."""
+    n_steps: int = 128
+    """Environment steps per copy in each rollout."""
+    ent_coef: float = 0.0
+    """Weight of the entropy bonus (keeps the policy exploring)."""
+    vf_coef: float = 0.5
+    """Weight of the value loss."""
+    max_grad_norm: float | None = 0.5
+    """Clip the global gradient norm to this value (null: no clipping)."""
+    network: NetworkConfig = dataclasses.field(default_factory=_tanh_network)
+    """Actor-critic shape: hidden_sizes, activation, init, shared (one trunk, two heads)."""
+    optimizer: OptimizerConfig = dataclasses.field(
+        default_factory=lambda: OptimizerConfig(name="adam", lr=3e-4, options={"eps": 1e-5})
+    )
+    """Optimizer by name with its options."""
+    lr_schedule: LRScheduleConfig = dataclasses.field(default_factory=LRScheduleConfig)
+    """Learning-rate schedule, stepped once per rollout."""
+    log_interval: int = 1
+    """Rollouts between two writes of the training scalars."""
+
+    def validate(self) -> None:
+        envs.check_env_id(self.env)
+        require(self.n_envs >= 1, f"n_envs must be >= 1, got {self.n_envs}")
+        check_choice("vectorization", self.vectorization, list(envs.VECTORIZATIONS))
+        require(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+        check_unit_interval("gamma", self.gamma)
+        require(self.n_steps >= 1, f"n_steps must be >= 1, got {self.n_steps}")
+        check_non_negative("ent_coef", self.ent_coef)
+        check_non_negative("vf_coef", self.vf_coef)
+        if self.max_grad_norm is not None:
+            require(
+                np.isfinite(self.max_grad_norm) and self.max_grad_norm > 0,
+                f"max_grad_norm must be > 0 or null, got {self.max_grad_norm}",
+            )
+        require(self.log_interval >= 1, f"log_interval must be >= 1, got {self.log_interval}")
+
+
+def build_actor_critic(config: OnPolicyConfig, obs_dim: int, n_actions: int) -> ActorCritic:
+    net = config.network
+    return ActorCritic(obs_dim, n_actions, net.hidden_sizes, net.activation, net.init, net.shared)
+
+
+class RolloutBuffer:
+    """One rollout of `n_steps` x `n_envs` steps, preallocated on the training device."""
+
+    def __init__(self, n_steps: int, n_envs: int, obs_dim: int, device: torch.device) -> None:
+        shape = (n_steps, n_envs)
+        self.n_steps, self.n_envs = n_steps, n_envs
+        self.obs = torch.zeros((*shape, obs_dim), device=device)
+        self.actions = torch.zeros(shape, dtype=torch.int64, device=device)
+        self.log_probs = torch.zeros(shape, device=device)
+        self.rewards = torch.zeros(shape, device=device)
+        self.dones = torch.zeros(shape, dtype=torch.bool, device=device)
+        self.values = torch.zeros(shape, device=device)
+        self.advantages = torch.zeros(shape, device=device)
+        self.returns = torch.zeros(shape, device=device)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.nbytes for t in vars(self).values() if isinstance(t, torch.Tensor))
+
+    def flat(self, name: str) -> torch.Tensor:
+        """A field with the step and copy dimensions merged: (n_steps * n_envs, ...)."""
+        tensor = getattr(self, name)
+        return tensor.reshape(-1, *tensor.shape[2:])
+
+
+def collect_rollout(
+    env,
+    model: ActorCritic,
+    buffer: RolloutBuffer,
+    obs: np.ndarray,
+    gamma: float,
+    monitor: RunMonitor,
+    global_step: int,
+) -> tuple[np.ndarray, torch.Tensor, int, int]:
+    """Fill `buffer` by acting with `model`'s sampled actions from `obs`.
+
+    Returns (next observations, V of them for bootstrapping, new global step, finished
+    episodes).
+    """
+    device = buffer.obs.device
+    n_envs = buffer.n_envs
+    episodes = 0
+    for t in range(buffer.n_steps):
+        obs_tensor = torch.as_tensor(obs, dtype=torch.float32, device=device)
+        with torch.no_grad():
+            logits, values = model(obs_tensor)
+            distribution = Categorical(logits=logits)
+            actions = distribution.sample()
+            log_probs = distribution.log_prob(actions)
+        next_obs, rewards, terminated, truncated, infos = env.step(actions.cpu().numpy())
+        rewards = np.asarray(rewards, dtype=np.float32).copy()
+        cut = np.flatnonzero(truncated & ~terminated)
+        if len(cut):  # bootstrap a time-limit cut from the value of where it stopped
+            final_obs = np.stack([infos["final_obs"][i] for i in cut]).astype(np.float32)
+            with torch.no_grad():
+                final_values = model.values(torch.as_tensor(final_obs, device=device))
+            rewards[cut] += gamma * final_values.cpu().numpy()
+        buffer.obs[t] = obs_tensor
+        buffer.actions[t] = actions
+        buffer.log_probs[t] = log_probs
+        buffer.values[t] = values
+        buffer.rewards[t] = torch.as_tensor(rewards, device=device)
+        buffer.dones[t] = torch.as_tensor(terminated | truncated, device=device)
+        obs = next_obs
+        global_step += n_envs
+        episodes += monitor.record_episodes(infos, global_step)
+    with torch.no_grad():
+        last_values = model.values(torch.as_tensor(obs, dtype=torch.float32, device=device))
+    return obs, last_values, global_step, episodes

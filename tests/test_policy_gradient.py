@@ -1,0 +1,184 @@
+"""Policy-gradient math (GAE, returns, PPO losses), truncation bootstrapping, and the agents."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import agents
+from rlkit.networks import ActorCritic
+from rlkit.policy_gradient import (
+    approx_kl,
+    clipped_surrogate_loss,
+    discounted_returns,
+    explained_variance,
+    gae,
+    value_loss,
+)
+from rlkit.recorder import RunMonitor
+from rlkit.rollout import RolloutBuffer, collect_rollout
+
+
+def test_gae_hand_computed():
+    gamma, lam = 0.9, 0.8
+    rewards = torch.tensor([[1.0], [1.0], [1.0]])
+    values = torch.tensor([[0.5], [0.4], [0.3]])
+    dones = torch.tensor([[False], [False], [False]])
+    last = torch.tensor([0.2])
+    # deltas: 1 + .9*.4 - .5 = .86; 1 + .9*.3 - .4 = .87; 1 + .9*.2 - .3 = .88
+    # A2 = .88; A1 = .87 + .72*.88 = 1.5036; A0 = .86 + .72*1.5036 = 1.942592
+    advantages, returns = gae(rewards, values, dones, last, gamma, lam)
+    assert advantages[:, 0].tolist() == pytest.approx([1.942592, 1.5036, 0.88])
+    assert returns[:, 0].tolist() == pytest.approx([2.442592, 1.9036, 1.18])
+
+
+def test_gae_stops_at_episode_ends():
+    gamma, lam = 0.9, 0.8
+    rewards = torch.tensor([[1.0], [2.0], [1.0]])
+    values = torch.tensor([[0.5], [0.4], [0.3]])
+    dones = torch.tensor([[False], [True], [False]])
+    last = torch.tensor([0.2])
+    # Step 1 ends its episode: delta1 = 2 - .4 = 1.6 and nothing flows back across it into
+    # step 1 from step 2 (a new episode).
+    advantages, _ = gae(rewards, values, dones, last, gamma, lam)
+    a2 = 1 + 0.9 * 0.2 - 0.3
+    a1 = 2 - 0.4
+    a0 = (1 + 0.9 * 0.4 - 0.5) + 0.72 * a1
+    assert advantages[:, 0].tolist() == pytest.approx([a0, a1, a2])
+
+
+def test_gae_lambda_one_is_the_n_step_return():
+    rewards = torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 1.0]])
+    values = torch.rand(3, 2)
+    dones = torch.tensor([[False, False], [False, True], [False, False]])
+    last = torch.tensor([5.0, 3.0])
+    _, returns = gae(rewards, values, dones, last, 0.5, 1.0)
+    expected = discounted_returns(rewards, dones, 0.5, last)
+    assert torch.allclose(returns, expected)
+    # Column 0: 1 + .5*0 + .25*2 + .125*5; column 1 restarts after its episode end.
+    assert expected[:, 0].tolist() == pytest.approx([1 + 0.5 + 0.625, 1.0 + 1.25, 2.0 + 2.5])
+    assert expected[:, 1].tolist() == pytest.approx([0.5, 1.0, 1.0 + 1.5])
+
+
+def test_clipped_surrogate_hand_computed():
+    ratio = torch.tensor([1.5, 0.5, 1.1, 0.7])
+    advantages = torch.tensor([1.0, 1.0, -1.0, -1.0])
+    # min(r A, clip(r) A): 1.2 (clipped), 0.5, -1.1, -0.8 (clipped) -> loss = -mean
+    assert clipped_surrogate_loss(ratio, advantages, 0.2).item() == pytest.approx(
+        -(1.2 + 0.5 - 1.1 - 0.8) / 4
+    )
+
+
+def test_value_loss_and_clipping():
+    values, returns = torch.tensor([2.0, 0.0]), torch.tensor([1.0, 1.0])
+    assert value_loss(values, returns).item() == pytest.approx(0.5)
+    old = torch.tensor([0.0, 0.0])
+    # Row 0 moved from 0 to 2 but is clipped to 0.5: max(1, 0.25) = 1; row 1: 1.
+    assert value_loss(values, returns, old, 0.5).item() == pytest.approx(0.5 * (1 + 1) / 2)
+    values = torch.tensor([0.6, 0.0])  # moved 0.6 toward the return: clipped at 0.5
+    assert value_loss(values, returns, old, 0.5).item() == pytest.approx(0.5 * (0.25 + 1) / 2)
+
+
+def test_approx_kl_and_explained_variance():
+    assert approx_kl(torch.zeros(5)).item() == 0.0
+    assert approx_kl(torch.tensor([0.1, -0.1])).item() > 0
+    target = torch.tensor([1.0, 2.0, 3.0])
+    assert explained_variance(target, target) == 1.0
+    assert explained_variance(torch.full((3,), 2.0), target) == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_actor_critic_log_probs_and_entropy(shared):
+    torch.manual_seed(0)
+    model = ActorCritic(4, 3, [16, 16], shared=shared)
+    obs = torch.randn(5, 4)
+    logits, values = model(obs)
+    assert logits.shape == (5, 3) and values.shape == (5,)
+    assert torch.equal(model.logits(obs), logits) and torch.equal(model.values(obs), values)
+    dist = torch.distributions.Categorical(logits=logits)
+    log_softmax = torch.log_softmax(logits, dim=1)
+    assert torch.allclose(
+        dist.log_prob(torch.tensor([0, 1, 2, 0, 1])), log_softmax[range(5), [0, 1, 2, 0, 1]]
+    )
+    assert torch.allclose(dist.entropy(), -(log_softmax.exp() * log_softmax).sum(dim=1))
+
+
+def test_truncated_steps_bootstrap_from_the_final_value_and_terminated_do_not():
+    if "rlkit-test/ShortCartPole-v1" not in gym.registry:
+        gym.register(
+            "rlkit-test/ShortCartPole-v1",
+            entry_point="gymnasium.envs.classic_control:CartPoleEnv",
+            max_episode_steps=10,
+        )
+    import envs
+
+    env = envs.make("rlkit-test/ShortCartPole-v1", n_envs=2)
+    obs, _ = env.reset(seed=0)
+    model = ActorCritic(4, 2, [8])
+    with torch.no_grad():  # a value function that is easy to recognise: 100 + x position
+        model.value[-1].weight.zero_()
+        model.value[-1].bias.fill_(100.0)
+    buffer = RolloutBuffer(40, 2, 4, torch.device("cpu"))
+    gamma = 0.5
+    collect_rollout(env, model, buffer, obs, gamma, RunMonitor(None, 80), 0)
+    rewards, dones = buffer.rewards.flatten(), buffer.dones.flatten()
+    assert dones.any()
+    # CartPole pays 1 per step. Ends by the 10-step limit carry 1 + 0.5 * 100; falls carry 1.
+    assert set(rewards[~dones].tolist()) == {1.0}
+    assert set(rewards[dones].tolist()) <= {1.0, 51.0}
+    assert 51.0 in rewards[dones].tolist()
+
+
+PG_AGENTS = [
+    (agents.PPO, {"n_steps": 16, "batch_size": 32, "n_epochs": 2}),
+    (agents.A2C, {"n_steps": 5}),
+    (agents.Reinforce, {"batch_episodes": 2}),
+]
+
+
+@pytest.mark.parametrize(("cls", "options"), PG_AGENTS, ids=lambda x: getattr(x, "__name__", ""))
+def test_save_load_gives_same_actions(tmp_path, cls, options):
+    agent = cls(env="CartPole-v1", n_envs=2, seed=1, **options)
+    agent.learn(600)
+    loaded = agents.load(agent.save(tmp_path / "agent.safetensors"))
+    assert type(loaded) is cls and loaded.config == agent.config
+    obs = np.random.default_rng(0).normal(size=(128, 4)).astype(np.float32)
+    assert np.array_equal(agent.act(obs), loaded.act(obs))
+    assert loaded.evaluate(2, seed=0).returns == agent.evaluate(2, seed=0).returns
+
+
+@pytest.mark.parametrize(("cls", "options"), PG_AGENTS, ids=lambda x: getattr(x, "__name__", ""))
+def test_same_seed_same_training(cls, options):
+    runs = []
+    for seed in (3, 3, 4):
+        agent = cls(env="CartPole-v1", n_envs=2, seed=seed, **options)
+        agent.learn(600)
+        runs.append(agent.model.state_dict())
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+    assert not all(torch.equal(runs[0][k], runs[2][k]) for k in runs[0])
+
+
+def test_async_vector_env_trains():
+    agent = agents.PPO(
+        env="CartPole-v1", n_envs=2, vectorization="async", n_steps=16, batch_size=32, n_epochs=1
+    )
+    agent.learn(64)
+    assert agent.global_step == 64 and agent.n_updates == 2  # two rollouts, one minibatch each
+    agent.close()
+
+
+def test_ppo_logs_its_scalars(tmp_path):
+    from .helpers import read_scalars
+
+    agent = agents.PPO(
+        env="CartPole-v1", n_envs=2, seed=0, n_steps=16, batch_size=32, n_epochs=2, log_interval=1
+    )
+    agent.learn(320, run_dir=tmp_path)
+    scalars = read_scalars(tmp_path)
+    tags = [
+        "train/policy_loss", "train/value_loss", "train/entropy", "train/approx_kl",
+        "train/clip_fraction", "train/explained_variance", "train/learning_rate",
+        "time/steps_per_second", "rollout/episodic_return", "rollout/episodic_length",
+    ]  # fmt: skip
+    for tag in tags:
+        assert scalars.get(tag), tag
