@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= configs/dqn_cartpole.yaml
 
-.PHONY: setup train test test-fast lint format bench clean
+.PHONY: setup train test test-fast test-extended lint format clean
 
 setup: $(VENV)/.installed
 
@@ -23,7 +23,11 @@ test: setup
 
 # Everything but the long learning runs.
 test-fast: setup
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow and not extended"
+
+# The learning claims not checked in CI (about 10 minutes on 2 cores).
+test-extended: setup
+	$(BIN)/python -m pytest -m extended
 
 lint: setup
 	$(BIN)/ruff check .
