@@ -182,3 +182,28 @@ def test_ppo_logs_its_scalars(tmp_path):
     ]  # fmt: skip
     for tag in tags:
         assert scalars.get(tag), tag
+
+
+def test_ppo_target_kl_stops_the_epochs_early():
+    full = agents.PPO(env="CartPole-v1", n_envs=2, seed=0, n_steps=32, batch_size=16, n_epochs=10)
+    full.learn(64)
+    assert full.n_updates == 10 * 4  # 10 epochs of 4 minibatches
+    early = agents.PPO(
+        env="CartPole-v1", n_envs=2, seed=0, n_steps=32, batch_size=16, n_epochs=10,
+        target_kl=1e-9, optimizer={"name": "adam", "lr": 1e-2},
+    )  # fmt: skip
+    early.learn(64)
+    assert early.n_updates == 4  # stopped after the first epoch: any change exceeds 1e-9
+
+
+def test_policy_gradient_config_errors():
+    from rlkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"must be a multiple of batch_size"):
+        agents.PPO(env="CartPole-v1", n_envs=2, n_steps=10, batch_size=16)
+    with pytest.raises(ConfigError, match="did you mean 'gae_lambda'"):
+        agents.PPO(env="CartPole-v1", gae_lamda=0.9)
+    with pytest.raises(ConfigError, match="vectorization: unknown value 'threads'"):
+        agents.A2C(env="CartPole-v1", vectorization="threads")
+    with pytest.raises(ConfigError, match="batch_episodes must be >= 1"):
+        agents.Reinforce(env="CartPole-v1", batch_episodes=0)
