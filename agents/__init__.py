@@ -9,7 +9,7 @@ from agents.a2c import A2C, A2CConfig
 from agents.dqn import DQN, DQNConfig
 from agents.ppo import PPO, PPOConfig
 from agents.reinforce import Reinforce, ReinforceConfig
-from rlkit.errors import AgentFileError
+from rlkit.errors import AgentFileError, UserError
 from rlkit.serialization import load_tensors
 
 AGENTS: dict[str, type] = {"dqn": DQN, "ppo": PPO, "a2c": A2C, "reinforce": Reinforce}
@@ -25,6 +25,7 @@ __all__ = [
     "Reinforce",
     "ReinforceConfig",
     "agent_class",
+    "from_checkpoint",
     "load",
 ]
 
@@ -47,3 +48,31 @@ def load(path: str | Path, device: str = "auto"):
     if name not in AGENTS:
         raise AgentFileError(f"{path} holds an agent of unknown type {metadata.get('agent')!r}")
     return AGENTS[name].from_saved(tensors, metadata, device)
+
+
+def from_checkpoint(run_dir: str | Path, device: str | None = None):
+    """The agent of the newest intact checkpoint in `run_dir`, with its whole training state
+    (optimizer, buffer, random states, environments): `.learn(resume=True)` continues the run
+    exactly. `device` overrides the run's own device setting. Damaged checkpoints are skipped
+    (listed in `agent.skipped_checkpoints`)."""
+    from rlkit.checkpoint import newest_good_checkpoint, read_checkpoint
+
+    info, skipped = newest_good_checkpoint(run_dir)
+    if info is None:
+        detail = f" ({'; '.join(skipped)})" if skipped else ""
+        raise AgentFileError(f"no usable checkpoint in {run_dir}{detail}")
+    tensors, state = read_checkpoint(info)
+    name = str(state.get("agent", "")).lower()
+    if name not in AGENTS:
+        raise AgentFileError(f"{info.data} holds an agent of unknown type {state.get('agent')!r}")
+    try:
+        agent = AGENTS[name].from_checkpoint_state(tensors, state, device)
+    except UserError:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as error:
+        # The file passed its checksum, so its maker wrote it this way: wrong or hostile.
+        raise AgentFileError(
+            f"checkpoint {info.data} does not fit a {name} agent: {type(error).__name__}: {error}"
+        ) from None
+    agent.skipped_checkpoints = skipped
+    return agent

@@ -19,7 +19,8 @@ from torch.distributions import Categorical
 
 from rlkit.agent import Agent, crossed, prefixed
 from rlkit.config import check_unit_interval
-from rlkit.optim import OptimizerConfig, build_lr_scheduler, build_optimizer
+from rlkit.guard import DivergenceError
+from rlkit.optim import OptimizerConfig, build_optimizer
 from rlkit.policy_gradient import explained_variance, gae, normalize, value_loss
 from rlkit.rollout import OnPolicyConfig, RolloutBuffer, build_actor_critic, collect_rollout
 
@@ -59,6 +60,7 @@ class A2C(Agent):
         self.optimizer = build_optimizer(self.model.parameters(), cfg.optimizer)
         self.buffer = RolloutBuffer(cfg.n_steps, cfg.n_envs, self.obs_dim, self.device)
         self.n_rollouts = 0
+        self._make_guard({"model": self.model})
 
     def describe_memory(self) -> str:
         return f"rollout storage: {self.buffer.nbytes / 1024:.1f} KB on {self.device}"
@@ -78,17 +80,29 @@ class A2C(Agent):
         extra_config: Mapping[str, Any] | None = None,
         callback: Callable[[A2C], bool | None] | None = None,
         callback_interval: int = 1_000,
+        keep_checkpoints: int = 3,
+        resume: bool = False,
     ) -> A2C:
-        """Train for about `total_steps` environment steps (whole rollouts: rounded up)."""
+        """Train for about `total_steps` environment steps (whole rollouts: rounded up).
+        Run folder, checkpoints, resume and callback as in `DQN.learn`."""
         cfg = self.config
-        self._check_total_steps(total_steps)
-        n_rollouts = math.ceil(total_steps / (cfg.n_steps * cfg.n_envs))
-        lr_scheduler = build_lr_scheduler(self.optimizer, cfg.lr_schedule, n_rollouts)
+        start_step, end_step = self._begin_run(
+            total_steps, resume, checkpoint_interval, keep_checkpoints
+        )
+        total_steps = end_step - start_step
+        rollout_steps = cfg.n_steps * cfg.n_envs
+        n_rollouts = math.ceil(total_steps / rollout_steps)
+        done = (self.global_step - start_step) // rollout_steps  # > 0 when resuming
+        lr_scheduler = self._make_lr_scheduler(n_rollouts)
         if self._obs is None:
             self._obs, _ = self.env.reset(seed=cfg.seed)
-        monitor = self._start_run(total_steps, run_dir, progress, checkpoint_interval, extra_config)
+        monitor = self._start_run(
+            total_steps, run_dir, progress, checkpoint_interval, extra_config, resume
+        )
         try:
-            for _ in range(n_rollouts):
+            for _ in range(done, n_rollouts):
+                if self.stop_requested:
+                    break
                 previous_step = self.global_step
                 self._obs, last_values, self.global_step, episodes = collect_rollout(
                     self.env,
@@ -105,16 +119,18 @@ class A2C(Agent):
                 lr_scheduler.step()
                 self.n_rollouts += 1
                 if monitor.recording and self.n_rollouts % cfg.log_interval == 0:
-                    monitor.record_scalars(
-                        {k: float(v) for k, v in stats.items()}, self.global_step
-                    )
-                self._checkpoint(run_dir, checkpoint_interval, previous_step)
+                    scalars = {k: float(v) for k, v in stats.items()}
+                    monitor.record_scalars({**scalars, **self.guard.scalars()}, self.global_step)
+                self._checkpoint(run_dir, checkpoint_interval, previous_step, keep_checkpoints)
                 monitor.progress(self.global_step)
                 calling = callback is not None and crossed(
                     previous_step, self.global_step, callback_interval
                 )
                 if calling and callback(self) is False:
                     break
+        except DivergenceError:
+            self._save_diverged(run_dir, keep_checkpoints, monitor)
+            raise
         finally:
             monitor.close(self.global_step)
         return self
@@ -139,10 +155,12 @@ class A2C(Agent):
 
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if cfg.max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
-        self.optimizer.step()
-        self.n_updates += 1
+        max_norm = cfg.max_grad_norm if cfg.max_grad_norm is not None else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        if self.guard.check(loss, grad_norm):  # else skipped: a NaN/inf never reaches the weights
+            self.optimizer.step()
+            self.guard.applied()
+            self.n_updates += 1
         # Only a few dozen steps per rollout: keep the scalars as tensors, read them if logged.
         return {
             "train/policy_loss": policy_loss.detach(),
@@ -156,3 +174,10 @@ class A2C(Agent):
 
     def _load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         self.model.load_state_dict(prefixed(tensors, "model."))
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {"n_rollouts": self.n_rollouts, "buffer": self.buffer.state_dict()}
+
+    def _restore_extra_state(self, state: dict[str, Any]) -> None:
+        self.n_rollouts = state["n_rollouts"]
+        self.buffer.load_state_dict(state["buffer"])

@@ -27,10 +27,11 @@ from rlkit.config import (
     check_unit_interval,
     require,
 )
+from rlkit.guard import DivergenceConfig, DivergenceError
 from rlkit.losses import LOSSES, get_loss
 from rlkit.networks import NetworkConfig, QNetwork
 from rlkit.nstep import EpisodeCollector, NStepCollector
-from rlkit.optim import LRScheduleConfig, OptimizerConfig, build_lr_scheduler, build_optimizer
+from rlkit.optim import LRScheduleConfig, OptimizerConfig, build_optimizer
 from rlkit.schedules import linear_schedule
 from rlkit.targets import bootstrap_values, mix_monte_carlo, td_target
 
@@ -94,6 +95,8 @@ class DQNConfig(Config):
     """Learning-rate schedule over the gradient updates of one `learn` call."""
     log_interval: int = 1_000
     """Environment steps between two writes of the training scalars."""
+    divergence: DivergenceConfig = dataclasses.field(default_factory=DivergenceConfig)
+    """Divergence guard: skip non-finite updates, roll back, stop (see rlkit.guard)."""
 
     def validate(self) -> None:
         envs.check_env_id(self.env)
@@ -156,7 +159,8 @@ class DQN(Agent):
         self.q_net_target.requires_grad_(False)
         self.optimizer = build_optimizer(self.q_net.parameters(), cfg.optimizer)
         self.loss_fn = get_loss(cfg.loss)
-        self.lr_scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+        self._make_guard({"q_net": self.q_net, "q_net_target": self.q_net_target})
+        self.train_stats = _TrainStats(self.device)
         # The buffer is allocated when training starts (a loaded agent that only acts needs
         # none), but whether it fits is checked now, before anything runs.
         self.buffer: ReplayBuffer | None = None
@@ -217,46 +221,41 @@ class DQN(Agent):
 
     def learn(
         self,
-        total_steps: int,
+        total_steps: int | None = None,
         run_dir: str | Path | None = None,
         progress: bool = False,
         checkpoint_interval: int = 0,
         extra_config: Mapping[str, Any] | None = None,
         callback: Callable[[DQN], bool | None] | None = None,
         callback_interval: int = 1_000,
+        keep_checkpoints: int = 3,
+        resume: bool = False,
     ) -> DQN:
         """Train for `total_steps` environment steps (summed over copies).
 
         With `run_dir`, the run folder gets the resolved config (config.yaml, plus `extra_config`
         such as the CLI's run settings), TensorBoard event files and, every
-        `checkpoint_interval` steps, an agent checkpoint in run_dir/checkpoints/.
-        `callback(agent)` runs every `callback_interval` steps; returning False stops training.
+        `checkpoint_interval` steps, a training checkpoint in run_dir/checkpoints/ (the newest
+        `keep_checkpoints` kept). `resume=True` continues the run of a restored checkpoint
+        (`Agent.from_checkpoint`) to its original end. `callback(agent)` runs every
+        `callback_interval` steps; returning False stops training, as does `stop_requested`.
         """
         cfg = self.config
-        self._check_total_steps(total_steps)
-        if self.buffer is None:
-            if cfg.prioritized_replay:
-                self.buffer = PrioritizedReplayBuffer(
-                    cfg.buffer_size, self.obs_shape, self.device, cfg.per_alpha, cfg.per_epsilon
-                )
-            else:
-                self.buffer = ReplayBuffer(cfg.buffer_size, self.obs_shape, self.device)
-            if cfg.beta_mc > 0:
-                self.collector = EpisodeCollector(cfg.n_steps, cfg.gamma, cfg.n_envs)
-            elif cfg.n_steps > 1:
-                self.collector = NStepCollector(cfg.n_steps, cfg.gamma, cfg.n_envs)
+        start_step, end_step = self._begin_run(
+            total_steps, resume, checkpoint_interval, keep_checkpoints
+        )
+        total_steps = end_step - start_step
+        self._allocate_replay()
         if self._obs is None:
             self._obs, _ = self.env.reset(seed=cfg.seed)
-        start_step = self.global_step
-        end_step = start_step + total_steps
-        self.lr_scheduler = build_lr_scheduler(
-            self.optimizer, cfg.lr_schedule, self._planned_updates(start_step, end_step)
+        self._make_lr_scheduler(self._planned_updates(start_step, end_step))
+        monitor = self._start_run(
+            total_steps, run_dir, progress, checkpoint_interval, extra_config, resume
         )
-        monitor = self._start_run(total_steps, run_dir, progress, checkpoint_interval, extra_config)
-        stats = _TrainStats(self.device)
+        stats = self.train_stats
         n = cfg.n_envs
         try:
-            while self.global_step < end_step:
+            while self.global_step < end_step and not self.stop_requested:
                 epsilon = self.epsilon(self.global_step - start_step, total_steps)
                 per_beta = linear_schedule(
                     cfg.per_beta, 1.0, total_steps, self.global_step - start_step
@@ -279,7 +278,7 @@ class DQN(Agent):
                 for _ in range(
                     self._train_calls(previous_step, self.global_step) * cfg.gradient_steps
                 ):
-                    stats.add(*self._update(per_beta))
+                    stats.add(self._update(per_beta))
                 if crossed(previous_step, self.global_step, cfg.target_update_interval):
                     self._update_target()
 
@@ -288,20 +287,41 @@ class DQN(Agent):
                     scalars = {"train/epsilon": epsilon, "train/learning_rate": learning_rate}
                     if cfg.prioritized_replay:
                         scalars["train/per_beta"] = per_beta
+                    scalars.update(self.guard.scalars())
                     monitor.record_scalars({**stats.mean_and_reset(), **scalars}, self.global_step)
-                self._checkpoint(run_dir, checkpoint_interval, previous_step)
+                self._checkpoint(run_dir, checkpoint_interval, previous_step, keep_checkpoints)
                 monitor.progress(self.global_step)
                 calling = callback is not None and crossed(
                     previous_step, self.global_step, callback_interval
                 )
                 if calling and callback(self) is False:
                     break
+        except DivergenceError:
+            self._save_diverged(run_dir, keep_checkpoints, monitor)
+            raise
         finally:
             monitor.close(self.global_step)
         return self
 
-    def _update(self, per_beta: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One gradient step on a replay batch; returns (loss, mean Q, gradient norm)."""
+    def _allocate_replay(self) -> None:
+        """The replay buffer (and n-step / episode collector), on first use."""
+        cfg = self.config
+        if self.buffer is not None:
+            return
+        if cfg.prioritized_replay:
+            self.buffer = PrioritizedReplayBuffer(
+                cfg.buffer_size, self.obs_shape, self.device, cfg.per_alpha, cfg.per_epsilon
+            )
+        else:
+            self.buffer = ReplayBuffer(cfg.buffer_size, self.obs_shape, self.device)
+        if cfg.beta_mc > 0:
+            self.collector = EpisodeCollector(cfg.n_steps, cfg.gamma, cfg.n_envs)
+        elif cfg.n_steps > 1:
+            self.collector = NStepCollector(cfg.n_steps, cfg.gamma, cfg.n_envs)
+
+    def _update(self, per_beta: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """One gradient step on a replay batch; returns (loss, mean Q, gradient norm), or None
+        when the divergence guard skipped it."""
         cfg = self.config
         if cfg.prioritized_replay:
             batch = self.buffer.sample(cfg.batch_size, self.sample_generator, beta=per_beta)
@@ -320,8 +340,12 @@ class DQN(Agent):
         loss.backward()
         max_norm = cfg.max_grad_norm if cfg.max_grad_norm is not None else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self.q_net.parameters(), max_norm, foreach=True)
+        if not self.guard.check(loss, grad_norm):
+            self.lr_scheduler.step()  # the schedule follows env steps, applied or skipped
+            return None  # a NaN/inf never reaches the weights
         self.optimizer.step()
         self.lr_scheduler.step()
+        self.guard.applied()
         if cfg.prioritized_replay:
             self.buffer.update_priorities(batch.indices, q_taken.detach() - target)
         self.n_updates += 1
@@ -347,6 +371,24 @@ class DQN(Agent):
         self.q_net.load_state_dict(prefixed(tensors, "q_net."))
         self.q_net_target.load_state_dict(prefixed(tensors, "q_net_target."))
 
+    def _extra_state(self) -> dict[str, Any]:
+        return {
+            "buffer": self.buffer.state_dict() if self.buffer is not None else None,
+            "collector": self.collector.state_dict() if self.collector is not None else None,
+            "train_stats": {"sums": self.train_stats.sums, "count": self.train_stats.count},
+            "sample_generator": self.sample_generator.get_state(),
+        }
+
+    def _restore_extra_state(self, state: dict[str, Any]) -> None:
+        self.sample_generator.set_state(state["sample_generator"])
+        self.train_stats.sums.copy_(state["train_stats"]["sums"])
+        self.train_stats.count = state["train_stats"]["count"]
+        if state["buffer"] is not None:
+            self._allocate_replay()
+            self.buffer.load_state_dict(state["buffer"])
+            if self.collector is not None and state["collector"] is not None:
+                self.collector.load_state_dict(state["collector"])
+
 
 class _TrainStats:
     """Sums of loss, mean Q and gradient norm kept on the device: reading them back (a host-device
@@ -356,8 +398,10 @@ class _TrainStats:
         self.sums = torch.zeros(3, device=device)
         self.count = 0
 
-    def add(self, loss: torch.Tensor, mean_q: torch.Tensor, grad_norm: torch.Tensor) -> None:
-        self.sums += torch.stack((loss, mean_q, grad_norm))
+    def add(self, values: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None) -> None:
+        if values is None:  # a skipped update
+            return
+        self.sums += torch.stack(values)
         self.count += 1
 
     def mean_and_reset(self) -> dict[str, float]:

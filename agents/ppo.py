@@ -20,7 +20,8 @@ from torch.distributions import Categorical
 
 from rlkit.agent import Agent, crossed, prefixed
 from rlkit.config import check_choice, check_unit_interval, require
-from rlkit.optim import build_lr_scheduler, build_optimizer
+from rlkit.guard import DivergenceError
+from rlkit.optim import build_optimizer
 from rlkit.policy_gradient import (
     approx_kl,
     clipped_surrogate_loss,
@@ -88,6 +89,7 @@ class PPO(Agent):
         self.optimizer = build_optimizer(self.model.parameters(), cfg.optimizer)
         self.buffer = RolloutBuffer(cfg.n_steps, cfg.n_envs, self.obs_dim, self.device)
         self.n_rollouts = 0
+        self._make_guard({"model": self.model})
 
     def describe_memory(self) -> str:
         return f"rollout storage: {self.buffer.nbytes / 1024:.1f} KB on {self.device}"
@@ -107,18 +109,29 @@ class PPO(Agent):
         extra_config: Mapping[str, Any] | None = None,
         callback: Callable[[PPO], bool | None] | None = None,
         callback_interval: int = 1_000,
+        keep_checkpoints: int = 3,
+        resume: bool = False,
     ) -> PPO:
-        """Train for about `total_steps` environment steps (whole rollouts: rounded up)."""
+        """Train for about `total_steps` environment steps (whole rollouts: rounded up).
+        Run folder, checkpoints, resume and callback as in `DQN.learn`."""
         cfg = self.config
-        self._check_total_steps(total_steps)
+        start_step, end_step = self._begin_run(
+            total_steps, resume, checkpoint_interval, keep_checkpoints
+        )
+        total_steps = end_step - start_step
         rollout_steps = cfg.n_steps * cfg.n_envs
         n_rollouts = math.ceil(total_steps / rollout_steps)
-        lr_scheduler = build_lr_scheduler(self.optimizer, cfg.lr_schedule, n_rollouts)
+        done = (self.global_step - start_step) // rollout_steps  # > 0 when resuming
+        lr_scheduler = self._make_lr_scheduler(n_rollouts)
         if self._obs is None:
             self._obs, _ = self.env.reset(seed=cfg.seed)
-        monitor = self._start_run(total_steps, run_dir, progress, checkpoint_interval, extra_config)
+        monitor = self._start_run(
+            total_steps, run_dir, progress, checkpoint_interval, extra_config, resume
+        )
         try:
-            for rollout in range(n_rollouts):
+            for rollout in range(done, n_rollouts):
+                if self.stop_requested:
+                    break
                 clip_range = cfg.clip_range
                 if cfg.clip_range_schedule == "linear":
                     clip_range = linear_schedule(cfg.clip_range, 0.0, n_rollouts, rollout)
@@ -148,14 +161,17 @@ class PPO(Agent):
                 if monitor.recording and self.n_rollouts % cfg.log_interval == 0:
                     stats["train/learning_rate"] = learning_rate
                     stats["train/clip_range"] = clip_range
-                    monitor.record_scalars(stats, self.global_step)
-                self._checkpoint(run_dir, checkpoint_interval, previous_step)
+                    monitor.record_scalars({**stats, **self.guard.scalars()}, self.global_step)
+                self._checkpoint(run_dir, checkpoint_interval, previous_step, keep_checkpoints)
                 monitor.progress(self.global_step)
                 calling = callback is not None and crossed(
                     previous_step, self.global_step, callback_interval
                 )
                 if calling and callback(self) is False:
                     break
+        except DivergenceError:
+            self._save_diverged(run_dir, keep_checkpoints, monitor)
+            raise
         finally:
             monitor.close(self.global_step)
         return self
@@ -187,9 +203,12 @@ class PPO(Agent):
 
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                if cfg.max_grad_norm is not None:
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+                max_norm = cfg.max_grad_norm if cfg.max_grad_norm is not None else math.inf
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+                if not self.guard.check(loss, grad_norm):
+                    continue  # a NaN/inf never reaches the weights
                 self.optimizer.step()
+                self.guard.applied()
                 self.n_updates += 1
                 with torch.no_grad():
                     epoch_kl = approx_kl(log_ratio)
@@ -207,6 +226,7 @@ class PPO(Agent):
             if cfg.target_kl is not None and epoch_kl.item() > cfg.target_kl:
                 break  # the policy moved too far from the one that collected the data
         policy, value, entropy, kl, clip_fraction, steps = sums.tolist()
+        steps = max(steps, 1.0)  # every minibatch may have been skipped by the guard
         return {
             "train/policy_loss": policy / steps,
             "train/value_loss": value / steps,
@@ -221,3 +241,10 @@ class PPO(Agent):
 
     def _load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         self.model.load_state_dict(prefixed(tensors, "model."))
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {"n_rollouts": self.n_rollouts, "buffer": self.buffer.state_dict()}
+
+    def _restore_extra_state(self, state: dict[str, Any]) -> None:
+        self.n_rollouts = state["n_rollouts"]
+        self.buffer.load_state_dict(state["buffer"])

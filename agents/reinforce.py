@@ -22,8 +22,9 @@ from torch.distributions import Categorical
 
 from rlkit.agent import Agent, crossed, prefixed
 from rlkit.config import require
+from rlkit.guard import DivergenceError
 from rlkit.nstep import discounted_returns
-from rlkit.optim import build_lr_scheduler, build_optimizer
+from rlkit.optim import build_optimizer
 from rlkit.policy_gradient import explained_variance, normalize, value_loss
 from rlkit.rollout import OnPolicyConfig, build_actor_critic
 
@@ -63,6 +64,9 @@ class Reinforce(Agent):
         self.optimizer = build_optimizer(self.model.parameters(), cfg.optimizer)
         # The current episode of each copy: observations, actions, rewards.
         self._episodes: list[tuple[list, list, list]] = [([], [], []) for _ in range(cfg.n_envs)]
+        # Finished episodes waiting for the next update, as (obs, actions, returns) arrays.
+        self._batch: list[tuple] = []
+        self._make_guard({"model": self.model})
 
     def describe_memory(self) -> str:
         return "episode storage: grows with the episodes of one batch"
@@ -95,21 +99,27 @@ class Reinforce(Agent):
         extra_config: Mapping[str, Any] | None = None,
         callback: Callable[[Reinforce], bool | None] | None = None,
         callback_interval: int = 1_000,
+        keep_checkpoints: int = 3,
+        resume: bool = False,
     ) -> Reinforce:
-        """Train for `total_steps` environment steps (the last partial batch is not used)."""
+        """Train for `total_steps` environment steps (the last partial batch is not used).
+        Run folder, checkpoints, resume and callback as in `DQN.learn`."""
         cfg = self.config
-        self._check_total_steps(total_steps)
-        end_step = self.global_step + total_steps
+        start_step, end_step = self._begin_run(
+            total_steps, resume, checkpoint_interval, keep_checkpoints
+        )
+        total_steps = end_step - start_step
         # How many updates a run makes depends on episode lengths, so the learning-rate
         # schedule advances once per vector step instead: it then ends where the run ends.
-        vector_steps = math.ceil(total_steps / cfg.n_envs)
-        lr_scheduler = build_lr_scheduler(self.optimizer, cfg.lr_schedule, vector_steps)
+        lr_scheduler = self._make_lr_scheduler(math.ceil(total_steps / cfg.n_envs))
         if self._obs is None:
             self._obs, _ = self.env.reset(seed=cfg.seed)
-        monitor = self._start_run(total_steps, run_dir, progress, checkpoint_interval, extra_config)
-        batch: list[tuple] = []
+        monitor = self._start_run(
+            total_steps, run_dir, progress, checkpoint_interval, extra_config, resume
+        )
+        batch = self._batch
         try:
-            while self.global_step < end_step:
+            while self.global_step < end_step and not self.stop_requested:
                 obs_tensor = torch.as_tensor(self._obs, dtype=torch.float32, device=self.device)
                 with torch.no_grad():
                     actions = (
@@ -130,19 +140,22 @@ class Reinforce(Agent):
                 self.n_episodes += monitor.record_episodes(infos, self.global_step)
                 if len(batch) >= cfg.batch_episodes:
                     stats = self._update(batch)
-                    batch = []
+                    batch.clear()
                     stats["train/learning_rate"] = self.optimizer.param_groups[0]["lr"]
                     if monitor.recording and self.n_updates % cfg.log_interval == 0:
-                        monitor.record_scalars(stats, self.global_step)
+                        monitor.record_scalars({**stats, **self.guard.scalars()}, self.global_step)
                 if self.n_updates:  # torch expects an optimizer step before the first one
                     lr_scheduler.step()
-                self._checkpoint(run_dir, checkpoint_interval, previous_step)
+                self._checkpoint(run_dir, checkpoint_interval, previous_step, keep_checkpoints)
                 monitor.progress(self.global_step)
                 calling = callback is not None and crossed(
                     previous_step, self.global_step, callback_interval
                 )
                 if calling and callback(self) is False:
                     break
+        except DivergenceError:
+            self._save_diverged(run_dir, keep_checkpoints, monitor)
+            raise
         finally:
             monitor.close(self.global_step)
         return self
@@ -171,10 +184,12 @@ class Reinforce(Agent):
 
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if cfg.max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
-        self.optimizer.step()
-        self.n_updates += 1
+        max_norm = cfg.max_grad_norm if cfg.max_grad_norm is not None else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        if self.guard.check(loss, grad_norm):  # else skipped: a NaN/inf never reaches the weights
+            self.optimizer.step()
+            self.guard.applied()
+            self.n_updates += 1
         stats = {
             "train/policy_loss": policy_loss.item(),
             "train/entropy": entropy.item(),
@@ -190,3 +205,13 @@ class Reinforce(Agent):
 
     def _load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         self.model.load_state_dict(prefixed(tensors, "model."))
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {
+            "episodes": [[list(part) for part in episode] for episode in self._episodes],
+            "batch": [list(episode) for episode in self._batch],
+        }
+
+    def _restore_extra_state(self, state: dict[str, Any]) -> None:
+        self._episodes = [tuple(list(part) for part in episode) for episode in state["episodes"]]
+        self._batch = [tuple(episode) for episode in state["batch"]]

@@ -15,12 +15,12 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
+from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv, VectorWrapper
 from gymnasium.wrappers.vector import RecordEpisodeStatistics
 
 from rlkit.errors import EnvError
 
-__all__ = ["check_env_id", "make", "make_env", "real_next_obs"]
+__all__ = ["CheckFinite", "check_env_id", "make", "make_env", "real_next_obs"]
 
 # rlkit's own environments, registered under the rlkit/ namespace on `import envs`.
 _REGISTRATIONS = {
@@ -57,6 +57,47 @@ def make_env(env_id: str, **env_kwargs: Any) -> Callable[[], gym.Env]:
 VECTORIZATIONS = ("sync", "async")
 
 
+class CheckFinite(VectorWrapper):
+    """Raises EnvError, naming the copy and the step, when an environment returns a NaN or
+    infinite observation or reward: one such value reaching a replay buffer or a return
+    would poison every update after it, far from its cause."""
+
+    def __init__(self, env: VectorEnv) -> None:
+        super().__init__(env)
+        self.step_count = 0  # vector steps taken since the env was made
+
+    def reset(self, **kwargs):
+        obs, infos = self.env.reset(**kwargs)
+        self._check(obs, None, "reset")
+        return obs, infos
+
+    def step(self, actions):
+        obs, rewards, terminated, truncated, infos = self.env.step(actions)
+        self.step_count += 1
+        self._check(obs, rewards, f"step {self.step_count}")
+        done = infos.get("_final_obs")
+        if done is not None:  # the real last observations of episodes that just ended
+            for i in np.flatnonzero(done):
+                final = np.asarray(infos["final_obs"][i])
+                if np.issubdtype(final.dtype, np.floating) and not np.isfinite(final).all():
+                    raise EnvError(
+                        f"environment copy {i} returned a non-finite observation at "
+                        f"step {self.step_count}"
+                    )
+        return obs, rewards, terminated, truncated, infos
+
+    def _check(self, obs: np.ndarray, rewards: np.ndarray | None, when: str) -> None:
+        if rewards is not None and not np.isfinite(rewards).all():
+            i = int(np.flatnonzero(~np.isfinite(rewards))[0])
+            raise EnvError(
+                f"environment copy {i} returned a non-finite reward ({rewards[i]}) at {when}"
+            )
+        if np.issubdtype(obs.dtype, np.floating) and not np.isfinite(obs).all():
+            bad = ~np.isfinite(obs.reshape(len(obs), -1)).all(axis=1)
+            i = int(np.flatnonzero(bad)[0])
+            raise EnvError(f"environment copy {i} returned a non-finite observation at {when}")
+
+
 def make(
     env_id: str,
     n_envs: int = 1,
@@ -90,6 +131,7 @@ def make(
         raise EnvError(f"cannot make environment {env_id!r}: {error}") from None
     except TypeError as error:  # unexpected keyword arguments for the env constructor
         raise EnvError(f"cannot make environment {env_id!r}: {error}") from None
+    vector_env = CheckFinite(vector_env)
     if record_statistics:
         vector_env = RecordEpisodeStatistics(vector_env)
     if seed is not None:

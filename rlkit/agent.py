@@ -5,6 +5,8 @@ its `learn` loop and its update step.
 
 from __future__ import annotations
 
+import random
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -14,14 +16,28 @@ import numpy as np
 import torch
 
 import envs
+from envs.state import get_state as get_env_state
+from envs.state import set_state as set_env_state
+from rlkit.checkpoint import (
+    CHECKPOINT_FORMAT,
+    all_finite,
+    flatten_state,
+    unflatten_state,
+    write_checkpoint,
+)
 from rlkit.config import Config, config_from_dict
 from rlkit.device import resolve_device
-from rlkit.errors import ConfigError, EnvError
+from rlkit.errors import AgentFileError, ConfigError, EnvError
 from rlkit.evaluation import EvalResult, evaluate
+from rlkit.guard import DivergenceGuard
 from rlkit.recorder import Recorder, RunMonitor
 from rlkit.serialization import load_tensors, save_tensors
 
 AGENT_FILE_FORMAT = "rlkit.agent"
+
+
+class CheckpointWarning(RuntimeWarning):
+    """A periodic checkpoint could not be written; training went on."""
 
 
 def check_spaces(agent: str, env_id: str, observation_space: gym.Space, action_space: gym.Space):
@@ -84,6 +100,13 @@ class Agent:
         self.n_updates = 0  # gradient steps taken
         self.n_episodes = 0
         self._obs: np.ndarray | None = None  # the vector env's current observations
+        # The current `learn` call: where it started and how far it goes. Schedules (epsilon,
+        # learning rate, clip range) are positions within it, so a resumed run needs it.
+        self._run: dict[str, int] | None = None
+        self.lr_scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+        self._scheduler_state: dict[str, Any] | None = None  # restored, applied in learn
+        self.stop_requested = False  # set (e.g. by a SIGINT handler) to end `learn` cleanly
+        self.guard: DivergenceGuard | None = None  # built by the subclass with its optimizer
 
     # ------------------------------------------------------------------ acting
 
@@ -110,9 +133,57 @@ class Agent:
 
     # ------------------------------------------------------------------ training runs
 
+    def _make_guard(self, modules: Mapping[str, torch.nn.Module]) -> DivergenceGuard:
+        """The divergence guard over `modules` and `self.optimizer` (see rlkit.guard)."""
+        self.guard = DivergenceGuard(self.config.divergence, modules, self.optimizer)
+        return self.guard
+
+    def _save_diverged(
+        self, run_dir: str | Path | None, keep_last: int, monitor: RunMonitor
+    ) -> None:
+        """The guard gave up and put the last good state back: log its final counts and keep
+        that state as a checkpoint."""
+        if monitor.recording:
+            monitor.record_scalars(self.guard.scalars(), self.global_step)
+        if run_dir is not None:
+            self.save_checkpoint(run_dir, keep_last)
+
     def _check_total_steps(self, total_steps: Any) -> None:
         if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
             raise ConfigError(f"total_steps must be a positive integer, got {total_steps!r}")
+
+    def _begin_run(
+        self,
+        total_steps: int | None,
+        resume: bool,
+        checkpoint_interval: int = 0,
+        keep_checkpoints: int = 3,
+    ) -> tuple[int, int]:
+        """(start step, end step) of this `learn` call; a resumed run keeps its original ones."""
+        for name, value, least in (
+            ("checkpoint_interval", checkpoint_interval, 0),
+            ("keep_checkpoints", keep_checkpoints, 1),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ConfigError(f"{name} must be an integer >= {least}, got {value!r}")
+        if resume:
+            if self._run is None:
+                raise ConfigError("nothing to resume: load a checkpoint first")
+            return self._run["start_step"], self._run["start_step"] + self._run["total_steps"]
+        self._check_total_steps(total_steps)
+        self._run = {"start_step": self.global_step, "total_steps": total_steps}
+        self._scheduler_state = None
+        return self.global_step, self.global_step + total_steps
+
+    def _make_lr_scheduler(self, total_updates: int) -> torch.optim.lr_scheduler.LRScheduler:
+        from rlkit.optim import build_lr_scheduler
+
+        scheduler = build_lr_scheduler(self.optimizer, self.config.lr_schedule, total_updates)
+        if self._scheduler_state is not None:  # resuming: continue where the schedule was
+            scheduler.load_state_dict(self._scheduler_state)
+            self._scheduler_state = None
+        self.lr_scheduler = scheduler
+        return scheduler
 
     def _start_run(
         self,
@@ -121,8 +192,10 @@ class Agent:
         progress: bool,
         checkpoint_interval: int,
         extra_config: Mapping[str, Any] | None,
+        resume: bool = False,
     ) -> RunMonitor:
-        """The run's monitor; with `run_dir`, also its config.yaml and TensorBoard config."""
+        """The run's monitor; with `run_dir`, also its config.yaml and TensorBoard config (a
+        resumed run appends to the TensorBoard run from the checkpoint's step on)."""
         run_config = {
             "agent": self.name,
             "total_steps": total_steps,
@@ -130,19 +203,136 @@ class Agent:
             "checkpoint_interval": checkpoint_interval,
             **self.config.to_dict(),
         }
-        end_step = self.global_step + total_steps
+        end_step = self._run["start_step"] + self._run["total_steps"]
         return RunMonitor(
-            run_dir, end_step, progress, run_config, self.metric_tags, self.global_step
-        )
+            run_dir, end_step, progress, run_config, self.metric_tags, self.global_step,
+            # The interrupted run logged everything up to the checkpoint's step; what it logged
+            # after that is superseded by this run.
+            resume_step=self.global_step + 1 if resume else None,
+        )  # fmt: skip
 
-    def _checkpoint(self, run_dir: str | Path | None, interval: int, previous_step: int) -> None:
-        """Every `interval` steps, an agent file in run_dir/checkpoints/."""
-        if (
-            run_dir is not None
-            and interval > 0
-            and crossed(previous_step, self.global_step, interval)
-        ):
-            self.save(Path(run_dir) / "checkpoints" / f"step_{self.global_step:09d}.safetensors")
+    def _checkpoint(
+        self, run_dir: str | Path | None, interval: int, previous_step: int, keep_last: int = 3
+    ) -> None:
+        """Every `interval` steps, a full training checkpoint in run_dir/checkpoints/.
+
+        A write that fails (disk full, quota, permissions) does not end the run: the previous
+        checkpoints are intact (atomic writes), the failure is reported as a warning, and the
+        next interval tries again."""
+        due = run_dir is not None and interval > 0
+        if due and crossed(previous_step, self.global_step, interval):
+            try:
+                self.save_checkpoint(run_dir, keep_last)
+            except OSError as error:
+                warnings.warn(
+                    f"checkpoint at step {self.global_step} not written ({error}); the previous "
+                    "checkpoints are intact and training goes on",
+                    CheckpointWarning,
+                    stacklevel=2,
+                )
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _extra_state(self) -> dict[str, Any]:
+        """Agent-specific training state (buffers, collectors, counters) as nested dicts of
+        tensors, arrays and plain values."""
+        return {}
+
+    def _restore_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    def checkpoint_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Everything needed to continue training exactly: networks, optimizer, schedule,
+        buffers, counters, every random number generator and the environments' state."""
+        tensors = {
+            f"model.{k}": v.detach().to("cpu").clone() for k, v in self._state_tensors().items()
+        }
+        rng = {
+            "numpy": self.rng.bit_generator.state,
+            "python": random.getstate(),
+            "torch": torch.get_rng_state(),
+        }
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        env_tensors, env_state = get_env_state(self.env)
+        tensors.update({f"env.{k}": v for k, v in env_tensors.items()})
+        scheduler = self.lr_scheduler.state_dict() if self.lr_scheduler is not None else None
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "agent": type(self).__name__,
+            "config": self.config.to_dict(),
+            "counters": {
+                "global_step": self.global_step,
+                "n_updates": self.n_updates,
+                "n_episodes": self.n_episodes,
+            },
+            "run": self._run,
+            "env": env_state,
+            "obs": flatten_state(self._obs, "obs", tensors),
+            "optimizer": flatten_state(self.optimizer.state_dict(), "optimizer", tensors),
+            "lr_scheduler": flatten_state(scheduler, "lr_scheduler", tensors),
+            "rng": flatten_state(rng, "rng", tensors),
+            "extra": flatten_state(self._extra_state(), "extra", tensors),
+            "guard": self.guard.state_dict() if self.guard is not None else None,
+        }
+        return tensors, state
+
+    def save_checkpoint(self, run_dir: str | Path, keep_last: int = 3) -> Path | None:
+        """Write a checkpoint into run_dir/checkpoints/ (atomic, checksummed, newest
+        `keep_last` kept). Refuses to write non-finite weights or optimizer state: a checkpoint
+        is a state worth returning to. Returns the manifest path, or None if refused."""
+        tensors, state = self.checkpoint_state()
+        if not all_finite(tensors):
+            return None
+        return write_checkpoint(run_dir, self.global_step, tensors, state, keep_last)
+
+    def restore_checkpoint(self, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
+        if state.get("agent") != type(self).__name__:
+            raise AgentFileError(
+                f"the checkpoint is of a {state.get('agent')} agent, not {type(self).__name__}"
+            )
+        self._load_state_tensors(
+            {
+                k.removeprefix("model."): v.to(self.device)
+                for k, v in tensors.items()
+                if k.startswith("model.")
+            }
+        )
+        counters = state["counters"]
+        self.global_step = counters["global_step"]
+        self.n_updates = counters["n_updates"]
+        self.n_episodes = counters["n_episodes"]
+        self._run = state["run"]
+        set_env_state(
+            self.env,
+            {k.removeprefix("env."): v for k, v in tensors.items() if k.startswith("env.")},
+            state["env"],
+        )
+        self._obs = unflatten_state(state["obs"], tensors)
+        self.optimizer.load_state_dict(unflatten_state(state["optimizer"], tensors))
+        self._scheduler_state = unflatten_state(state["lr_scheduler"], tensors)
+        rng = unflatten_state(state["rng"], tensors)
+        self.rng.bit_generator.state = rng["numpy"]
+        random.setstate(_as_tuple(rng["python"]))
+        torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        self._restore_extra_state(unflatten_state(state["extra"], tensors))
+        if self.guard is not None and state.get("guard") is not None:
+            self.guard.load_state_dict(state["guard"])
+
+    @classmethod
+    def from_checkpoint_state(
+        cls, tensors: dict[str, torch.Tensor], state: dict[str, Any], device: str | None = None
+    ):
+        """An agent rebuilt from a checkpoint's contents (see `agents.from_checkpoint`); on the
+        run's own device setting unless `device` is given."""
+        config = dict(state["config"])
+        if device is not None:
+            config["device"] = device
+        agent = cls(config=config)
+        agent.restore_checkpoint(tensors, state)
+        return agent
 
     # ------------------------------------------------------------------ evaluation
 
@@ -221,3 +411,8 @@ def crossed(previous: int, current: int, interval: int) -> bool:
     """True when a multiple of `interval` lies in (previous, current]: with N env copies the step
     counter moves by N, so `step % interval == 0` would skip intervals N does not divide."""
     return multiples_between(previous, current, interval) > 0
+
+
+def _as_tuple(value: Any) -> Any:
+    """Python's random state is nested tuples; JSON gives lists back."""
+    return tuple(_as_tuple(v) for v in value) if isinstance(value, list | tuple) else value

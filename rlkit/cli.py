@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -25,6 +26,8 @@ from rlkit.config import (
 from rlkit.errors import AgentFileError, UserError
 
 EXIT_USER_ERROR = 2
+EXIT_DIVERGED = 3
+EXIT_OS_ERROR = 4
 EXIT_INTERRUPTED = 130
 
 
@@ -38,8 +41,10 @@ class RunConfig(Config):
     """Environment steps to train for."""
     eval_episodes: int = 20
     """Greedy evaluation episodes after training (0 to skip)."""
-    checkpoint_interval: int = 0
-    """Environment steps between agent checkpoints in the run folder (0: only the final agent)."""
+    checkpoint_interval: int = 10_000
+    """Environment steps between training checkpoints in the run folder (0: none)."""
+    keep_checkpoints: int = 3
+    """How many of the newest checkpoints to keep."""
     torch_threads: int = 0
     """torch.set_num_threads for the run (0: torch's default)."""
 
@@ -49,6 +54,10 @@ class RunConfig(Config):
         require(
             self.checkpoint_interval >= 0,
             f"checkpoint_interval must be >= 0, got {self.checkpoint_interval}",
+        )
+        require(
+            self.keep_checkpoints >= 1,
+            f"keep_checkpoints must be >= 1, got {self.keep_checkpoints}",
         )
         require(self.torch_threads >= 0, f"torch_threads must be >= 0, got {self.torch_threads}")
 
@@ -66,7 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     train = sub.add_parser("train", help="train an agent from a YAML config")
-    train.add_argument("config", metavar="CONFIG", help="YAML config file (see configs/)")
+    train.add_argument(
+        "config", metavar="CONFIG", nargs="?", help="YAML config file (see configs/)"
+    )
+    train.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR from its newest good checkpoint (no CONFIG then)",
+    )
     train.add_argument("--seed", type=int, help="override the config's seed")
     train.add_argument("--steps", type=int, help="override total_steps")
     train.add_argument("--device", help="auto, cpu, cuda or cuda:N")
@@ -117,6 +133,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     import agents
 
+    if args.resume is not None:
+        return cmd_resume(args)
+    if args.config is None:
+        raise UserError("give a CONFIG file to train from, or --resume RUN_DIR")
     run, agent_config = load_run_config(
         args.config, args.overrides, seed=args.seed, device=args.device, total_steps=args.steps
     )
@@ -125,7 +145,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     if run_dir.exists() and any(run_dir.iterdir()):
         raise UserError(
-            f"run folder {run_dir} already exists and is not empty; choose another --run-dir"
+            f"run folder {run_dir} already exists and is not empty; choose another --run-dir "
+            f"or continue it with --resume {run_dir}"
         )
     if run.torch_threads:
         torch.set_num_threads(run.torch_threads)
@@ -136,26 +157,93 @@ def cmd_train(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     print(f"rlkit: {agent.describe_memory()}", file=sys.stderr)
-    run_settings = dataclasses.asdict(run)
+    return _train(agent, run, run_dir, progress=not args.no_progress, resume=False)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    import torch
+
+    import agents
+    from rlkit.checkpoint import remove_stray_files
+
+    ignored = [
+        flag
+        for flag, value in (
+            ("CONFIG", args.config),
+            ("--seed", args.seed),
+            ("--steps", args.steps),
+            ("--run-dir", args.run_dir),
+            ("--set", args.overrides),
+        )
+        if value
+    ]
+    if ignored:
+        raise UserError(
+            f"--resume continues a run with its own settings; drop {', '.join(ignored)}"
+        )
+    run_dir = Path(args.resume)
+    if not (run_dir / "config.yaml").is_file():
+        raise UserError(f"{run_dir} is not an rlkit run folder (no config.yaml in it)")
+    data = load_yaml(run_dir / "config.yaml")
+    run = config_from_dict(RunConfig, {key: data[key] for key in RUN_KEYS if key in data})
+    for path in remove_stray_files(run_dir):
+        print(f"rlkit: removed {path} (left by an interrupted write)", file=sys.stderr)
+    agent = agents.from_checkpoint(run_dir, device=args.device)
+    for reason in agent.skipped_checkpoints:
+        print(f"rlkit: skipped damaged checkpoint {reason}", file=sys.stderr)
+    if run.torch_threads:
+        torch.set_num_threads(run.torch_threads)
+    print(
+        f"rlkit: resuming {run.agent} on {agent.config.env} at step {agent.global_step:,} "
+        f"of {run.total_steps:,} on {agent.device}; run folder {run_dir}",
+        file=sys.stderr,
+    )
+    return _train(agent, run, run_dir, progress=not args.no_progress, resume=True)
+
+
+def _train(agent: Any, run: RunConfig, run_dir: Path, progress: bool, resume: bool) -> int:
+    """Train, then save and evaluate. The first Ctrl-C stops at the end of the current step
+    and saves a checkpoint and the agent (exit 130); a second one aborts at once, and since
+    every file is written atomically, the checkpoints already on disk stay intact."""
+    from rlkit.guard import DivergenceError
+
+    def request_stop(signum: int, frame: Any) -> None:
+        agent.stop_requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        print("\nrlkit: stopping; saving a checkpoint (Ctrl-C again to abort)", file=sys.stderr)
+
+    previous_handler = signal.signal(signal.SIGINT, request_stop)
     try:
         agent.learn(
             run.total_steps,
             run_dir=run_dir,
-            progress=not args.no_progress,
+            progress=progress,
             checkpoint_interval=run.checkpoint_interval,
-            extra_config=run_settings,
+            extra_config=dataclasses.asdict(run),
+            keep_checkpoints=run.keep_checkpoints,
+            resume=resume,
         )
-    except KeyboardInterrupt:
-        saved = agent.save(run_dir / "agent.safetensors")
+        if agent.stop_requested:
+            checkpoint = agent.save_checkpoint(run_dir, run.keep_checkpoints)
+            saved = agent.save(run_dir / "agent.safetensors")
+            print(
+                f"rlkit: interrupted at step {agent.global_step:,}; checkpoint {checkpoint}, "
+                f"agent {saved}; continue with: rlkit train --resume {run_dir}",
+                file=sys.stderr,
+            )
+            return EXIT_INTERRUPTED
+    except DivergenceError as error:
         print(
-            f"\nrlkit: interrupted at step {agent.global_step:,}; agent saved to {saved}",
+            f"rlkit train: {error}; the last good state is saved in {run_dir}/checkpoints",
             file=sys.stderr,
         )
-        return EXIT_INTERRUPTED
+        return EXIT_DIVERGED
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
     saved = agent.save(run_dir / "agent.safetensors")
     print(f"rlkit: agent saved to {saved}", file=sys.stderr)
     if run.eval_episodes:
-        result = agent.evaluate(run.eval_episodes, seed=agent_config.seed + 10_000)
+        result = agent.evaluate(run.eval_episodes, seed=agent.config.seed + 10_000)
         agent.record_eval(run_dir, result)
         print(
             f"rlkit: greedy evaluation over {len(result.returns)} episodes: "
@@ -172,11 +260,9 @@ def _agent_path(path: Path) -> Path:
         final = path / "agent.safetensors"
         if final.exists():
             return final
-        checkpoints = sorted((path / "checkpoints").glob("*.safetensors"))
-        if checkpoints:
-            return checkpoints[-1]
         raise AgentFileError(
-            f"no saved agent in run folder {path} (no agent.safetensors or checkpoints)"
+            f"no saved agent in run folder {path} (no agent.safetensors; to continue an "
+            f"unfinished run, use rlkit train --resume {path})"
         )
     return path
 
@@ -208,6 +294,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as error:
         print(f"rlkit {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except OSError as error:  # disk full, permissions: the machine's state, not a bug
+        print(f"rlkit {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_OS_ERROR
     except KeyboardInterrupt:
         print("\nrlkit: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

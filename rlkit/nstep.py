@@ -62,6 +62,13 @@ class NStepCollector:
             np.asarray(discounts, dtype=np.float32),
         )
 
+    def state_dict(self) -> dict:
+        """The pending steps of each copy (arrays and numbers, for checkpoints)."""
+        return {"pending": [[list(step) for step in window] for window in self.pending]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.pending = [deque(tuple(step) for step in window) for window in state["pending"]]
+
     def _transition(self, window: deque, next_obs, terminated: bool, truncated: bool) -> tuple:
         first_obs, first_action, _ = window[0]
         rewards = [reward for _, _, reward in window]
@@ -113,6 +120,13 @@ class EpisodeCollector:
         if not released:
             return None
         return tuple(np.concatenate(parts) for parts in zip(*released, strict=True))
+
+    def state_dict(self) -> dict:
+        """The steps of each copy's episode in progress (for checkpoints)."""
+        return {"episodes": [[list(step) for step in episode] for episode in self.episodes]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.episodes = [[tuple(step) for step in episode] for episode in state["episodes"]]
 
     def _release(self, episode: list[tuple], terminated: bool, truncated: bool) -> tuple:
         steps = NStepCollector(self.n_steps, self.gamma, n_envs=1)

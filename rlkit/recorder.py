@@ -17,6 +17,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
 from rlkit.progress import ProgressBar
+from rlkit.serialization import atomic_write_bytes
 
 
 def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -34,10 +35,12 @@ def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 class Recorder:
     """Writes scalars, text and hparams for one run into `run_dir`."""
 
-    def __init__(self, run_dir: str | Path) -> None:
+    def __init__(self, run_dir: str | Path, purge_step: int | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.writer = SummaryWriter(log_dir=str(self.run_dir), flush_secs=10)
+        # purge_step: a resumed run tells TensorBoard to drop what the interrupted one logged
+        # from that step on, so no step appears twice.
+        self.writer = SummaryWriter(log_dir=str(self.run_dir), flush_secs=10, purge_step=purge_step)
 
     def scalar(self, tag: str, value: float, step: int) -> None:
         self.writer.add_scalar(tag, float(value), step)
@@ -76,7 +79,8 @@ class RunMonitor:
     and progress bar), interval scalars with steps/s, the config of the run.
 
     With `run_dir=None` nothing is written (`recording` is False); the progress bar still runs
-    when asked for.
+    when asked for. With `resume_step`, the run folder already holds the config and the events
+    up to that step: TensorBoard events from `resume_step` on are superseded.
     """
 
     def __init__(
@@ -87,12 +91,14 @@ class RunMonitor:
         config: Mapping[str, Any] | None = None,
         metric_tags: tuple[str, ...] = (),
         start_step: int = 0,
+        resume_step: int | None = None,
     ) -> None:
-        self.recorder = Recorder(run_dir) if run_dir is not None else None
+        self.recorder = Recorder(run_dir, purge_step=resume_step) if run_dir is not None else None
         self.recording = self.recorder is not None
-        if self.recorder is not None and config is not None:
-            Path(run_dir, "config.yaml").write_text(
-                yaml.safe_dump(dict(config), sort_keys=False), encoding="utf-8"
+        if self.recorder is not None and config is not None and resume_step is None:
+            atomic_write_bytes(  # `--resume` reads it back: never half written
+                Path(run_dir, "config.yaml"),
+                yaml.safe_dump(dict(config), sort_keys=False).encode("utf-8"),
             )
             self.recorder.config(config, list(metric_tags))
         self.bar = ProgressBar(end_step) if progress else None

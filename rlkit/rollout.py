@@ -23,6 +23,7 @@ from rlkit.config import (
     check_unit_interval,
     require,
 )
+from rlkit.guard import DivergenceConfig
 from rlkit.networks import ActorCritic, NetworkConfig
 from rlkit.optim import LRScheduleConfig, OptimizerConfig
 from rlkit.recorder import RunMonitor
@@ -66,6 +67,8 @@ class OnPolicyConfig(Config):
     """Learning-rate schedule, stepped once per rollout."""
     log_interval: int = 1
     """Rollouts between two writes of the training scalars."""
+    divergence: DivergenceConfig = dataclasses.field(default_factory=DivergenceConfig)
+    """Divergence guard: skip non-finite updates, roll back, stop (see rlkit.guard)."""
 
     def validate(self) -> None:
         envs.check_env_id(self.env)
@@ -107,6 +110,13 @@ class RolloutBuffer:
     @property
     def nbytes(self) -> int:
         return sum(t.nbytes for t in vars(self).values() if isinstance(t, torch.Tensor))
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in vars(self).items() if isinstance(v, torch.Tensor)}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        for name, tensor in self.state_dict().items():
+            tensor.copy_(state[name])
 
     def flat(self, name: str) -> torch.Tensor:
         """A field with the step and copy dimensions merged: (n_steps * n_envs, ...)."""

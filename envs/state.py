@@ -1,0 +1,117 @@
+"""Environment state for checkpoints, without pickle: numbers, strings, numpy arrays and the
+bit-generator states of numpy RNGs, read off every layer of every copy of a vector env.
+
+This is what makes a resumed run step its environments exactly as the uninterrupted run would
+have: gymnasium's classic-control environments and rlkit's games keep all their state in such
+attributes (CartPole's `state` array, TimeLimit's `_elapsed_steps`, the episode statistics of
+RecordEpisodeStatistics, each env's `np_random`). An environment that keeps state in other
+objects (a physics engine, a subprocess) is restored only as far as these attributes go; its
+episode then continues from a state that may differ, which `check_restorable` reports.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+import torch
+
+_PRIMITIVES = (bool, int, float, str, type(None))
+
+
+def _layers(env: Any) -> list[Any]:
+    """The wrapper chain of one env, outermost first."""
+    layers = [env]
+    while hasattr(layers[-1], "env") and layers[-1].env is not layers[-1]:
+        layers.append(layers[-1].env)
+    return layers
+
+
+def _objects(vector_env: Any) -> dict[str, Any]:
+    """Every object whose attributes make up the vector env's state, by a stable name."""
+    objects: dict[str, Any] = {}
+    for depth, layer in enumerate(_layers(vector_env)):
+        objects[f"vector.{depth}"] = layer
+        for i, env in enumerate(getattr(layer, "envs", ()) or ()):
+            for env_depth, env_layer in enumerate(_layers(env)):
+                objects[f"env{i}.{env_depth}"] = env_layer
+    return objects
+
+
+def _restorable(value: Any) -> bool:
+    if isinstance(value, (*_PRIMITIVES, np.generic)):
+        return True
+    if isinstance(value, np.ndarray):
+        return value.dtype.kind in "biuf"
+    if isinstance(value, np.random.Generator):
+        return True
+    if isinstance(value, list | tuple):
+        return all(isinstance(v, numbers.Number) and not isinstance(v, complex) for v in value)
+    return False
+
+
+def get_state(vector_env: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(tensors, json) describing the vector env; `set_state` puts it back."""
+    tensors: dict[str, torch.Tensor] = {}
+    data: dict[str, Any] = {}
+    for name, obj in _objects(vector_env).items():
+        entry: dict[str, Any] = {}
+        for attr, value in vars(obj).items():
+            if not _restorable(value):
+                continue
+            key = f"{name}.{attr}"
+            if isinstance(value, np.ndarray):
+                tensors[key] = torch.from_numpy(np.ascontiguousarray(value).copy())
+                entry[attr] = {"array": key, "dtype": str(value.dtype)}
+            elif isinstance(value, np.random.Generator):
+                entry[attr] = {"rng": value.bit_generator.state}
+            elif isinstance(value, np.generic):
+                entry[attr] = {"scalar": value.item(), "dtype": str(value.dtype)}
+            elif isinstance(value, list | tuple):
+                items = [v.item() if isinstance(v, np.generic) else v for v in value]
+                entry[attr] = {"sequence": items, "tuple": isinstance(value, tuple)}
+            else:
+                entry[attr] = {"value": value}
+        data[name] = entry
+    return tensors, data
+
+
+def set_state(vector_env: Any, tensors: dict[str, torch.Tensor], data: dict[str, Any]) -> None:
+    objects = _objects(vector_env)
+    missing = sorted(set(data) - set(objects))
+    if missing:
+        raise ValueError(f"the saved environment state does not fit this env (no {missing[0]})")
+    for name, entry in data.items():
+        obj = objects[name]
+        for attr, saved in entry.items():
+            if "array" in saved:
+                value = tensors[saved["array"]].numpy().astype(saved["dtype"], copy=True)
+            elif "rng" in saved:
+                value = getattr(obj, attr, None)
+                if not isinstance(value, np.random.Generator):  # not created yet in this env
+                    value = np.random.Generator(_bit_generator(saved["rng"]))
+                value.bit_generator.state = saved["rng"]
+            elif "scalar" in saved:
+                value = np.dtype(saved["dtype"]).type(saved["scalar"])
+            elif "sequence" in saved:
+                value = tuple(saved["sequence"]) if saved["tuple"] else list(saved["sequence"])
+            else:
+                value = saved["value"]
+            setattr(obj, attr, value)
+
+
+_BIT_GENERATORS = {
+    "PCG64": np.random.PCG64,
+    "PCG64DXSM": np.random.PCG64DXSM,
+    "MT19937": np.random.MT19937,
+    "Philox": np.random.Philox,
+    "SFC64": np.random.SFC64,
+}
+
+
+def _bit_generator(state: dict[str, Any]) -> np.random.BitGenerator:
+    name = state.get("bit_generator") if isinstance(state, dict) else None
+    if name not in _BIT_GENERATORS:
+        raise ValueError(f"unknown random generator in the saved environment state: {name!r}")
+    return _BIT_GENERATORS[name]()

@@ -1,0 +1,126 @@
+"""Bad input is refused at construction (or at the start of `learn`), before any environment
+step, with an explicit exception type and a message that says what to fix. The CLI turns each
+of these into one line and exit code 2 (tests/test_cli.py)."""
+
+import math
+
+import numpy as np
+import pytest
+
+import agents
+import envs
+from rlkit.errors import (
+    AgentFileError,
+    BufferTooLargeError,
+    ConfigError,
+    ConfigTypeError,
+    DeviceError,
+    EnvError,
+)
+
+
+def build(name: str, **config):
+    return lambda: agents.agent_class(name)(**config)
+
+
+def learn(**kwargs):
+    def run():
+        agent = agents.DQN(env="CartPole-v1", learning_starts=10, network={"hidden_sizes": [8]})
+        agent.learn(**kwargs)
+
+    return run
+
+
+ADAM = {"name": "adam", "lr": 1e-3}
+
+CASES = [
+    # (id, action, exception type, message fragment)
+    ("continuous actions", build("dqn", env="Pendulum-v1"), EnvError, "needs a Discrete action"),
+    ("continuous actions ppo", build("ppo", env="Pendulum-v1"), EnvError, "Discrete action"),
+    ("tuple observations", build("dqn", env="Blackjack-v1"), EnvError, "flat vector observations"),
+    ("lr zero", build("dqn", optimizer={**ADAM, "lr": 0}), ConfigError, "optimizer.lr must be"),
+    ("lr negative", build("a2c", optimizer={**ADAM, "lr": -1e-3}), ConfigError, "got -0.001"),
+    ("lr nan", build("ppo", optimizer={**ADAM, "lr": math.nan}), ConfigError, "finite number > 0"),
+    ("lr inf", build("reinforce", optimizer={**ADAM, "lr": math.inf}), ConfigError, "got inf"),
+    ("gamma above 1", build("dqn", gamma=1.5), ConfigError, "gamma must be in [0, 1]"),
+    ("gamma negative", build("ppo", gamma=-0.1), ConfigError, "gamma must be in [0, 1]"),
+    ("batch > buffer", build("dqn", batch_size=128, buffer_size=64), ConfigError, "larger than"),
+    ("misspelled key", build("dqn", gamme=0.9), ConfigError, "did you mean 'gamma'"),
+    ("misspelled nested key", build("ppo", network={"hidden_size": [4]}), ConfigError,
+     "did you mean 'hidden_sizes'"),
+    ("misspelled optimizer option", build("dqn", optimizer={**ADAM, "options": {"bettas": [0.9]}}),
+     ConfigError, "did you mean 'betas'"),
+    ("string for int", build("dqn", batch_size="big"), ConfigTypeError, "expected an integer"),
+    ("float for int", build("ppo", n_envs=2.5), ConfigTypeError, "got float 2.5"),
+    ("string for bool", build("dqn", double_q="yes"), ConfigTypeError, "expected true or false"),
+    ("unknown env version", build("dqn", env="CartPole-v9"), EnvError, "provides versioned"),
+    ("misspelled env", build("dqn", env="CartPol-v1"), EnvError, "Did you mean: `CartPole`"),
+    ("empty env id", build("a2c", env=""), EnvError, "gymnasium environment id"),
+    ("misspelled loss", build("dqn", loss="hubber"), ConfigError, "did you mean 'huber'"),
+    ("unknown optimizer", build("dqn", optimizer={"name": "adamm"}), ConfigError,
+     "did you mean 'adam'"),
+    ("unknown activation", build("ppo", network={"activation": "relux"}), ConfigError,
+     "did you mean 'relu'"),
+    ("unknown schedule", build("dqn", lr_schedule={"name": "cosine"}), ConfigError,
+     "constant, linear, step"),
+    ("bad optimizer beta", build("dqn", optimizer={**ADAM, "options": {"betas": [1.5, 0.9]}}),
+     ConfigError, "Invalid beta parameter"),
+    ("unknown device", build("dqn", device="tpu"), DeviceError, "unknown device 'tpu'"),
+    ("no copies", build("dqn", n_envs=0), ConfigError, "n_envs must be >= 1"),
+    ("negative seed", build("dqn", seed=-1), ConfigError, "seed must be >= 0"),
+    ("ppo minibatch", build("ppo", n_steps=10, n_envs=3, batch_size=64), ConfigError,
+     "must be a multiple of batch_size"),
+    ("clip range", build("ppo", clip_range=1.5), ConfigError, "clip_range must be in (0, 1)"),
+    ("epsilon above 1", build("dqn", exploration_final_eps=1.2), ConfigError, "[0, 1]"),
+    ("tau zero", build("dqn", tau=0), ConfigError, "tau must be in (0, 1]"),
+    ("no episodes per batch", build("reinforce", batch_episodes=0), ConfigError, ">= 1"),
+    ("guard lr factor", build("dqn", divergence={"lr_factor": 2}), ConfigError,
+     "divergence.lr_factor"),
+    ("guard rollbacks", build("ppo", divergence={"max_rollbacks": -1}), ConfigError,
+     "max_rollbacks must be >= 0"),
+    ("buffer beyond memory", build("dqn", buffer_size=10**12), BufferTooLargeError,
+     "lower buffer_size"),
+    ("config of wrong type", lambda: agents.DQN(config=5), ConfigError, "must be a DQNConfig"),
+    ("zero steps", learn(total_steps=0), ConfigError, "total_steps must be a positive integer"),
+    ("steps as string", learn(total_steps="100"), ConfigError, "got '100'"),
+    ("negative checkpoint interval", learn(total_steps=100, checkpoint_interval=-5), ConfigError,
+     "checkpoint_interval must be an integer >= 0"),
+    ("keep no checkpoints", learn(total_steps=100, keep_checkpoints=0), ConfigError,
+     "keep_checkpoints must be an integer >= 1"),
+    ("resume without checkpoint", learn(resume=True), ConfigError, "nothing to resume"),
+    ("missing agent file", lambda: agents.load("/nonexistent/agent.safetensors"), AgentFileError,
+     "no such file"),
+    ("resume from an empty folder", lambda: agents.from_checkpoint("/nonexistent"), AgentFileError,
+     "no usable checkpoint"),
+    ("negative env copies", lambda: envs.make("CartPole-v1", n_envs=-1), EnvError,
+     "n_envs must be an integer >= 1"),
+    ("wrong observation shape", lambda: agents.DQN(env="CartPole-v1").act(np.zeros(3)),
+     ValueError, "does not match"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("action", "error", "fragment"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_bad_input_is_refused_with_a_clear_message(action, error, fragment):
+    with pytest.raises(error) as raised:
+        action()
+    assert fragment in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+def test_refused_before_any_environment_step(monkeypatch):
+    """Validation happens before the env moves: a bad config never costs an episode."""
+    import gymnasium
+
+    steps = []
+    original = gymnasium.vector.SyncVectorEnv.step
+    monkeypatch.setattr(
+        gymnasium.vector.SyncVectorEnv,
+        "step",
+        lambda self, actions: steps.append(1) or original(self, actions),
+    )
+    for _, action, error, _ in CASES:
+        with pytest.raises(error):
+            action()
+    assert steps == []

@@ -1,0 +1,132 @@
+"""Exact resume: N steps straight through equal N/2 steps, a checkpoint, and N/2 more in a fresh
+process (`rlkit train --resume`): weights, optimizer state, buffers, random states, env state
+and every logged scalar (time/* aside) are identical, compared with torch.equal."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import agents
+from rlkit.checkpoint import list_checkpoints, read_checkpoint
+
+from .helpers import read_scalars
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN_SETTINGS = {"torch_threads": 1, "eval_episodes": 0}
+
+CASES = {
+    # n-step collector pending across the cut, linear lr decay, 2 env copies.
+    "dqn_nstep": (
+        "dqn",
+        2000,
+        dict(
+            n_envs=2, n_steps=3, learning_starts=300, buffer_size=5000, batch_size=32,
+            train_freq=4, target_update_interval=200, log_interval=250,
+            network={"hidden_sizes": [32, 32]}, lr_schedule={"name": "linear"},
+        ),
+    ),
+    # prioritized replay (sum tree), Monte Carlo episode collector, double + dueling, Polyak.
+    "dqn_family": (
+        "dqn",
+        2000,
+        dict(
+            prioritized_replay=True, beta_mc=0.5, double_q=True, tau=0.1, learning_starts=300,
+            buffer_size=5000, batch_size=32, log_interval=250,
+            network={"hidden_sizes": [32, 32], "dueling": True},
+        ),
+    ),
+    "ppo": (
+        "ppo",
+        2048,
+        dict(
+            n_envs=4, n_steps=64, batch_size=64, n_epochs=4, clip_range_schedule="linear",
+            lr_schedule={"name": "linear"}, network={"hidden_sizes": [32, 32]},
+        ),
+    ),
+    "a2c": ("a2c", 2000, dict(n_envs=4, n_steps=5, network={"hidden_sizes": [32, 32]})),
+    "reinforce": (
+        "reinforce",
+        3000,
+        dict(n_envs=2, batch_episodes=4, network={"hidden_sizes": [32, 32]}),
+    ),
+}  # fmt: skip
+
+
+def _train(
+    name: str, steps: int, overrides: dict, run_dir: Path, stop_at: int | None, every: int = 2
+):
+    agent = agents.agent_class(name)(env="CartPole-v1", seed=3, device="cpu", **overrides)
+    agent.learn(
+        steps,
+        run_dir=run_dir,
+        checkpoint_interval=steps // 2,
+        extra_config=RUN_SETTINGS,
+        callback=None if stop_at is None else (lambda a: a.global_step < stop_at),
+        callback_interval=steps // every,
+    )
+    agent.close()
+    return agent
+
+
+def _final_checkpoint(run_dir: Path):
+    return read_checkpoint(list_checkpoints(run_dir)[-1])
+
+
+def _scalars(run_dir: Path) -> dict:
+    return {tag: v for tag, v in read_scalars(run_dir).items() if not tag.startswith("time/")}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_resumed_run_equals_uninterrupted_run(tmp_path, case):
+    name, steps, overrides = CASES[case]
+    straight, cut = tmp_path / "straight", tmp_path / "cut"
+    _train(name, steps, overrides, straight, stop_at=None)
+    half = _train(name, steps, overrides, cut, stop_at=steps // 2)
+    assert steps // 2 <= half.global_step < steps  # stopped at the checkpoint, half way
+    resumed = subprocess.run(
+        [sys.executable, "-m", "rlkit.cli", "train", "--resume", str(cut), "--no-progress"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+
+    tensors_a, state_a = _final_checkpoint(straight)
+    tensors_b, state_b = _final_checkpoint(cut)
+    assert state_a["counters"]["global_step"] >= steps
+    assert json.dumps(state_a, sort_keys=True) == json.dumps(state_b, sort_keys=True)
+    assert tensors_a.keys() == tensors_b.keys()
+    groups = {key.split(".")[0] for key in tensors_a}
+    assert {"model", "optimizer", "rng", "env"} <= groups
+    if name == "dqn":
+        assert any(key.startswith("extra.buffer.obs") for key in tensors_a)
+    # Wall-clock times (the episode statistics' start times) are the one thing that differs.
+    compared = [key for key in tensors_a if not key.endswith("episode_start_times")]
+    different = [key for key in compared if not torch.equal(tensors_a[key], tensors_b[key])]
+    assert different == []
+
+    scalars_a, scalars_b = _scalars(straight), _scalars(cut)
+    assert "rollout/episodic_return" in scalars_a
+    assert scalars_a.keys() == scalars_b.keys()
+    for tag in scalars_a:
+        assert scalars_a[tag] == scalars_b[tag], tag  # same steps, same values, no duplicates
+
+
+def test_resume_supersedes_what_was_logged_after_the_checkpoint(tmp_path):
+    """A run that went on past its last checkpoint (then died) logged steps that the resumed
+    run logs again: TensorBoard shows each once, exactly as in an uninterrupted run."""
+    name, steps, overrides = CASES["dqn_nstep"]
+    straight, run_dir = tmp_path / "straight", tmp_path / "run"
+    _train(name, steps, overrides, straight, stop_at=None)
+    agent = _train(name, steps, overrides, run_dir, stop_at=3 * steps // 4, every=4)
+    assert agent.global_step > list_checkpoints(run_dir)[-1].step  # logged past the checkpoint
+    resumed = subprocess.run(
+        [sys.executable, "-m", "rlkit.cli", "train", "--resume", str(run_dir), "--no-progress"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert _scalars(run_dir) == _scalars(straight)
