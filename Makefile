@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= configs/dqn_cartpole.yaml
 
-.PHONY: setup train test test-fast test-extended lint format clean
+.PHONY: setup bench-setup train test test-fast test-extended lint format clean
 
 setup: $(VENV)/.installed
 
@@ -13,6 +13,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=23"
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $@
+
+# Stable-Baselines3 for the side-by-side benchmarks (benchmarks/vs_sb3.py, time_to_solve.py).
+bench-setup: setup
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,bench]"
 
 train: setup
 	$(BIN)/rlkit train $(CONFIG)

@@ -1,0 +1,150 @@
+"""One training run of rlkit or Stable-Baselines3, timed, in its own process; prints one JSON
+line. Used by vs_sb3.py and time_to_solve.py, which alternate rlkit and SB3 runs side by side.
+
+    python benchmarks/compare_worker.py {rlkit,sb3} {dqn,ppo} SEED [--config C] [--check-every N]
+
+Timing covers building the agent and training (not imports, not evaluation). With
+--check-every, training pauses every N env steps for a greedy evaluation over 20 episodes; the
+pause is excluded from the clock, and the first step at which the mean reaches 475 is reported
+with the training time it took to get there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from rlkit.evaluation import evaluate  # noqa: E402
+
+ENV_ID = "CartPole-v1"
+SOLVED = 475.0
+EVAL_EPISODES = 20
+ZOO_CONFIGS = {"dqn": "configs/dqn_cartpole_zoo.yaml", "ppo": "configs/ppo_cartpole_zoo.yaml"}
+TOTAL_STEPS = {"dqn": 50_000, "ppo": 100_000}
+
+
+class Clock:
+    """Training wall time with evaluation pauses left out; records when the run first solves."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self.start = time.perf_counter()
+        self.paused = 0.0
+        self.solved_at: tuple[int, float] | None = None  # (env step, training seconds)
+        self.checks: list[tuple[int, float]] = []
+
+    def training_seconds(self) -> float:
+        return time.perf_counter() - self.start - self.paused
+
+    def check(self, step: int, policy) -> None:
+        elapsed = self.training_seconds()
+        pause_start = time.perf_counter()
+        mean = evaluate(policy, ENV_ID, EVAL_EPISODES, seed=10_000 + self.seed).mean_return
+        self.checks.append((step, mean))
+        if mean >= SOLVED and self.solved_at is None:
+            self.solved_at = (step, elapsed)
+        self.paused += time.perf_counter() - pause_start
+
+
+def run_rlkit(algo: str, seed: int, config: str, check_every: int) -> dict:
+    import torch
+
+    import agents
+    from rlkit.cli import load_run_config
+
+    run, agent_config = load_run_config(config, seed=seed, device="cpu")
+    if run.torch_threads:
+        torch.set_num_threads(run.torch_threads)
+    clock = Clock(seed)
+    agent = agents.agent_class(run.agent)(config=agent_config)
+
+    def policy(obs):
+        return agent.act(obs, deterministic=True)
+
+    def callback(a) -> None:
+        clock.check(a.global_step, policy)
+
+    agent.learn(
+        run.total_steps,
+        callback=callback if check_every else None,
+        callback_interval=check_every or 1,
+    )
+    train_s = clock.training_seconds()
+    final = evaluate(policy, ENV_ID, EVAL_EPISODES, seed=20_000 + seed).mean_return
+    return _result(clock, train_s, agent.global_step, final, torch.get_num_threads())
+
+
+def run_sb3(algo: str, seed: int, check_every: int) -> dict:
+    import torch
+    from stable_baselines3 import DQN, PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_vec_env
+
+    clock = Clock(seed)
+    if algo == "dqn":  # rl-zoo3 dqn.yml, CartPole-v1
+        model = DQN(
+            "MlpPolicy", ENV_ID, learning_rate=2.3e-3, batch_size=64, buffer_size=100_000,
+            learning_starts=1000, gamma=0.99, target_update_interval=10, train_freq=256,
+            gradient_steps=128, exploration_fraction=0.16, exploration_final_eps=0.04,
+            policy_kwargs={"net_arch": [256, 256]}, seed=seed, device="cpu",
+        )  # fmt: skip
+    else:  # rl-zoo3 ppo.yml, CartPole-v1 (lin_1e-3 and lin_0.2 schedules)
+        model = PPO(
+            "MlpPolicy", make_vec_env(ENV_ID, n_envs=8, seed=seed), n_steps=32, batch_size=256,
+            gae_lambda=0.8, gamma=0.98, n_epochs=20, ent_coef=0.0,
+            learning_rate=lambda progress: progress * 1e-3,
+            clip_range=lambda progress: progress * 0.2, seed=seed, device="cpu",
+        )  # fmt: skip
+
+    def policy(obs):
+        return model.predict(obs, deterministic=True)[0]
+
+    class Check(BaseCallback):
+        def _on_step(self) -> bool:
+            n = self.training_env.num_envs
+            if self.num_timesteps // check_every > (self.num_timesteps - n) // check_every:
+                clock.check(self.num_timesteps, policy)
+            return True
+
+    model.learn(TOTAL_STEPS[algo], callback=Check() if check_every else None)
+    train_s = clock.training_seconds()
+    final = evaluate(policy, ENV_ID, EVAL_EPISODES, seed=20_000 + seed).mean_return
+    return _result(clock, train_s, model.num_timesteps, final, torch.get_num_threads())
+
+
+def _result(clock: Clock, train_s: float, steps: int, final: float, threads: int) -> dict:
+    return {
+        "train_s": train_s,
+        "steps": steps,
+        "final_eval": final,
+        "solved_step": clock.solved_at[0] if clock.solved_at else None,
+        "solved_s": clock.solved_at[1] if clock.solved_at else None,
+        "checks": clock.checks,
+        "threads": threads,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("library", choices=["rlkit", "sb3"])
+    parser.add_argument("algo", choices=["dqn", "ppo"])
+    parser.add_argument("seed", type=int)
+    parser.add_argument("--config", help="rlkit config (default: the zoo config of the algo)")
+    parser.add_argument("--check-every", type=int, default=0)
+    args = parser.parse_args()
+    if args.library == "rlkit":
+        config = args.config or ZOO_CONFIGS[args.algo]
+        result = run_rlkit(args.algo, args.seed, config, args.check_every)
+    else:
+        result = run_sb3(args.algo, args.seed, args.check_every)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""rlkit against Stable-Baselines3 at identical hyperparameters, side by side in one run.
+
+    make bench-setup   # installs the optional `bench` extra (stable-baselines3) into .venv
+    .venv/bin/python benchmarks/vs_sb3.py --seeds 1 2 3
+
+For each algorithm (DQN and PPO with RL-Zoo's CartPole-v1 hyperparameters, shipped as
+configs/dqn_cartpole_zoo.yaml and configs/ppo_cartpole_zoo.yaml) and each seed, runs rlkit then
+SB3 (A B A B ...), each in a fresh process, one at a time. Prints each run's training wall time
+(agent construction + learn, no imports, no evaluation), the rlkit/SB3 ratio of each pair and
+its median, steps/s, and both final greedy evaluation means over 20 episodes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKER = ROOT / "benchmarks" / "compare_worker.py"
+
+
+def run_worker(*args: str) -> dict:
+    result = subprocess.run(
+        [sys.executable, str(WORKER), *args], cwd=ROOT, capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"worker {' '.join(args)} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--algos", nargs="+", default=["dqn", "ppo"], choices=["dqn", "ppo"])
+    args = parser.parse_args()
+
+    for algo in args.algos:
+        rows = []
+        for seed in args.seeds:
+            ours = run_worker("rlkit", algo, str(seed))
+            theirs = run_worker("sb3", algo, str(seed))
+            rows.append((seed, ours, theirs))
+            print(
+                f"# {algo} seed {seed}: rlkit {ours['train_s']:.1f} s, "
+                f"SB3 {theirs['train_s']:.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+        print(
+            f"\n### {algo.upper()} CartPole-v1, zoo hyperparameters "
+            f"({rows[0][1]['steps']:,} steps)\n"
+        )
+        print(
+            "| seed | rlkit s | SB3 s | rlkit/SB3 | rlkit steps/s | SB3 steps/s "
+            "| rlkit eval | SB3 eval |"
+        )
+        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        ratios = []
+        for seed, ours, theirs in rows:
+            ratio = ours["train_s"] / theirs["train_s"]
+            ratios.append(ratio)
+            print(
+                f"| {seed} | {ours['train_s']:.1f} | {theirs['train_s']:.1f} | {ratio:.2f} "
+                f"| {ours['steps'] / ours['train_s']:,.0f} "
+                f"| {theirs['steps'] / theirs['train_s']:,.0f} "
+                f"| {ours['final_eval']:.1f} | {theirs['final_eval']:.1f} |"
+            )
+        mean_ours = statistics.mean(r[1]["final_eval"] for r in rows)
+        mean_theirs = statistics.mean(r[2]["final_eval"] for r in rows)
+        print(
+            f"\nmedian rlkit/SB3 wall time: {statistics.median(ratios):.2f}; "
+            f"mean final eval rlkit {mean_ours:.1f}, SB3 {mean_theirs:.1f}; "
+            f"torch threads rlkit {rows[0][1]['threads']}, SB3 {rows[0][2]['threads']}"
+        )
+
+
+if __name__ == "__main__":
+    main()
