@@ -15,13 +15,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.distributions import Categorical
 
 from rlkit.agent import Agent, crossed, prefixed
 from rlkit.config import check_unit_interval
 from rlkit.guard import DivergenceError
 from rlkit.optim import OptimizerConfig, build_optimizer
-from rlkit.policy_gradient import explained_variance, gae, normalize, value_loss
+from rlkit.policy_gradient import CategoricalLogits, explained_variance, gae, normalize, value_loss
 from rlkit.rollout import OnPolicyConfig, RolloutBuffer, build_actor_critic, collect_rollout
 
 
@@ -58,6 +57,7 @@ class A2C(Agent):
         cfg = self.config
         self.model = build_actor_critic(cfg, self.obs_dim, self.n_actions).to(self.device)
         self.optimizer = build_optimizer(self.model.parameters(), cfg.optimizer)
+        self._parameters = list(self.model.parameters())  # walking the modules costs per call
         self.buffer = RolloutBuffer(cfg.n_steps, cfg.n_envs, self.obs_dim, self.device)
         self.n_rollouts = 0
         self._make_guard({"model": self.model})
@@ -68,7 +68,7 @@ class A2C(Agent):
     def _act(self, obs: torch.Tensor, deterministic: bool) -> np.ndarray:
         with torch.inference_mode():
             logits = self.model.logits(obs)
-            actions = logits.argmax(dim=1) if deterministic else Categorical(logits=logits).sample()
+            actions = logits.argmax(dim=1) if deterministic else CategoricalLogits(logits).sample()
         return actions.cpu().numpy()
 
     def learn(
@@ -146,7 +146,7 @@ class A2C(Agent):
         if cfg.normalize_advantage:
             advantages = normalize(advantages)
         logits, values = self.model(b.flat("obs"))
-        distribution = Categorical(logits=logits)
+        distribution = CategoricalLogits(logits)
         log_probs = distribution.log_prob(b.flat("actions"))
         policy_loss = -(log_probs * advantages).mean()
         v_loss = value_loss(values, returns)
@@ -156,7 +156,7 @@ class A2C(Agent):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         max_norm = cfg.max_grad_norm if cfg.max_grad_norm is not None else math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self._parameters, max_norm)
         if self.guard.check(loss, grad_norm):  # else skipped: a NaN/inf never reaches the weights
             self.optimizer.step()
             self.guard.applied()

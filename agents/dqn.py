@@ -158,6 +158,9 @@ class DQN(Agent):
         self.q_net_target.load_state_dict(self.q_net.state_dict())
         self.q_net_target.requires_grad_(False)
         self.optimizer = build_optimizer(self.q_net.parameters(), cfg.optimizer)
+        # Parameter lists, made once: walking the modules on every update costs ~20 us.
+        self._parameters = list(self.q_net.parameters())
+        self._target_parameters = list(self.q_net_target.parameters())
         self.loss_fn = get_loss(cfg.loss)
         self._make_guard({"q_net": self.q_net, "q_net_target": self.q_net_target})
         self.train_stats = _TrainStats(self.device)
@@ -339,7 +342,7 @@ class DQN(Agent):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         max_norm = cfg.max_grad_norm if cfg.max_grad_norm is not None else math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.q_net.parameters(), max_norm, foreach=True)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self._parameters, max_norm, foreach=True)
         if not self.guard.check(loss, grad_norm):
             self.lr_scheduler.step()  # the schedule follows env steps, applied or skipped
             return None  # a NaN/inf never reaches the weights
@@ -352,8 +355,7 @@ class DQN(Agent):
         return loss.detach(), q_taken.detach().mean(), grad_norm.detach()
 
     def _update_target(self) -> None:
-        online = list(self.q_net.parameters())
-        target = list(self.q_net_target.parameters())
+        online, target = self._parameters, self._target_parameters
         with torch.no_grad():
             if self.config.tau >= 1.0:
                 torch._foreach_copy_(target, online)

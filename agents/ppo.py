@@ -16,13 +16,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.distributions import Categorical
 
 from rlkit.agent import Agent, crossed, prefixed
 from rlkit.config import check_choice, check_unit_interval, require
 from rlkit.guard import DivergenceError
 from rlkit.optim import build_optimizer
 from rlkit.policy_gradient import (
+    CategoricalLogits,
     approx_kl,
     clipped_surrogate_loss,
     explained_variance,
@@ -87,6 +87,7 @@ class PPO(Agent):
         cfg = self.config
         self.model = build_actor_critic(cfg, self.obs_dim, self.n_actions).to(self.device)
         self.optimizer = build_optimizer(self.model.parameters(), cfg.optimizer)
+        self._parameters = list(self.model.parameters())  # walking the modules costs per call
         self.buffer = RolloutBuffer(cfg.n_steps, cfg.n_envs, self.obs_dim, self.device)
         self.n_rollouts = 0
         self._make_guard({"model": self.model})
@@ -97,7 +98,7 @@ class PPO(Agent):
     def _act(self, obs: torch.Tensor, deterministic: bool) -> np.ndarray:
         with torch.inference_mode():
             logits = self.model.logits(obs)
-            actions = logits.argmax(dim=1) if deterministic else Categorical(logits=logits).sample()
+            actions = logits.argmax(dim=1) if deterministic else CategoricalLogits(logits).sample()
         return actions.cpu().numpy()
 
     def learn(
@@ -190,7 +191,7 @@ class PPO(Agent):
             for start in range(0, size, cfg.batch_size):
                 idx = order[start : start + cfg.batch_size]
                 logits, values = self.model(obs[idx])
-                distribution = Categorical(logits=logits)
+                distribution = CategoricalLogits(logits)
                 log_ratio = distribution.log_prob(actions[idx]) - old_log_probs[idx]
                 ratio = log_ratio.exp()
                 mb_advantages = advantages[idx]
@@ -204,7 +205,7 @@ class PPO(Agent):
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 max_norm = cfg.max_grad_norm if cfg.max_grad_norm is not None else math.inf
-                grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+                grad_norm = torch.nn.utils.clip_grad_norm_(self._parameters, max_norm)
                 if not self.guard.check(loss, grad_norm):
                     continue  # a NaN/inf never reaches the weights
                 self.optimizer.step()

@@ -18,14 +18,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.distributions import Categorical
 
 from rlkit.agent import Agent, crossed, prefixed
 from rlkit.config import require
 from rlkit.guard import DivergenceError
 from rlkit.nstep import discounted_returns
 from rlkit.optim import build_optimizer
-from rlkit.policy_gradient import explained_variance, normalize, value_loss
+from rlkit.policy_gradient import CategoricalLogits, explained_variance, normalize, value_loss
 from rlkit.rollout import OnPolicyConfig, build_actor_critic
 
 
@@ -62,6 +61,7 @@ class Reinforce(Agent):
         cfg = self.config
         self.model = build_actor_critic(cfg, self.obs_dim, self.n_actions).to(self.device)
         self.optimizer = build_optimizer(self.model.parameters(), cfg.optimizer)
+        self._parameters = list(self.model.parameters())  # walking the modules costs per call
         # The current episode of each copy: observations, actions, rewards.
         self._episodes: list[tuple[list, list, list]] = [([], [], []) for _ in range(cfg.n_envs)]
         # Finished episodes waiting for the next update, as (obs, actions, returns) arrays.
@@ -74,7 +74,7 @@ class Reinforce(Agent):
     def _act(self, obs: torch.Tensor, deterministic: bool) -> np.ndarray:
         with torch.inference_mode():
             logits = self.model.logits(obs)
-            actions = logits.argmax(dim=1) if deterministic else Categorical(logits=logits).sample()
+            actions = logits.argmax(dim=1) if deterministic else CategoricalLogits(logits).sample()
         return actions.cpu().numpy()
 
     def _finish_episode(self, i: int, final_obs: np.ndarray | None) -> tuple:
@@ -123,7 +123,7 @@ class Reinforce(Agent):
                 obs_tensor = torch.as_tensor(self._obs, dtype=torch.float32, device=self.device)
                 with torch.no_grad():
                     actions = (
-                        Categorical(logits=self.model.logits(obs_tensor)).sample().cpu().numpy()
+                        CategoricalLogits(self.model.logits(obs_tensor)).sample().cpu().numpy()
                     )
                 next_obs, rewards, terminated, truncated, infos = self.env.step(actions)
                 for i, episode in enumerate(self._episodes):
@@ -169,7 +169,7 @@ class Reinforce(Agent):
         actions = torch.as_tensor(np.concatenate([e[1] for e in batch]), device=self.device)
         returns = torch.as_tensor(np.concatenate([e[2] for e in batch]), device=self.device)
         logits, values = self.model(obs)
-        distribution = Categorical(logits=logits)
+        distribution = CategoricalLogits(logits)
         log_probs = distribution.log_prob(actions)
         weights = returns - values.detach() if cfg.baseline else returns
         if cfg.normalize_returns:
@@ -185,7 +185,7 @@ class Reinforce(Agent):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         max_norm = cfg.max_grad_norm if cfg.max_grad_norm is not None else math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self._parameters, max_norm)
         if self.guard.check(loss, grad_norm):  # else skipped: a NaN/inf never reaches the weights
             self.optimizer.step()
             self.guard.applied()

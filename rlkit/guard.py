@@ -59,8 +59,9 @@ class DivergenceConfig(Config):
 
 
 def is_finite_update(loss: torch.Tensor, grad_norm: torch.Tensor) -> bool:
-    """True when both the loss and the gradient norm are finite (one host-device sync)."""
-    return bool(torch.isfinite(loss).all() & torch.isfinite(grad_norm).all())
+    """True when both the loss and the gradient norm are finite (one host-device sync). Both
+    are scalars and the norm is never negative, so their sum is finite exactly when both are."""
+    return bool(torch.isfinite(loss.detach() + grad_norm))
 
 
 class DivergenceGuard:

@@ -90,3 +90,31 @@ def approx_kl(log_ratio: torch.Tensor) -> torch.Tensor:
     """KL(pi_old || pi_new) estimated from samples of pi_old as E[(rho - 1) - log rho]
     (unbiased and never negative; http://joschu.net/blog/kl-approx.html)."""
     return ((log_ratio.exp() - 1) - log_ratio).mean()
+
+
+class CategoricalLogits:
+    """torch.distributions.Categorical's arithmetic, without its argument checks and object
+    machinery: on the acting and update paths those cost more than the math (about 0.2 ms a
+    call here). Same formulas, so the same numbers and samples (tested against Categorical)."""
+
+    __slots__ = ("_probs", "log_probs")
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        self.log_probs = logits - logits.logsumexp(dim=-1, keepdim=True)  # normalized logits
+        self._probs: torch.Tensor | None = None
+
+    @property
+    def probs(self) -> torch.Tensor:
+        if self._probs is None:
+            self._probs = torch.softmax(self.log_probs, dim=-1)
+        return self._probs
+
+    def sample(self) -> torch.Tensor:
+        return torch.multinomial(self.probs, 1, True).squeeze(-1)
+
+    def log_prob(self, actions: torch.Tensor) -> torch.Tensor:
+        return self.log_probs.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+
+    def entropy(self) -> torch.Tensor:
+        log_probs = self.log_probs.clamp(min=torch.finfo(self.log_probs.dtype).min)
+        return -(log_probs * self.probs).sum(-1)

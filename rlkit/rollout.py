@@ -13,7 +13,6 @@ import dataclasses
 
 import numpy as np
 import torch
-from torch.distributions import Categorical
 
 import envs
 from rlkit.config import (
@@ -26,6 +25,7 @@ from rlkit.config import (
 from rlkit.guard import DivergenceConfig
 from rlkit.networks import ActorCritic, NetworkConfig
 from rlkit.optim import LRScheduleConfig, OptimizerConfig
+from rlkit.policy_gradient import CategoricalLogits
 from rlkit.recorder import RunMonitor
 
 
@@ -145,7 +145,7 @@ def collect_rollout(
         obs_tensor = torch.as_tensor(obs, dtype=torch.float32, device=device)
         with torch.no_grad():
             logits, values = model(obs_tensor)
-            distribution = Categorical(logits=logits)
+            distribution = CategoricalLogits(logits)
             actions = distribution.sample()
             log_probs = distribution.log_prob(actions)
         next_obs, rewards, terminated, truncated, infos = env.step(actions.cpu().numpy())

@@ -207,3 +207,20 @@ def test_policy_gradient_config_errors():
         agents.A2C(env="CartPole-v1", vectorization="threads")
     with pytest.raises(ConfigError, match="batch_episodes must be >= 1"):
         agents.Reinforce(env="CartPole-v1", batch_episodes=0)
+
+
+def test_categorical_logits_matches_torch_categorical_exactly():
+    from torch.distributions import Categorical
+
+    from rlkit.policy_gradient import CategoricalLogits
+
+    logits = torch.randn(256, 5, generator=torch.Generator().manual_seed(0)) * 3
+    logits[0, 2] = -1e30  # an action all but excluded
+    ours, theirs = CategoricalLogits(logits), Categorical(logits=logits)
+    torch.manual_seed(7)
+    sampled = ours.sample()
+    torch.manual_seed(7)
+    assert torch.equal(sampled, theirs.sample())
+    assert torch.equal(ours.log_prob(sampled), theirs.log_prob(sampled))
+    assert torch.equal(ours.entropy(), theirs.entropy())
+    assert torch.equal(ours.probs, theirs.probs)
