@@ -193,7 +193,7 @@ class DQN(Agent):
             obs, 0.0 if deterministic else self.config.exploration_final_eps
         )
 
-    def _epsilon_greedy(self, obs: torch.Tensor, epsilon: float) -> np.ndarray:
+    def _epsilon_greedy(self, obs: np.ndarray | torch.Tensor, epsilon: float) -> np.ndarray:
         # One uniform draw per copy decides both whether to explore (u < epsilon) and, if so,
         # which action: u / epsilon is again uniform on [0, 1). A second RNG call per step
         # (rng.integers) would cost more than the decision itself.
@@ -201,12 +201,19 @@ class DQN(Agent):
         explore = u < epsilon
         if explore.all():
             return np.minimum((u / epsilon * self.n_actions).astype(np.int64), self.n_actions - 1)
-        with torch.inference_mode():
-            actions = self._q_values(obs).argmax(dim=1).cpu().numpy()
+        actions = self._greedy_actions(obs)
         if explore.any():
             random_actions = (u[explore] / epsilon * self.n_actions).astype(np.int64)
             actions[explore] = np.minimum(random_actions, self.n_actions - 1)
         return actions
+
+    def _greedy_actions(self, obs: np.ndarray | torch.Tensor) -> np.ndarray:
+        """argmax_a Q(s, a) for a batch of observations (numpy from the env loop, or a tensor)."""
+        if isinstance(obs, np.ndarray) and self._fast is not None and self.device.type == "cpu":
+            return self._fast.forward_numpy(obs).argmax(axis=1)  # (see MLPRegression)
+        obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device).reshape(len(obs), -1)
+        with torch.inference_mode():
+            return self._q_values(obs).argmax(dim=1).cpu().numpy()
 
     def epsilon(self, step: int, total_steps: int) -> float:
         cfg = self.config
@@ -272,8 +279,7 @@ class DQN(Agent):
                 per_beta = linear_schedule(
                     cfg.per_beta, 1.0, total_steps, self.global_step - start_step
                 )
-                obs_tensor = torch.as_tensor(self._obs, dtype=torch.float32, device=self.device)
-                actions = self._epsilon_greedy(obs_tensor.reshape(n, -1), epsilon)
+                actions = self._epsilon_greedy(self._obs, epsilon)
                 next_obs, rewards, terminated, truncated, infos = self.env.step(actions)
                 # At an episode end next_obs is already the next episode's first observation
                 # (SAME_STEP autoreset); store the real last one from info["final_obs"].

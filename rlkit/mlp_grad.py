@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -79,6 +80,19 @@ class MLPRegression:
                 x = torch.addmm(linear.bias, x, linear.weight.t())
                 if i < last:
                     x = x.relu_() if self.activation == "relu" else x.tanh_()
+        return x
+
+    def forward_numpy(self, obs: np.ndarray) -> np.ndarray:
+        """network(obs) for a few rows on the CPU, in numpy: acting one env step at a time,
+        torch's per-operation dispatch (~10 us each) costs more than the products (~67 us
+        against ~20 us for a 4-256-256-2 network). The weights are read in place, not copied."""
+        last = len(self.linears) - 1
+        x = np.asarray(obs, dtype=np.float32).reshape(len(obs), -1)
+        for i, linear in enumerate(self.linears):
+            weight, bias = linear.weight.detach().numpy(), linear.bias.detach().numpy()
+            x = x @ weight.T + bias
+            if i < last:
+                x = np.maximum(x, 0.0, out=x) if self.activation == "relu" else np.tanh(x, out=x)
         return x
 
     def td_gradients(

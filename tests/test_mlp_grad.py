@@ -74,3 +74,13 @@ def test_dqn_trains_the_same_with_and_without_it():
         params[fast] = torch.cat([p.detach().reshape(-1) for p in agent.q_net.parameters()])
     # Not bit-for-bit (matrix products summed in another order), within float32 rounding.
     assert torch.allclose(params[True], params[False], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_numpy_forward_matches_torch(activation):
+    import numpy as np
+
+    net = mlp(4, [64, 64], 3, activation)
+    obs = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    expected = net(torch.as_tensor(obs)).detach().numpy()
+    assert np.allclose(MLPRegression(net).forward_numpy(obs), expected, rtol=1e-5, atol=1e-6)
