@@ -255,24 +255,27 @@ def _train(agent: Any, run: RunConfig, run_dir: Path, progress: bool, resume: bo
     return 0
 
 
-def _agent_path(path: Path) -> Path:
-    if path.is_dir():
-        final = path / "agent.safetensors"
-        if final.exists():
-            return final
-        raise AgentFileError(
-            f"no saved agent in run folder {path} (no agent.safetensors; to continue an "
-            f"unfinished run, use rlkit train --resume {path})"
-        )
-    return path
+def _load_agent(path: Path, device: str):
+    """The agent of a saved agent file, or of a run folder: its final agent.safetensors, else
+    (a run still going, or interrupted) its newest good checkpoint."""
+    import agents
+    from rlkit.checkpoint import list_checkpoints
+
+    if not path.is_dir():
+        return agents.load(path, device=device)
+    if (path / "agent.safetensors").exists():
+        return agents.load(path / "agent.safetensors", device=device)
+    if list_checkpoints(path):
+        return agents.from_checkpoint(path, device=device)
+    raise AgentFileError(
+        f"no saved agent in run folder {path} (no agent.safetensors, no checkpoints)"
+    )
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    import agents
-
     if args.episodes < 1:
         raise UserError(f"--episodes must be at least 1, got {args.episodes}")
-    agent = agents.load(_agent_path(Path(args.path)), device=args.device)
+    agent = _load_agent(Path(args.path), args.device)
     result = agent.evaluate(args.episodes, seed=args.seed)
     agent.close()
     if args.json:

@@ -130,3 +130,15 @@ def test_resume_supersedes_what_was_logged_after_the_checkpoint(tmp_path):
     )  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr
     assert _scalars(run_dir) == _scalars(straight)
+
+
+def test_eval_uses_the_newest_checkpoint_of_an_unfinished_run(tmp_path):
+    name, steps, overrides = CASES["dqn_nstep"]
+    _train(name, steps, overrides, tmp_path, stop_at=steps // 2)
+    assert not (tmp_path / "agent.safetensors").exists()
+    result = subprocess.run(
+        [sys.executable, "-m", "rlkit.cli", "eval", str(tmp_path), "--episodes", "2", "--json"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["episodes"] == 2
