@@ -353,12 +353,10 @@ class DQN(Agent):
         q_taken, loss, grad_norm = self._td_gradients(
             batch.obs, batch.actions, target, batch.weights
         )
-        if not self.guard.check(loss, grad_norm):
-            self.lr_scheduler.step()  # the schedule follows env steps, applied or skipped
-            return None  # a NaN/inf never reaches the weights
-        self.optimizer.step()
-        self.lr_scheduler.step()
-        self.guard.applied()
+        applied = self.guard.step(loss, grad_norm)  # a NaN/inf never reaches the weights
+        self.lr_scheduler.step()  # the schedule follows env steps, applied or skipped
+        if not applied:
+            return None
         if cfg.prioritized_replay:
             self.buffer.update_priorities(batch.indices, q_taken - target)
         self.n_updates += 1

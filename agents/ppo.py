@@ -206,10 +206,8 @@ class PPO(Agent):
                 loss.backward()
                 max_norm = cfg.max_grad_norm if cfg.max_grad_norm is not None else math.inf
                 grad_norm = torch.nn.utils.clip_grad_norm_(self._parameters, max_norm)
-                if not self.guard.check(loss, grad_norm):
+                if not self.guard.step(loss, grad_norm):
                     continue  # a NaN/inf never reaches the weights
-                self.optimizer.step()
-                self.guard.applied()
                 self.n_updates += 1
                 with torch.no_grad():
                     epoch_kl = approx_kl(log_ratio)

@@ -186,9 +186,7 @@ class Reinforce(Agent):
         loss.backward()
         max_norm = cfg.max_grad_norm if cfg.max_grad_norm is not None else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self._parameters, max_norm)
-        if self.guard.check(loss, grad_norm):  # else skipped: a NaN/inf never reaches the weights
-            self.optimizer.step()
-            self.guard.applied()
+        if self.guard.step(loss, grad_norm):  # else skipped: a NaN/inf never reaches the weights
             self.n_updates += 1
         stats = {
             "train/policy_loss": policy_loss.item(),

@@ -282,7 +282,7 @@ class Agent:
         `keep_last` kept). Refuses to write non-finite weights or optimizer state: a checkpoint
         is a state worth returning to. Returns the manifest path, or None if refused."""
         tensors, state = self.checkpoint_state()
-        if not all_finite(tensors):
+        if not all_finite(tensors.values()):
             return None
         return write_checkpoint(run_dir, self.global_step, tensors, state, keep_last)
 

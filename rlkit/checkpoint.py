@@ -16,6 +16,7 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,8 +84,9 @@ def unflatten_state(data: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return data
 
 
-def all_finite(tensors: dict[str, torch.Tensor]) -> bool:
-    return all(bool(torch.isfinite(t).all()) for t in tensors.values() if t.is_floating_point())
+def all_finite(tensors: Iterable[torch.Tensor]) -> bool:
+    """No NaN or inf in any floating-point tensor."""
+    return all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point())
 
 
 # ----------------------------------------------------------------------------- files

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from rlkit.checkpoint import all_finite
 from rlkit.config import Config, require
 from rlkit.errors import UserError
 
@@ -84,11 +85,7 @@ class DivergenceGuard:
         self.snapshot()
 
     def parameters_finite(self) -> bool:
-        return all(
-            bool(torch.isfinite(p).all())
-            for module in self.modules.values()
-            for p in module.parameters()
-        )
+        return all_finite(p for module in self.modules.values() for p in module.parameters())
 
     def snapshot(self) -> bool:
         """Remember the current state as the good one (if it is finite)."""
@@ -113,6 +110,15 @@ class DivergenceGuard:
         if self.consecutive >= self.config.rollback_after:
             self.rollback()
         return False
+
+    def step(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> bool:
+        """After backward: the optimizer step, unless the update is not finite (see `check`).
+        True if it was applied."""
+        if not self.check(loss, grad_norm):
+            return False
+        self.optimizer.step()
+        self.applied()
+        return True
 
     def applied(self) -> None:
         """Call after each applied optimizer step."""
