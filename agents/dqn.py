@@ -29,7 +29,7 @@ from rlkit.config import (
 )
 from rlkit.guard import DivergenceConfig, DivergenceError
 from rlkit.losses import LOSSES, get_loss
-from rlkit.mlp_grad import MLPRegression
+from rlkit.mlp_grad import PlainMLP
 from rlkit.networks import NetworkConfig, QNetwork
 from rlkit.nstep import EpisodeCollector, NStepCollector
 from rlkit.optim import LRScheduleConfig, OptimizerConfig, build_optimizer
@@ -164,15 +164,19 @@ class DQN(Agent):
         self.q_net_target.requires_grad_(False)
         self.optimizer = build_optimizer(self.q_net.parameters(), cfg.optimizer)
         # The hand-written MLP path (rlkit.mlp_grad) where the network is a plain MLP.
-        fast = cfg.fast_mlp and not net.dueling and MLPRegression.supports(self.q_net.net)
-        self._fast = MLPRegression(self.q_net.net) if fast else None
-        self._fast_target = MLPRegression(self.q_net_target.net) if fast else None
+        fast = cfg.fast_mlp and not net.dueling and PlainMLP.supports(self.q_net.net)
+        self._fast = PlainMLP(self.q_net.net) if fast else None
+        self._fast_target = PlainMLP(self.q_net_target.net, gradients=False) if fast else None
         # Parameter lists, made once: walking the modules on every update costs ~20 us.
         self._parameters = list(self.q_net.parameters())
         self._target_parameters = list(self.q_net_target.parameters())
         self.loss_fn = get_loss(cfg.loss)
         self._make_guard({"q_net": self.q_net, "q_net_target": self.q_net_target})
-        self.train_stats = _TrainStats(self.device)
+        self.train_stats = _TrainStats()
+        # The replay fields an update reads (each gather is a noticeable share of it).
+        self._sample_fields = {"obs", "actions", "rewards", "next_obs", "terminated", "discounts"}
+        if cfg.beta_mc > 0:
+            self._sample_fields |= {"mc_returns", "mc_valid"}
         # The buffer is allocated when training starts (a loaded agent that only acts needs
         # none), but whether it fits is checked now, before anything runs.
         self.buffer: ReplayBuffer | None = None
@@ -210,7 +214,7 @@ class DQN(Agent):
     def _greedy_actions(self, obs: np.ndarray | torch.Tensor) -> np.ndarray:
         """argmax_a Q(s, a) for a batch of observations (numpy from the env loop, or a tensor)."""
         if isinstance(obs, np.ndarray) and self._fast is not None and self.device.type == "cpu":
-            return self._fast.forward_numpy(obs).argmax(axis=1)  # (see MLPRegression)
+            return self._fast.forward_numpy(obs).argmax(axis=1)  # (see PlainMLP)
         obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device).reshape(len(obs), -1)
         with torch.inference_mode():
             return self._q_values(obs).argmax(dim=1).cpu().numpy()
@@ -337,14 +341,16 @@ class DQN(Agent):
         elif cfg.n_steps > 1:
             self.collector = NStepCollector(cfg.n_steps, cfg.gamma, cfg.n_envs)
 
-    def _update(self, per_beta: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    def _update(self, per_beta: float) -> tuple[float, float, float] | None:
         """One gradient step on a replay batch; returns (loss, mean Q, gradient norm), or None
         when the divergence guard skipped it."""
         cfg = self.config
         if cfg.prioritized_replay:
-            batch = self.buffer.sample(cfg.batch_size, self.sample_generator, beta=per_beta)
+            batch = self.buffer.sample(
+                cfg.batch_size, self.sample_generator, self._sample_fields, beta=per_beta
+            )
         else:
-            batch = self.buffer.sample(cfg.batch_size, self.sample_generator)
+            batch = self.buffer.sample(cfg.batch_size, self.sample_generator, self._sample_fields)
         with torch.no_grad():
             next_q_online = self._q_values(batch.next_obs) if cfg.double_q else None
             next_q = bootstrap_values(self._target_q_values(batch.next_obs), next_q_online)
@@ -353,6 +359,10 @@ class DQN(Agent):
         q_taken, loss, grad_norm = self._td_gradients(
             batch.obs, batch.actions, target, batch.weights
         )
+        # The step's one read from the device: the guard needs to know now whether the update
+        # is finite, and with the norm in hand clipping is a single multiply (or none).
+        loss, mean_q, grad_norm = torch.stack((loss, q_taken.mean(), grad_norm)).tolist()
+        self._clip_gradients(grad_norm)
         applied = self.guard.step(loss, grad_norm)  # a NaN/inf never reaches the weights
         self.lr_scheduler.step()  # the schedule follows env steps, applied or skipped
         if not applied:
@@ -360,23 +370,36 @@ class DQN(Agent):
         if cfg.prioritized_replay:
             self.buffer.update_priorities(batch.indices, q_taken - target)
         self.n_updates += 1
-        return loss, q_taken.mean(), grad_norm
+        return loss, mean_q, grad_norm
 
     def _td_gradients(self, obs, actions, target, weights) -> tuple[torch.Tensor, ...]:
-        """param.grad <- the clipped gradient of the TD loss; returns Q(s, a), the loss and
-        the gradient norm before clipping (all detached)."""
-        cfg = self.config
-        max_norm = cfg.max_grad_norm if cfg.max_grad_norm is not None else math.inf
+        """param.grad <- the gradient of the TD loss (not yet clipped); returns Q(s, a), the
+        loss and the gradient norm (all detached)."""
         if self._fast is not None:
-            q_taken = self._fast.td_gradients(obs, actions, target, weights, cfg.loss)
+            q_taken = self._fast.td_gradients(obs, actions, target, weights, self.config.loss)
             loss = self.loss_fn(q_taken, target, weights)  # its value: for the log and the guard
-            return q_taken, loss, self._fast.clip_grad_norm(max_norm)
+            return q_taken, loss, self._fast.grad_norm()
         q_taken = self.q_net(obs).gather(1, actions.unsqueeze(1)).squeeze(1)
         loss = self.loss_fn(q_taken, target, weights)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self._parameters, max_norm, foreach=True)
-        return q_taken.detach(), loss.detach(), grad_norm.detach()
+        grads = [p.grad for p in self._parameters if p.grad is not None]
+        grad_norm = torch.nn.utils.get_total_norm(grads, foreach=True)
+        return q_taken.detach(), loss.detach(), grad_norm
+
+    def _clip_gradients(self, grad_norm: float) -> None:
+        """torch.nn.utils.clip_grad_norm_'s scaling, max_norm / (norm + 1e-6) where below 1,
+        with the norm already read."""
+        max_norm = self.config.max_grad_norm
+        if max_norm is None or not math.isfinite(grad_norm):
+            return  # (a non-finite update is dropped by the guard)
+        factor = max_norm / (grad_norm + 1e-6)
+        if factor >= 1.0:
+            return
+        if self._fast is not None:
+            self._fast.scale_grads(factor)
+        else:
+            torch._foreach_mul_([p.grad for p in self._parameters if p.grad is not None], factor)
 
     def _q_values(self, obs: torch.Tensor) -> torch.Tensor:
         return self._fast.forward(obs) if self._fast is not None else self.q_net(obs)
@@ -408,13 +431,14 @@ class DQN(Agent):
         return {
             "buffer": self.buffer.state_dict() if self.buffer is not None else None,
             "collector": self.collector.state_dict() if self.collector is not None else None,
-            "train_stats": {"sums": self.train_stats.sums, "count": self.train_stats.count},
+            "train_stats": {"sums": list(self.train_stats.sums), "count": self.train_stats.count},
             "sample_generator": self.sample_generator.get_state(),
         }
 
     def _restore_extra_state(self, state: dict[str, Any]) -> None:
         self.sample_generator.set_state(state["sample_generator"])
-        self.train_stats.sums.copy_(state["train_stats"]["sums"])
+        sums = state["train_stats"]["sums"]  # (a tensor in older checkpoints)
+        self.train_stats.sums = [float(v) for v in sums]
         self.train_stats.count = state["train_stats"]["count"]
         if state["buffer"] is not None:
             self._allocate_replay()
@@ -424,23 +448,26 @@ class DQN(Agent):
 
 
 class _TrainStats:
-    """Sums of loss, mean Q and gradient norm kept on the device: reading them back (a host-device
-    sync) happens once per log interval, not once per gradient step."""
+    """Running sums of loss, mean Q and gradient norm between two log writes."""
 
-    def __init__(self, device: torch.device) -> None:
-        self.sums = torch.zeros(3, device=device)
+    def __init__(self) -> None:
+        self.sums = [0.0, 0.0, 0.0]
         self.count = 0
 
-    def add(self, values: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None) -> None:
+    def add(self, values: tuple[float, float, float] | None) -> None:
         if values is None:  # a skipped update
             return
-        self.sums += torch.stack(values)
+        loss, mean_q, grad_norm = values
+        sums = self.sums
+        sums[0] += loss
+        sums[1] += mean_q
+        sums[2] += grad_norm
         self.count += 1
 
     def mean_and_reset(self) -> dict[str, float]:
         if self.count == 0:
             return {}
-        loss, mean_q, grad_norm = (self.sums / self.count).tolist()
-        self.sums.zero_()
+        loss, mean_q, grad_norm = (total / self.count for total in self.sums)
+        self.sums = [0.0, 0.0, 0.0]
         self.count = 0
         return {"train/td_loss": loss, "train/mean_q": mean_q, "train/grad_norm": grad_norm}

@@ -20,17 +20,25 @@ import torch
 from rlkit.agent import Agent, crossed, prefixed
 from rlkit.config import check_choice, check_unit_interval, require
 from rlkit.guard import DivergenceError
+from rlkit.mlp_grad import PlainMLP
 from rlkit.optim import build_optimizer
 from rlkit.policy_gradient import (
     CategoricalLogits,
-    approx_kl,
+    PPOLoss,
     clipped_surrogate_loss,
     explained_variance,
     gae,
     normalize,
+    ppo_loss_gradients,
     value_loss,
 )
-from rlkit.rollout import OnPolicyConfig, RolloutBuffer, build_actor_critic, collect_rollout
+from rlkit.rollout import (
+    NumpyActorCritic,
+    OnPolicyConfig,
+    RolloutBuffer,
+    build_actor_critic,
+    collect_rollout,
+)
 from rlkit.schedules import linear_schedule
 
 
@@ -52,6 +60,10 @@ class PPOConfig(OnPolicyConfig):
     """Normalize advantages within each minibatch."""
     target_kl: float | None = None
     """Stop a rollout's epochs early once the approximate KL exceeds this (null: never)."""
+    fast_mlp: bool = True
+    """Separate plain-MLP actor and critic (relu/tanh) without value clipping: the loss
+    gradient and the backward written out (rlkit.mlp_grad, rlkit.policy_gradient) instead of
+    autograd, the same gradients at a fraction of the cost on small nets. false: autograd."""
 
     def validate(self) -> None:
         super().validate()
@@ -88,6 +100,25 @@ class PPO(Agent):
         self.model = build_actor_critic(cfg, self.obs_dim, self.n_actions).to(self.device)
         self.optimizer = build_optimizer(self.model.parameters(), cfg.optimizer)
         self._parameters = list(self.model.parameters())  # walking the modules costs per call
+        # The hand-written path (rlkit.mlp_grad): actor and critic gradients in one flat buffer,
+        # in the order of model.parameters(), so the global norm is one norm.
+        self._actor = self._critic = None
+        model = self.model
+        if (
+            cfg.fast_mlp
+            and not model.shared
+            and cfg.clip_range_vf is None
+            and PlainMLP.supports(model.policy.net)
+            and PlainMLP.supports(model.value)
+        ):
+            n_actor = PlainMLP.numel(model.policy.net)
+            flat_grad = torch.zeros(n_actor + PlainMLP.numel(model.value), device=self.device)
+            self._flat_grad = flat_grad
+            self._actor = PlainMLP(model.policy.net, flat_grad=flat_grad[:n_actor])
+            self._critic = PlainMLP(model.value, flat_grad=flat_grad[n_actor:])
+        self._numpy_policy = None  # acting in numpy (CPU only)
+        if self._actor is not None and self.device.type == "cpu":
+            self._numpy_policy = NumpyActorCritic(self._actor, self._critic, self.rng)
         self.buffer = RolloutBuffer(cfg.n_steps, cfg.n_envs, self.obs_dim, self.device)
         self.n_rollouts = 0
         self._make_guard({"model": self.model})
@@ -146,6 +177,7 @@ class PPO(Agent):
                     cfg.gamma,
                     monitor,
                     self.global_step,
+                    self._numpy_policy,
                 )
                 self.n_episodes += episodes
                 advantages, returns = gae(
@@ -184,56 +216,97 @@ class PPO(Agent):
         obs, actions, old_log_probs = b.flat("obs"), b.flat("actions"), b.flat("log_probs")
         advantages, returns, old_values = b.flat("advantages"), b.flat("returns"), b.flat("values")
         size = obs.shape[0]
-        sums = torch.zeros(6, device=self.device)  # policy, value, entropy, kl, clipfrac, steps
+        sums = [0.0] * 5  # policy loss, value loss, entropy, approx KL, clip fraction
+        steps = 0
         for _ in range(cfg.n_epochs):
-            epoch_kl = torch.zeros((), device=self.device)
+            epoch_kl = 0.0
             order = torch.randperm(size, device=self.device)
             for start in range(0, size, cfg.batch_size):
                 idx = order[start : start + cfg.batch_size]
-                logits, values = self.model(obs[idx])
-                distribution = CategoricalLogits(logits)
-                log_ratio = distribution.log_prob(actions[idx]) - old_log_probs[idx]
-                ratio = log_ratio.exp()
                 mb_advantages = advantages[idx]
                 if cfg.normalize_advantage:
                     mb_advantages = normalize(mb_advantages)
-                policy_loss = clipped_surrogate_loss(ratio, mb_advantages, clip_range)
-                v_loss = value_loss(values, returns[idx], old_values[idx], cfg.clip_range_vf)
-                entropy = distribution.entropy().mean()
-                loss = policy_loss - cfg.ent_coef * entropy + cfg.vf_coef * v_loss
-
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                max_norm = cfg.max_grad_norm if cfg.max_grad_norm is not None else math.inf
-                grad_norm = torch.nn.utils.clip_grad_norm_(self._parameters, max_norm)
+                parts, grad_norm = self._loss_and_gradients(
+                    obs[idx], actions[idx], old_log_probs[idx], mb_advantages, returns[idx],
+                    old_values[idx], clip_range,
+                )  # fmt: skip
+                with torch.no_grad():
+                    ratio_minus_one = parts.log_ratio.exp() - 1.0
+                    kl = (
+                        ratio_minus_one - parts.log_ratio
+                    ).mean()  # rlkit.policy_gradient.approx_kl
+                    clip_fraction = (ratio_minus_one.abs() > clip_range).float().mean()
+                # The step's one read from the device: whether the update is finite, the norm
+                # for clipping, and the scalars to log.
+                loss, grad_norm, *values = torch.stack(
+                    (
+                        parts.loss, grad_norm, parts.policy_loss, parts.value_loss,
+                        parts.entropy, kl, clip_fraction,
+                    )
+                ).tolist()  # fmt: skip
+                self._clip_gradients(grad_norm)
                 if not self.guard.step(loss, grad_norm):
                     continue  # a NaN/inf never reaches the weights
                 self.n_updates += 1
-                with torch.no_grad():
-                    epoch_kl = approx_kl(log_ratio)
-                    clip_fraction = ((ratio - 1.0).abs() > clip_range).float().mean()
-                    sums += torch.stack(
-                        (
-                            policy_loss,
-                            v_loss,
-                            entropy,
-                            epoch_kl,
-                            clip_fraction,
-                            torch.ones_like(entropy),
-                        )
-                    ).detach()
-            if cfg.target_kl is not None and epoch_kl.item() > cfg.target_kl:
+                steps += 1
+                epoch_kl = values[3]
+                sums = [total + value for total, value in zip(sums, values, strict=True)]
+            if cfg.target_kl is not None and epoch_kl > cfg.target_kl:
                 break  # the policy moved too far from the one that collected the data
-        policy, value, entropy, kl, clip_fraction, steps = sums.tolist()
-        steps = max(steps, 1.0)  # every minibatch may have been skipped by the guard
+        policy, value, entropy, kl, clip_fraction = (total / max(steps, 1) for total in sums)
         return {
-            "train/policy_loss": policy / steps,
-            "train/value_loss": value / steps,
-            "train/entropy": entropy / steps,
-            "train/approx_kl": kl / steps,
-            "train/clip_fraction": clip_fraction / steps,
+            "train/policy_loss": policy,
+            "train/value_loss": value,
+            "train/entropy": entropy,
+            "train/approx_kl": kl,
+            "train/clip_fraction": clip_fraction,
             "train/explained_variance": explained_variance(old_values, returns),
         }
+
+    def _loss_and_gradients(
+        self, obs, actions, old_log_probs, advantages, returns, old_values, clip_range
+    ) -> tuple[PPOLoss, torch.Tensor]:
+        """param.grad <- the gradient of the PPO loss on one minibatch (not yet clipped);
+        returns the loss terms and the gradient norm."""
+        cfg = self.config
+        if self._actor is not None:
+            logits, actor_inputs = self._actor.forward_saving(obs)
+            values, critic_inputs = self._critic.forward_saving(obs)
+            parts = ppo_loss_gradients(
+                logits, values.squeeze(1), actions, old_log_probs, advantages, returns,
+                clip_range, cfg.ent_coef, cfg.vf_coef,
+            )  # fmt: skip
+            self._actor.backward(parts.grad_logits, actor_inputs)
+            self._critic.backward(parts.grad_values.unsqueeze(1), critic_inputs)
+            return parts, torch.linalg.vector_norm(self._flat_grad)
+        logits, values = self.model(obs)
+        distribution = CategoricalLogits(logits)
+        log_ratio = distribution.log_prob(actions) - old_log_probs
+        policy_loss = clipped_surrogate_loss(log_ratio.exp(), advantages, clip_range)
+        v_loss = value_loss(values, returns, old_values, cfg.clip_range_vf)
+        entropy = distribution.entropy().mean()
+        loss = policy_loss - cfg.ent_coef * entropy + cfg.vf_coef * v_loss
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grads = [p.grad for p in self._parameters if p.grad is not None]
+        parts = PPOLoss(
+            loss.detach(), policy_loss.detach(), v_loss.detach(), entropy.detach(),
+            log_ratio.detach(), None, None,
+        )  # fmt: skip
+        return parts, torch.nn.utils.get_total_norm(grads, foreach=True)
+
+    def _clip_gradients(self, grad_norm: float) -> None:
+        """torch.nn.utils.clip_grad_norm_'s scaling, with the norm already read."""
+        max_norm = self.config.max_grad_norm
+        if max_norm is None or not math.isfinite(grad_norm):
+            return  # (a non-finite update is dropped by the guard)
+        factor = max_norm / (grad_norm + 1e-6)
+        if factor >= 1.0:
+            return
+        if self._actor is not None:
+            self._flat_grad.mul_(factor)
+        else:
+            torch._foreach_mul_([p.grad for p in self._parameters if p.grad is not None], factor)
 
     def _state_tensors(self) -> dict[str, torch.Tensor]:
         return {f"model.{k}": v for k, v in self.model.state_dict().items()}

@@ -15,9 +15,9 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv, VectorWrapper
-from gymnasium.wrappers.vector import RecordEpisodeStatistics
+from gymnasium.vector import AsyncVectorEnv, AutoresetMode, VectorEnv, VectorWrapper
 
+from envs.vector import RecordEpisodeStatistics, SyncVectorEnv
 from rlkit.errors import EnvError
 
 __all__ = ["CheckFinite", "check_env_id", "make", "make_env", "real_next_obs"]

@@ -59,10 +59,13 @@ class DivergenceConfig(Config):
         )
 
 
-def is_finite_update(loss: torch.Tensor, grad_norm: torch.Tensor) -> bool:
-    """True when both the loss and the gradient norm are finite (one host-device sync). Both
-    are scalars and the norm is never negative, so their sum is finite exactly when both are."""
-    return bool(torch.isfinite(loss.detach() + grad_norm))
+def is_finite_update(loss: torch.Tensor | float, grad_norm: torch.Tensor | float) -> bool:
+    """True when both the loss and the gradient norm are finite (tensors: one host-device
+    sync; floats already read: none). Both are scalars and the norm is never negative, so
+    their sum is finite exactly when both are."""
+    if isinstance(loss, float) and isinstance(grad_norm, float):
+        return math.isfinite(loss + grad_norm)
+    return bool(torch.isfinite(torch.as_tensor(loss).detach() + grad_norm))
 
 
 class DivergenceGuard:
@@ -98,7 +101,7 @@ class DivergenceGuard:
         self.applied_since_snapshot = 0
         return True
 
-    def check(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> bool:
+    def check(self, loss: torch.Tensor | float, grad_norm: torch.Tensor | float) -> bool:
         """Call after backward, before optimizer.step(): True if the step may be applied.
         False means the gradients were dropped; it may also have rolled back (or raised)."""
         if is_finite_update(loss, grad_norm):
@@ -111,7 +114,7 @@ class DivergenceGuard:
             self.rollback()
         return False
 
-    def step(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> bool:
+    def step(self, loss: torch.Tensor | float, grad_norm: torch.Tensor | float) -> bool:
         """After backward: the optimizer step, unless the update is not finite (see `check`).
         True if it was applied."""
         if not self.check(loss, grad_norm):

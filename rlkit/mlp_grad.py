@@ -1,13 +1,14 @@
-"""A plain MLP's forward and backward written out by hand, for the DQN update.
+"""A plain MLP's forward and backward written out by hand, for the DQN and PPO updates.
 
 On a 64-row batch through a 4-256-256-2 Q-network, autograd's bookkeeping (recording ~30
 nodes, allocating every gradient, replaying the graph) and the generic loss and clipping code
-cost about as much as the matrix products themselves (profile: benchmarks/README.md). For a
-plain MLP (Linear layers with relu or tanh between them) and a per-sample regression loss on
-one output per row, the backward is two matrix products and one fused activation derivative per
-layer; here it is, with the gradients written straight into one flat buffer that `param.grad`
-views, so clipping is one norm and the optimizer gathers nothing. tests/test_mlp_grad.py checks
-the gradients against autograd.
+cost about as much as the matrix products themselves; on PPO's 64-64 networks they cost
+several times more (profiles: benchmarks/README.md). For a plain MLP (Linear layers with relu
+or tanh between them) the backward from a gradient on the output is two matrix products and one
+fused activation derivative per layer; here it is, with the gradients written straight into a
+flat buffer that `param.grad` views, so clipping is one norm. The agents supply the gradient on
+the output (DQN: the TD loss's, here; PPO: rlkit.policy_gradient.ppo_loss_gradients).
+tests/test_mlp_grad.py checks the gradients against autograd.
 """
 
 from __future__ import annotations
@@ -41,23 +42,46 @@ LOSS_GRADIENTS: dict[str, Callable[[Tensor], Tensor]] = {
 _ACTIVATIONS: dict[type, str] = {nn.ReLU: "relu", nn.Tanh: "tanh"}
 
 
-class MLPRegression:
-    """Forward, TD-loss gradients and gradient clipping of an `nn.Sequential` of Linear layers
-    with ReLU or Tanh between them (rlkit.networks.mlp), without autograd."""
+class PlainMLP:
+    """Forward, backward and gradient norm of an `nn.Sequential` of Linear layers with ReLU or
+    Tanh between them (rlkit.networks.mlp), without autograd.
 
-    def __init__(self, network: nn.Sequential) -> None:
+    `flat_grad`: the buffer the gradients live in (views of it become `param.grad`); by default
+    one of its own. Several networks trained by one optimizer can share one buffer (PPO's actor
+    and critic), so that their global gradient norm is one norm. `gradients=False`: forward only
+    (a target network)."""
+
+    def __init__(
+        self, network: nn.Sequential, gradients: bool = True, flat_grad: Tensor | None = None
+    ) -> None:
         modules = list(network)
         self.linears: list[nn.Linear] = modules[0::2]
         self.activation = _ACTIVATIONS[type(modules[1])] if len(modules) > 1 else "relu"
-        self.parameters = [p for linear in self.linears for p in (linear.weight, linear.bias)]
+        # The Parameter objects themselves (module attribute lookups cost ~1 us each; the
+        # Parameters stay the same objects when an optimizer re-points their storage).
+        self.weights = [linear.weight for linear in self.linears]
+        self.biases = [linear.bias for linear in self.linears]
+        self.parameters = [p for pair in zip(self.weights, self.biases, strict=True) for p in pair]
+        self._numpy_weights: list[tuple[np.ndarray, np.ndarray]] = []
+        self._numpy_pointers: list[int] = []
+        self.grads: list[Tensor] = []
+        if not gradients:
+            return
         first = self.parameters[0]
-        self.flat_grad = torch.zeros(
-            sum(p.numel() for p in self.parameters), device=first.device, dtype=first.dtype
-        )
-        self.grads, offset = [], 0
+        n = self.numel(network)
+        if flat_grad is None:
+            flat_grad = torch.zeros(n, device=first.device, dtype=first.dtype)
+        if flat_grad.numel() != n:
+            raise ValueError(f"flat_grad has {flat_grad.numel()} elements, the network {n}")
+        self.flat_grad = flat_grad
+        offset = 0
         for p in self.parameters:
-            self.grads.append(self.flat_grad[offset : offset + p.numel()].view_as(p))
+            self.grads.append(flat_grad[offset : offset + p.numel()].view_as(p))
             offset += p.numel()
+
+    @staticmethod
+    def numel(network: nn.Module) -> int:
+        return sum(p.numel() for p in network.parameters())
 
     @staticmethod
     def supports(network: nn.Module) -> bool:
@@ -74,26 +98,63 @@ class MLPRegression:
 
     def forward(self, x: Tensor) -> Tensor:
         """network(x) with no graph and no module dispatch."""
-        last = len(self.linears) - 1
+        return self.forward_saving(x)[0]
+
+    def forward_saving(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """(network(x), the input of each linear layer): what `backward` needs."""
+        inputs = [x]
+        last = len(self.weights) - 1
+        relu = self.activation == "relu"
         with torch.no_grad():
-            for i, linear in enumerate(self.linears):
-                x = torch.addmm(linear.bias, x, linear.weight.t())
+            for i, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
+                x = torch.addmm(bias, x, weight.t())
                 if i < last:
-                    x = x.relu_() if self.activation == "relu" else x.tanh_()
-        return x
+                    x = x.relu_() if relu else x.tanh_()
+                    inputs.append(x)
+        return x, inputs
+
+    def backward(self, grad: Tensor, inputs: list[Tensor]) -> None:
+        """Set `param.grad` to the gradient of a loss whose gradient with respect to the output
+        is `grad`, for the forward that saved `inputs`."""
+        weights, grads = self.weights, self.grads
+        relu = self.activation == "relu"
+        with torch.no_grad():
+            for i in range(len(weights) - 1, -1, -1):
+                torch.mm(grad.t(), inputs[i], out=grads[2 * i])
+                torch.sum(grad, 0, out=grads[2 * i + 1])
+                if i > 0:  # back through the layer and the activation before it
+                    grad = grad.mm(weights[i])
+                    if relu:
+                        grad = torch.ops.aten.threshold_backward(grad, inputs[i], 0.0)
+                    else:
+                        grad = torch.ops.aten.tanh_backward(grad, inputs[i])
+        for p, g in zip(self.parameters, grads, strict=True):
+            if p.grad is not g:  # (zero_grad(set_to_none=True) may have dropped them)
+                p.grad = g
 
     def forward_numpy(self, obs: np.ndarray) -> np.ndarray:
         """network(obs) for a few rows on the CPU, in numpy: acting one env step at a time,
-        torch's per-operation dispatch (~10 us each) costs more than the products (~67 us
-        against ~20 us for a 4-256-256-2 network). The weights are read in place, not copied."""
-        last = len(self.linears) - 1
+        torch's per-operation dispatch (~10 us each) costs more than the products (~20 us
+        against ~67 us for a 4-256-256-2 network). The weights are read in place, not copied."""
+        last = len(self.weights) - 1
         x = np.asarray(obs, dtype=np.float32).reshape(len(obs), -1)
-        for i, linear in enumerate(self.linears):
-            weight, bias = linear.weight.detach().numpy(), linear.bias.detach().numpy()
+        for i, (weight, bias) in enumerate(self._numpy_views()):
             x = x @ weight.T + bias
             if i < last:
                 x = np.maximum(x, 0.0, out=x) if self.activation == "relu" else np.tanh(x, out=x)
         return x
+
+    def _numpy_views(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """numpy views of the weights, made again only when a parameter's storage moved (an
+        optimizer flattening them, `module.to`): making them costs more than the forward."""
+        pointers = [p.data_ptr() for p in self.parameters]
+        if pointers != self._numpy_pointers:
+            self._numpy_weights = [
+                (w.detach().numpy(), b.detach().numpy())
+                for w, b in zip(self.weights, self.biases, strict=True)
+            ]
+            self._numpy_pointers = pointers
+        return self._numpy_weights
 
     def td_gradients(
         self,
@@ -105,38 +166,20 @@ class MLPRegression:
     ) -> Tensor:
         """Set `param.grad` to the gradient of mean_i w_i loss(Q(s_i, a_i), y_i); returns
         Q(s_i, a_i) (detached)."""
+        q_values, inputs = self.forward_saving(obs)
         with torch.no_grad():
-            inputs = [obs]  # the input of each linear layer
-            x = obs
-            last = len(self.linears) - 1
-            for i, linear in enumerate(self.linears):
-                x = torch.addmm(linear.bias, x, linear.weight.t())
-                if i < last:
-                    x = x.relu_() if self.activation == "relu" else x.tanh_()
-                    inputs.append(x)
             index = actions.unsqueeze(1)
-            q_taken = x.gather(1, index).squeeze(1)
-            per_sample = LOSS_GRADIENTS[loss](q_taken - targets) / len(q_taken)
+            q_taken = q_values.gather(1, index).squeeze(1)
+            per_sample = LOSS_GRADIENTS[loss](q_taken - targets).div_(len(q_taken))
             if weights is not None:
-                per_sample = per_sample * weights
-            grad = torch.zeros_like(x).scatter_(1, index, per_sample.unsqueeze(1))
-            for i in range(last, -1, -1):
-                torch.mm(grad.t(), inputs[i], out=self.grads[2 * i])
-                torch.sum(grad, 0, out=self.grads[2 * i + 1])
-                if i > 0:  # back through the layer and the activation before it
-                    grad = grad.mm(self.linears[i].weight)
-                    if self.activation == "relu":
-                        grad = torch.ops.aten.threshold_backward(grad, inputs[i], 0.0)
-                    else:
-                        grad = torch.ops.aten.tanh_backward(grad, inputs[i])
-        for p, g in zip(self.parameters, self.grads, strict=True):
-            if p.grad is not g:  # (zero_grad(set_to_none=True) may have dropped them)
-                p.grad = g
+                per_sample.mul_(weights)
+            grad = torch.zeros_like(q_values).scatter_(1, index, per_sample.unsqueeze(1))
+        self.backward(grad, inputs)
         return q_taken
 
-    def clip_grad_norm(self, max_norm: float) -> Tensor:
-        """torch.nn.utils.clip_grad_norm_ on the flat gradient: one norm, one scale."""
-        norm = torch.linalg.vector_norm(self.flat_grad)
-        if max_norm != float("inf"):
-            self.flat_grad.mul_(torch.clamp(max_norm / (norm + 1e-6), max=1.0))
-        return norm
+    def grad_norm(self) -> Tensor:
+        """The global 2-norm of the gradients (one norm over the flat buffer)."""
+        return torch.linalg.vector_norm(self.flat_grad)
+
+    def scale_grads(self, factor: float) -> None:
+        self.flat_grad.mul_(factor)

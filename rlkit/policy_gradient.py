@@ -10,6 +10,8 @@ simply stops the bootstrap: the next row of a finished copy belongs to a new epi
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 
@@ -90,6 +92,66 @@ def approx_kl(log_ratio: torch.Tensor) -> torch.Tensor:
     """KL(pi_old || pi_new) estimated from samples of pi_old as E[(rho - 1) - log rho]
     (unbiased and never negative; http://joschu.net/blog/kl-approx.html)."""
     return ((log_ratio.exp() - 1) - log_ratio).mean()
+
+
+class PPOLoss(NamedTuple):
+    """PPO's loss terms (detached) and the loss's gradient on the networks' outputs."""
+
+    loss: torch.Tensor  # policy_loss - ent_coef * entropy + vf_coef * value_loss
+    policy_loss: torch.Tensor
+    value_loss: torch.Tensor
+    entropy: torch.Tensor  # mean entropy of the policy
+    log_ratio: torch.Tensor  # (B,) log pi_new(a|s) - log pi_old(a|s)
+    grad_logits: torch.Tensor  # (B, n_actions): d loss / d logits
+    grad_values: torch.Tensor  # (B,): d loss / d values
+
+
+def ppo_loss_gradients(
+    logits: torch.Tensor,
+    values: torch.Tensor,
+    actions: torch.Tensor,
+    old_log_probs: torch.Tensor,
+    advantages: torch.Tensor,
+    returns: torch.Tensor,
+    clip_range: float,
+    ent_coef: float,
+    vf_coef: float,
+) -> PPOLoss:
+    """PPO's loss, clipped_surrogate_loss - ent_coef * entropy + vf_coef * value_loss (no
+    value clipping), and its gradient with respect to the logits and the values, written out
+    so that no autograd graph is needed (tests check both against autograd).
+
+    With p = softmax(logits), u_i = rho_i A_i and c_i = clip(rho_i) A_i:
+      d policy_loss / d log pi(a_i|s_i) = -u_i / B where u_i <= c_i (the unclipped term is the
+        smaller one, or they are equal inside the clip range), else 0 (the clip holds it);
+      d log pi(a_i|s_i) / d logits_ij = [j = a_i] - p_ij;
+      d entropy_i / d logits_ij = -p_ij (log p_ij + entropy_i);
+      d value_loss / d V_i = (V_i - R_i) / B.
+    """
+    batch = len(actions)
+    with torch.no_grad():
+        log_probs = logits - logits.logsumexp(dim=-1, keepdim=True)
+        probs = log_probs.exp()
+        index = actions.long().unsqueeze(1)
+        log_ratio = log_probs.gather(1, index).squeeze(1) - old_log_probs
+        ratio = log_ratio.exp()
+        unclipped = ratio * advantages
+        clipped = torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range) * advantages
+        policy_loss = -torch.min(unclipped, clipped).mean()
+        grad_log_pi = torch.where(unclipped <= clipped, unclipped, 0.0).mul_(-1.0 / batch)
+        grad_logits = probs * -grad_log_pi.unsqueeze(1)
+        grad_logits.scatter_add_(1, index, grad_log_pi.unsqueeze(1))
+        safe_log_probs = log_probs.clamp(min=torch.finfo(log_probs.dtype).min)
+        entropy_per_sample = -(probs * safe_log_probs).sum(-1)
+        entropy = entropy_per_sample.mean()
+        if ent_coef != 0.0:
+            spread = safe_log_probs + entropy_per_sample.unsqueeze(1)
+            grad_logits.addcmul_(probs, spread, value=ent_coef / batch)
+        error = values - returns
+        value_loss = 0.5 * error.square().mean()
+        grad_values = error.mul_(vf_coef / batch)
+        loss = policy_loss - ent_coef * entropy + vf_coef * value_loss
+    return PPOLoss(loss, policy_loss, value_loss, entropy, log_ratio, grad_logits, grad_values)
 
 
 class CategoricalLogits:

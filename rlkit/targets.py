@@ -19,8 +19,11 @@ def td_target(
     Only `terminated` zeroes the bootstrap: an episode cut by a time limit (truncated) did not
     reach a terminal state, so its value is still that of the real next observation.
     """
-    not_terminal = (~terminated).to(rewards.dtype)
-    return rewards + gamma * not_terminal * next_q_values
+    if isinstance(gamma, torch.Tensor):
+        bootstrap_discount = gamma.masked_fill(terminated, 0.0)
+    else:
+        bootstrap_discount = torch.full_like(rewards, gamma).masked_fill_(terminated, 0.0)
+    return torch.addcmul(rewards, bootstrap_discount, next_q_values)
 
 
 def bootstrap_values(

@@ -164,17 +164,42 @@ def test_agents_use_rlkit_optimizers_by_default_and_torch_on_request():
 
 
 def test_rlkit_and_torch_adam_train_dqn_identically():
-    # rlkit's Adam follows torch's single-tensor Adam to the bit on CPU, so whole training
-    # runs agree: a strong end-to-end check of the optimizer inside the agent.
-    runs = []
-    for name in ("adam", "torch.adam"):
-        agent = DQN(
-            **SMALL,
-            seed=3,
-            optimizer={"name": name, "lr": 1e-3, "foreach": False}
-            if name.startswith("torch")
-            else {"name": name, "lr": 1e-3},
-        )
-        agent.learn(1_500)
-        runs.append(agent.q_net.state_dict())
-    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+    # rlkit's Adam follows torch's to the bit on CPU (by default its fused kernel, torch's fused
+    # Adam; with fused=False the written-out update, torch's single-tensor Adam), so whole
+    # training runs agree: a strong end-to-end check of the optimizer inside the agent.
+    pairs = (
+        ({"name": "adam"}, {"name": "torch.adam", "fused": True}),
+        ({"name": "adam", "fused": False}, {"name": "torch.adam", "foreach": False}),
+    )
+    for ours, theirs in pairs:
+        runs = []
+        for options in (ours, theirs):
+            agent = DQN(**SMALL, seed=3, optimizer={**options, "lr": 1e-3})
+            agent.learn(1_500)
+            runs.append(agent.q_net.state_dict())
+        assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0]), ours
+
+
+@pytest.mark.parametrize("fast_mlp", [True, False])
+def test_gradient_clipping_matches_torch(fast_mlp):
+    # The update reads the gradient norm once and scales by max_norm / (norm + 1e-6) only
+    # where that is below 1: the same gradients as torch.nn.utils.clip_grad_norm_.
+    agent = DQN(**SMALL, max_grad_norm=0.5, fast_mlp=fast_mlp, seed=4)
+    assert (agent._fast is not None) == fast_mlp
+    agent.learn(600)  # fills the buffer past learning_starts
+    batch = agent.buffer.sample(32, agent.sample_generator)
+    target = batch.rewards + 5.0  # far from Q: a large gradient
+    _, _, norm = agent._td_gradients(batch.obs, batch.actions, target, None)
+    params = list(agent.q_net.parameters())
+    reference = [p.grad.clone().requires_grad_() for p in params]
+    for r, p in zip(reference, params, strict=True):
+        r.grad = p.grad.clone()
+    expected_norm = torch.nn.utils.clip_grad_norm_(reference, 0.5)
+    assert float(norm) == pytest.approx(float(expected_norm), rel=1e-6) and float(norm) > 0.5
+    agent._clip_gradients(float(norm))
+    for p, r in zip(params, reference, strict=True):
+        assert torch.allclose(p.grad, r.grad, rtol=1e-6, atol=1e-9)
+    # Below the threshold the gradients are left exactly as they are.
+    before = [p.grad.clone() for p in params]
+    agent._clip_gradients(0.1)
+    assert all(torch.equal(p.grad, b) for p, b in zip(params, before, strict=True))

@@ -99,3 +99,48 @@ def test_dqn_stores_only_real_transitions_across_episode_boundaries(n_envs):
     # Truncated episodes were cut at 25 steps while the pole was still up.
     trunc_rows = np.flatnonzero(truncated & ~terminated)
     assert np.all(np.abs(next_obs[trunc_rows, 2]) <= 0.2095)
+
+
+@pytest.mark.parametrize(
+    ("env_id", "n_envs"), [("CartPole-v1", 1), ("CartPole-v1", 3), ("rlkit/Catch-v0", 2)]
+)
+def test_lean_vector_env_steps_exactly_like_gymnasiums(env_id, n_envs):
+    # envs.vector's SyncVectorEnv and RecordEpisodeStatistics take a shorter path than
+    # gymnasium's; every observation, reward, flag, final observation and episode statistic
+    # must still be the same, over many episode ends.
+    from gymnasium.vector import AutoresetMode
+    from gymnasium.vector import SyncVectorEnv as GymSync
+    from gymnasium.wrappers.vector import RecordEpisodeStatistics as GymStats
+
+    from envs.vector import RecordEpisodeStatistics, SyncVectorEnv
+
+    def build(sync_cls, stats_cls):
+        thunks = [envs.make_env(env_id) for _ in range(n_envs)]
+        env = stats_cls(sync_cls(thunks, autoreset_mode=AutoresetMode.SAME_STEP))
+        env.reset(seed=5)
+        return env
+
+    ours, theirs = build(SyncVectorEnv, RecordEpisodeStatistics), build(GymSync, GymStats)
+    assert ours.env._direct  # the lean path is the one under test
+    rng = np.random.default_rng(0)
+    episodes = 0
+    for _ in range(600):
+        actions = rng.integers(0, ours.single_action_space.n, n_envs)
+        a, b = ours.step(actions), theirs.step(actions)
+        for x, y in zip(a[:4], b[:4], strict=True):
+            assert x.dtype == y.dtype and np.array_equal(x, y)
+        infos_a, infos_b = a[4], b[4]
+        assert set(infos_a) == set(infos_b)
+        if "final_obs" in infos_b:
+            assert np.array_equal(infos_a["_final_obs"], infos_b["_final_obs"])
+            for i in np.flatnonzero(infos_b["_final_obs"]):
+                assert np.array_equal(infos_a["final_obs"][i], infos_b["final_obs"][i])
+        if "episode" in infos_b:
+            episodes += int(infos_b["_episode"].sum())
+            for key in ("r", "l"):
+                assert np.array_equal(infos_a["episode"][key], infos_b["episode"][key])
+    assert episodes >= 10
+    assert ours.episode_count == theirs.episode_count
+    assert list(ours.return_queue) == list(theirs.return_queue)
+    assert list(ours.length_queue) == list(theirs.length_queue)
+    assert np.array_equal(ours.episode_returns, theirs.episode_returns)

@@ -15,6 +15,12 @@ def test_mse_and_l1_match_torch(pair):
     pred, target = pair
     assert torch.allclose(mse_loss(pred, target), F.mse_loss(pred, target))
     assert torch.allclose(l1_loss(pred, target), F.l1_loss(pred, target))
+    # Written out, unweighted (torch's fused kernel) and with unit weights (our formula).
+    ones = torch.ones_like(pred)
+    for loss in (mse_loss, l1_loss):
+        assert torch.allclose(loss(pred, target), loss(pred, target, ones))
+    assert torch.allclose(mse_loss(pred, target), ((pred - target) ** 2).mean())
+    assert torch.allclose(l1_loss(pred, target), (pred - target).abs().mean())
 
 
 @pytest.mark.parametrize("delta", [0.5, 1.0, 2.0])
@@ -24,6 +30,13 @@ def test_huber_matches_torch(pair, delta):
         huber_loss(pred, target, delta=delta), F.huber_loss(pred, target, delta=delta)
     )
     assert torch.allclose(get_loss("smooth_l1")(pred, target), F.smooth_l1_loss(pred, target))
+    # The notes' piecewise definition, written out: both halves are exercised (|e| up to ~10).
+    error = (pred - target).abs()
+    assert (error < delta).any() and (error > delta).any()
+    piecewise = torch.where(error <= delta, 0.5 * error**2, delta * (error - 0.5 * delta))
+    assert torch.allclose(huber_loss(pred, target, delta=delta), piecewise.mean())
+    weighted = huber_loss(pred, target, torch.ones_like(pred), delta=delta)
+    assert torch.allclose(weighted, piecewise.mean())
 
 
 def test_pseudo_huber_closed_form_and_limits():

@@ -42,6 +42,9 @@ CASES = [
     ("nadam", {"betas": (0.8, 0.99), "maximize": True}),
 ]
 LR = {"sgd": 1e-2, "adagrad": 1e-2, "rmsprop": 1e-3, "adam": 1e-3, "adamw": 1e-3, "nadam": 1e-3}
+# rlkit's Adam and AdamW run torch's fused kernel by default (fused=False: the update written
+# out op by op); torch's counterpart is then its fused Adam.
+TORCH_TWIN = {"adam": {"fused": True}, "adamw": {"fused": True}}
 
 
 def _problem(dtype, seed=0):
@@ -74,7 +77,9 @@ def test_same_trajectory_as_torch(name, options, dtype, tolerance):
     ours, x, y = _problem(dtype)
     theirs = copy.deepcopy(ours)
     opt_ours = ro.OPTIMIZERS[name](ours.parameters(), lr=LR[name], **options)
-    opt_theirs = ro.OPTIMIZERS[f"torch.{name}"](theirs.parameters(), lr=LR[name], **options)
+    opt_theirs = ro.OPTIMIZERS[f"torch.{name}"](
+        theirs.parameters(), lr=LR[name], **options, **TORCH_TWIN.get(name, {})
+    )
     # A loss that goes up under maximize would diverge; maximise its negative instead.
     maximize = options.get("maximize", False)
     _train(ours, opt_ours, x, y, 500, maximize)
@@ -83,6 +88,50 @@ def test_same_trajectory_as_torch(name, options, dtype, tolerance):
     # The trajectory really moved (a test that cannot fail is no test).
     start, _, _ = _problem(dtype)
     assert _max_relative_difference(ours, start) > 1e-3
+
+
+ADAM_CASES = [(n, o) for n, o in CASES if n in ("adam", "adamw")]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize(("name", "options"), ADAM_CASES, ids=[f"{n}-{o}" for n, o in ADAM_CASES])
+def test_adam_fused_and_written_out_paths(name, options, dtype):
+    # Default (fused kernel) is torch's fused Adam to the bit; fused=False, the update written
+    # out, is torch's single-tensor Adam to the bit; the two agree to rounding.
+    start, x, y = _problem(dtype)
+    maximize = options.get("maximize", False)
+    nets = {}
+    for key, cls, extra in (
+        ("ours_fused", ro.OPTIMIZERS[name], {}),
+        ("torch_fused", ro.OPTIMIZERS[f"torch.{name}"], {"fused": True}),
+        ("ours_written", ro.OPTIMIZERS[name], {"fused": False}),
+        ("torch_single", ro.OPTIMIZERS[f"torch.{name}"], {"foreach": False}),
+    ):
+        net = copy.deepcopy(start)
+        _train(net, cls(net.parameters(), lr=LR[name], **options, **extra), x, y, 300, maximize)
+        nets[key] = net
+
+    def equal(a, b):
+        return all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+
+    assert equal(nets["ours_fused"], nets["torch_fused"])
+    assert equal(nets["ours_written"], nets["torch_single"])
+    tolerance = 1e-10 if dtype == torch.float64 else 1e-5
+    assert _max_relative_difference(nets["ours_fused"], nets["ours_written"]) <= tolerance
+    assert _max_relative_difference(nets["ours_fused"], start) > 1e-3
+
+
+def test_fused_option_is_checked():
+    params = [torch.zeros(3, requires_grad=True)]
+    with pytest.raises(ValueError, match="Invalid fused: 'yes'"):
+        ro.Adam(params, fused="yes")
+    with pytest.raises(RuntimeError, match="fused=True requires float32 or float64"):
+        ro.Adam([torch.zeros(3, dtype=torch.float16, requires_grad=True)], fused=True)
+    # float16 parameters with the default: the written-out update, no error.
+    half = torch.zeros(3, dtype=torch.float16, requires_grad=True)
+    half.grad = torch.ones(3, dtype=torch.float16)
+    ro.Adam([half], lr=0.1).step()
+    assert (half < 0).all()
 
 
 def test_param_groups_with_their_own_hyperparameters():
@@ -97,7 +146,7 @@ def test_param_groups_with_their_own_hyperparameters():
         ]
 
     opt_ours = ro.Adam(groups(ours), lr=1e-3)
-    opt_theirs = torch.optim.Adam(groups(theirs), lr=1e-3)
+    opt_theirs = torch.optim.Adam(groups(theirs), lr=1e-3, fused=True)
     assert opt_ours.param_groups[0]["betas"] == (0.8, 0.9)
     assert opt_ours.param_groups[1]["lr"] == 1e-3 and opt_ours.defaults["lr"] == 1e-3
     _train(ours, opt_ours, x, y, 200)
@@ -150,7 +199,7 @@ def test_state_dict_has_torch_layout_and_loads_into_torch():
     assert set(state["state"][0]) == {"step", "exp_avg", "exp_avg_sq"}
     assert float(state["state"][0]["step"]) == 10.0
     assert state["state"][0]["exp_avg"].shape == next(net.parameters()).shape
-    torch_opt = torch.optim.Adam(twin.parameters(), lr=1e-3)
+    torch_opt = torch.optim.Adam(twin.parameters(), lr=1e-3, fused=True)
     twin.load_state_dict(net.state_dict())
     torch_opt.load_state_dict(copy.deepcopy(state))  # like torch's, the state_dict holds references
     _train(net, opt, x, y, 20)
@@ -163,7 +212,7 @@ def test_lr_scheduler_drives_the_learning_rate():
     theirs = copy.deepcopy(ours)
     runs = []
     for net, cls in ((ours, ro.Adam), (theirs, torch.optim.Adam)):
-        opt = cls(net.parameters(), lr=1e-2)
+        opt = cls(net.parameters(), lr=1e-2, fused=True)
         scheduler = torch.optim.lr_scheduler.StepLR(opt, step_size=30, gamma=0.5)
         lrs = []
         for _ in range(100):
@@ -193,7 +242,10 @@ def test_step_with_closure_returns_its_loss():
 def test_parameters_without_gradients_are_left_alone_like_torch():
     ours, x, y = _problem(torch.float64)
     theirs = copy.deepcopy(ours)
-    opts = [ro.Adam(ours.parameters(), lr=1e-2), torch.optim.Adam(theirs.parameters(), lr=1e-2)]
+    opts = [
+        ro.Adam(ours.parameters(), lr=1e-2),
+        torch.optim.Adam(theirs.parameters(), lr=1e-2, fused=True),
+    ]
     for step in range(60):
         for net, opt in zip((ours, theirs), opts, strict=True):
             opt.zero_grad(set_to_none=True)
@@ -211,7 +263,10 @@ def test_replaced_parameter_storage_is_picked_up():
     # optimizer must keep updating the parameters the module actually uses.
     ours, x, y = _problem(torch.float64)
     theirs = copy.deepcopy(ours)
-    opts = [ro.Adam(ours.parameters(), lr=1e-2), torch.optim.Adam(theirs.parameters(), lr=1e-2)]
+    opts = [
+        ro.Adam(ours.parameters(), lr=1e-2),
+        torch.optim.Adam(theirs.parameters(), lr=1e-2, fused=True),
+    ]
     _train(ours, opts[0], x, y, 5)
     _train(theirs, opts[1], x, y, 5)
     for p in ours.parameters():

@@ -8,11 +8,13 @@ import torch
 import agents
 from rlkit.networks import ActorCritic
 from rlkit.policy_gradient import (
+    CategoricalLogits,
     approx_kl,
     clipped_surrogate_loss,
     discounted_returns,
     explained_variance,
     gae,
+    ppo_loss_gradients,
     value_loss,
 )
 from rlkit.recorder import RunMonitor
@@ -224,3 +226,43 @@ def test_categorical_logits_matches_torch_categorical_exactly():
     assert torch.equal(ours.log_prob(sampled), theirs.log_prob(sampled))
     assert torch.equal(ours.entropy(), theirs.entropy())
     assert torch.equal(ours.probs, theirs.probs)
+
+
+@pytest.mark.parametrize("ent_coef", [0.0, 0.05])
+def test_ppo_loss_gradients_match_autograd(ent_coef):
+    # The written-out PPO gradient (used by the fast path) against autograd through the loss
+    # functions the autograd path uses, in float64, with ratios on both sides of the clip.
+    torch.manual_seed(0)
+    batch, n_actions, clip_range, vf_coef = 64, 3, 0.2, 0.5
+    logits = (torch.randn(batch, n_actions, dtype=torch.float64) * 2).requires_grad_()
+    values = torch.randn(batch, dtype=torch.float64).requires_grad_()
+    actions = torch.randint(0, n_actions, (batch,))
+    current = torch.log_softmax(logits.detach(), -1).gather(1, actions[:, None]).squeeze(1)
+    old_log_probs = current + torch.randn(batch, dtype=torch.float64) * 0.4  # rho far from 1
+    advantages = torch.randn(batch, dtype=torch.float64)
+    returns = torch.randn(batch, dtype=torch.float64)
+
+    distribution = CategoricalLogits(logits)
+    ratio = (distribution.log_prob(actions) - old_log_probs).exp()
+    policy_loss = clipped_surrogate_loss(ratio, advantages, clip_range)
+    v_loss = value_loss(values, returns)
+    entropy = distribution.entropy().mean()
+    loss = policy_loss - ent_coef * entropy + vf_coef * v_loss
+    loss.backward()
+
+    parts = ppo_loss_gradients(
+        logits.detach(), values.detach(), actions, old_log_probs, advantages, returns,
+        clip_range, ent_coef, vf_coef,
+    )  # fmt: skip
+    for ours, theirs in [
+        (parts.loss, loss), (parts.policy_loss, policy_loss), (parts.value_loss, v_loss),
+        (parts.entropy, entropy), (parts.log_ratio.exp(), ratio),
+        (parts.grad_logits, logits.grad), (parts.grad_values, values.grad),
+    ]:  # fmt: skip
+        assert torch.allclose(ours, theirs.detach(), rtol=1e-12, atol=1e-15)
+    # Both branches of the clip were exercised: some samples get no policy gradient.
+    clipped = (ratio.detach() - 1).abs() > clip_range
+    assert clipped.any() and (~clipped).any()
+    no_policy_gradient = (logits.grad.abs().sum(1) < 1e-15) if ent_coef == 0 else None
+    if no_policy_gradient is not None:
+        assert no_policy_gradient.any() and not no_policy_gradient.all()
