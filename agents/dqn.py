@@ -173,6 +173,7 @@ class DQN(Agent):
         self.loss_fn = get_loss(cfg.loss)
         self._make_guard({"q_net": self.q_net, "q_net_target": self.q_net_target})
         self.train_stats = _TrainStats()
+        self._synced_version: tuple[int, int] | None = None  # (updates, rollbacks) at the last sync
         # The replay fields an update reads (each gather is a noticeable share of it).
         self._sample_fields = {"obs", "actions", "rewards", "next_obs", "terminated", "discounts"}
         if cfg.beta_mc > 0:
@@ -412,7 +413,12 @@ class DQN(Agent):
         online, target = self._parameters, self._target_parameters
         with torch.no_grad():
             if self.config.tau >= 1.0:
-                torch._foreach_copy_(target, online)
+                # A copy of weights that have not changed since the last one is a no-op; with
+                # target_update_interval below train_freq (the zoo's 10 vs 256) most are.
+                version = (self.n_updates, self.guard.rollbacks)
+                if version != self._synced_version:
+                    torch._foreach_copy_(target, online)
+                    self._synced_version = version
             else:  # Polyak averaging: target <- target + tau * (online - target)
                 torch._foreach_lerp_(target, online, self.config.tau)
 
@@ -426,6 +432,7 @@ class DQN(Agent):
     def _load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         self.q_net.load_state_dict(prefixed(tensors, "q_net."))
         self.q_net_target.load_state_dict(prefixed(tensors, "q_net_target."))
+        self._synced_version = None  # the next sync copies, whatever the counters say
 
     def _extra_state(self) -> dict[str, Any]:
         return {

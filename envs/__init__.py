@@ -65,6 +65,8 @@ class CheckFinite(VectorWrapper):
     def __init__(self, env: VectorEnv) -> None:
         super().__init__(env)
         self.step_count = 0  # vector steps taken since the env was made
+        dtype = getattr(env.single_observation_space, "dtype", None)
+        self._float_obs = dtype is not None and np.issubdtype(dtype, np.floating)
 
     def reset(self, **kwargs):
         obs, infos = self.env.reset(**kwargs)
@@ -88,7 +90,8 @@ class CheckFinite(VectorWrapper):
             raise EnvError(
                 f"environment copy {i} returned a non-finite reward ({rewards[i]}) at {when}"
             )
-        if np.issubdtype(obs.dtype, np.floating) and not np.isfinite(obs).all():
+        floating = self._float_obs or np.issubdtype(obs.dtype, np.floating)
+        if floating and not np.isfinite(obs).all():
             for i, row in enumerate(obs):  # (one vectorised test per step; rows only to name it)
                 self._check_obs(row, i, when)
 

@@ -245,7 +245,9 @@ class ReplayBuffer:
 
     def _gather(self, idx: torch.Tensor, fields: Collection[str] | None) -> list:
         return [
-            getattr(self, name)[idx] if fields is None or name in fields else None
+            torch.index_select(getattr(self, name), 0, idx)
+            if fields is None or name in fields
+            else None
             for name in self.FIELDS
         ]
 
