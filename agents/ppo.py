@@ -230,11 +230,9 @@ class PPO(Agent):
                     obs[idx], actions[idx], old_log_probs[idx], mb_advantages, returns[idx],
                     old_values[idx], clip_range,
                 )  # fmt: skip
-                with torch.no_grad():
+                with torch.no_grad():  # approx_kl's formula and the clip fraction share rho - 1
                     ratio_minus_one = parts.log_ratio.exp() - 1.0
-                    kl = (
-                        ratio_minus_one - parts.log_ratio
-                    ).mean()  # rlkit.policy_gradient.approx_kl
+                    kl = (ratio_minus_one - parts.log_ratio).mean()
                     clip_fraction = (ratio_minus_one.abs() > clip_range).float().mean()
                 # The step's one read from the device: whether the update is finite, the norm
                 # for clipping, and the scalars to log.

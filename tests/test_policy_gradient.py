@@ -266,3 +266,29 @@ def test_ppo_loss_gradients_match_autograd(ent_coef):
     no_policy_gradient = (logits.grad.abs().sum(1) < 1e-15) if ent_coef == 0 else None
     if no_policy_gradient is not None:
         assert no_policy_gradient.any() and not no_policy_gradient.all()
+
+
+def test_numpy_acting_matches_the_model():
+    # The CPU rollout path acts in numpy; its log-probabilities and values must be the model's,
+    # and its actions must follow the policy's probabilities.
+    from rlkit.mlp_grad import PlainMLP
+    from rlkit.rollout import NumpyActorCritic
+
+    torch.manual_seed(0)
+    model = ActorCritic(4, 3, [16, 16], "tanh", "orthogonal")
+    with torch.no_grad():  # a policy far from uniform
+        model.policy.net[-1].weight.mul_(300.0)
+    policy = NumpyActorCritic(
+        PlainMLP(model.policy.net), PlainMLP(model.value), np.random.default_rng(0)
+    )
+    obs = np.tile(np.random.default_rng(1).normal(size=(1, 4)).astype(np.float32), (40_000, 1))
+    actions, log_probs, values = policy.act(obs)
+    with torch.no_grad():
+        logits, expected_values = model(torch.from_numpy(obs[:1]))
+        expected = torch.log_softmax(logits, -1)[0].numpy()
+    assert np.allclose(log_probs, expected[actions], atol=1e-5)
+    assert np.allclose(values, expected_values.numpy()[0], atol=1e-5)
+    frequencies = np.bincount(actions, minlength=3) / len(actions)
+    probabilities = np.exp(expected)
+    assert probabilities.max() < 0.95 and probabilities.min() > 0.01  # a real mix
+    assert np.allclose(frequencies, probabilities, atol=0.01)
