@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 import envs
-from rlkit.agent import Agent, crossed, multiples_between, prefixed
+from rlkit.agent import Agent, clip_gradients, crossed, multiples_between, prefixed
 from rlkit.buffers import PrioritizedReplayBuffer, ReplayBuffer, describe_capacity
 from rlkit.config import (
     Config,
@@ -384,23 +384,15 @@ class DQN(Agent):
         loss = self.loss_fn(q_taken, target, weights)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grads = [p.grad for p in self._parameters if p.grad is not None]
-        grad_norm = torch.nn.utils.get_total_norm(grads, foreach=True)
+        grad_norm = torch.nn.utils.get_total_norm(self._autograd_grads(), foreach=True)
         return q_taken.detach(), loss.detach(), grad_norm
 
     def _clip_gradients(self, grad_norm: float) -> None:
-        """torch.nn.utils.clip_grad_norm_'s scaling, max_norm / (norm + 1e-6) where below 1,
-        with the norm already read."""
-        max_norm = self.config.max_grad_norm
-        if max_norm is None or not math.isfinite(grad_norm):
-            return  # (a non-finite update is dropped by the guard)
-        factor = max_norm / (grad_norm + 1e-6)
-        if factor >= 1.0:
-            return
-        if self._fast is not None:
-            self._fast.scale_grads(factor)
-        else:
-            torch._foreach_mul_([p.grad for p in self._parameters if p.grad is not None], factor)
+        grads = [self._fast.flat_grad] if self._fast is not None else self._autograd_grads()
+        clip_gradients(grads, grad_norm, self.config.max_grad_norm)
+
+    def _autograd_grads(self) -> list[torch.Tensor]:
+        return [p.grad for p in self._parameters if p.grad is not None]
 
     def _q_values(self, obs: torch.Tensor) -> torch.Tensor:
         return self._fast.forward(obs) if self._fast is not None else self.q_net(obs)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlkit.agent import Agent, crossed, prefixed
+from rlkit.agent import Agent, clip_gradients, crossed, prefixed
 from rlkit.config import check_choice, check_unit_interval, require
 from rlkit.guard import DivergenceError
 from rlkit.mlp_grad import PlainMLP
@@ -286,7 +286,7 @@ class PPO(Agent):
         loss = policy_loss - cfg.ent_coef * entropy + cfg.vf_coef * v_loss
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grads = [p.grad for p in self._parameters if p.grad is not None]
+        grads = self._autograd_grads()
         parts = PPOLoss(
             loss.detach(), policy_loss.detach(), v_loss.detach(), entropy.detach(),
             log_ratio.detach(), None, None,
@@ -294,17 +294,11 @@ class PPO(Agent):
         return parts, torch.nn.utils.get_total_norm(grads, foreach=True)
 
     def _clip_gradients(self, grad_norm: float) -> None:
-        """torch.nn.utils.clip_grad_norm_'s scaling, with the norm already read."""
-        max_norm = self.config.max_grad_norm
-        if max_norm is None or not math.isfinite(grad_norm):
-            return  # (a non-finite update is dropped by the guard)
-        factor = max_norm / (grad_norm + 1e-6)
-        if factor >= 1.0:
-            return
-        if self._actor is not None:
-            self._flat_grad.mul_(factor)
-        else:
-            torch._foreach_mul_([p.grad for p in self._parameters if p.grad is not None], factor)
+        grads = [self._flat_grad] if self._actor is not None else self._autograd_grads()
+        clip_gradients(grads, grad_norm, self.config.max_grad_norm)
+
+    def _autograd_grads(self) -> list[torch.Tensor]:
+        return [p.grad for p in self._parameters if p.grad is not None]
 
     def _state_tensors(self) -> dict[str, torch.Tensor]:
         return {f"model.{k}": v for k, v in self.model.state_dict().items()}
