@@ -40,7 +40,9 @@ def agent_class(name: str) -> type:
 
 
 def load(path: str | Path, device: str = "auto"):
-    """Load an agent saved with `agent.save(path)`; the file is read without unpickling."""
+    """Load an agent saved with `agent.save(path)`: a run's final `agent.safetensors` or its
+    `best_agent.safetensors` (whose `saved_evaluation` holds the validation score it was kept
+    for). The file is read without unpickling."""
     tensors, metadata = load_tensors(path)
     if metadata.get("format") != "rlkit.agent":
         raise AgentFileError(f"{path} is an rlkit file but not a saved agent")
@@ -75,4 +77,5 @@ def from_checkpoint(run_dir: str | Path, device: str | None = None):
             f"checkpoint {info.data} does not fit a {name} agent: {type(error).__name__}: {error}"
         ) from None
     agent.skipped_checkpoints = skipped
+    agent.checkpoint_file = info.data
     return agent

@@ -9,19 +9,23 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Mapping
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
-from rlkit.agent import Agent, crossed, prefixed
+from rlkit.agent import Agent
 from rlkit.config import check_unit_interval
-from rlkit.guard import DivergenceError
 from rlkit.optim import OptimizerConfig, build_optimizer
 from rlkit.policy_gradient import CategoricalLogits, explained_variance, gae, normalize, value_loss
-from rlkit.rollout import OnPolicyConfig, RolloutBuffer, build_actor_critic, collect_rollout
+from rlkit.rollout import (
+    OnPolicyConfig,
+    RolloutBuffer,
+    actor_critic_actions,
+    build_actor_critic,
+    collect_rollout,
+)
 
 
 @dataclasses.dataclass
@@ -60,80 +64,33 @@ class A2C(Agent):
         self._parameters = list(self.model.parameters())  # walking the modules costs per call
         self.buffer = RolloutBuffer(cfg.n_steps, cfg.n_envs, self.obs_dim, self.device)
         self.n_rollouts = 0
-        self._make_guard({"model": self.model})
+        self.networks = {"model": self.model}
+        self._make_guard()
 
     def describe_memory(self) -> str:
         return f"rollout storage: {self.buffer.nbytes / 1024:.1f} KB on {self.device}"
 
     def _act(self, obs: torch.Tensor, deterministic: bool) -> np.ndarray:
-        with torch.inference_mode():
-            logits = self.model.logits(obs)
-            actions = logits.argmax(dim=1) if deterministic else CategoricalLogits(logits).sample()
-        return actions.cpu().numpy()
+        return actor_critic_actions(self.model, obs, deterministic)
 
-    def learn(
-        self,
-        total_steps: int,
-        run_dir: str | Path | None = None,
-        progress: bool = False,
-        checkpoint_interval: int = 0,
-        extra_config: Mapping[str, Any] | None = None,
-        callback: Callable[[A2C], bool | None] | None = None,
-        callback_interval: int = 1_000,
-        keep_checkpoints: int = 3,
-        resume: bool = False,
-    ) -> A2C:
-        """Train for about `total_steps` environment steps (whole rollouts: rounded up).
-        Run folder, checkpoints, resume and callback as in `DQN.learn`."""
+    def _prepare_run(self, start_step: int, end_step: int) -> None:
         cfg = self.config
-        start_step, end_step = self._begin_run(
-            total_steps, resume, checkpoint_interval, keep_checkpoints
+        self._make_lr_scheduler(math.ceil((end_step - start_step) / (cfg.n_steps * cfg.n_envs)))
+
+    def _train_step(self, monitor, start_step: int, end_step: int) -> dict | None:
+        """One rollout of n_steps x n_envs steps and one gradient step on it."""
+        cfg = self.config
+        self._obs, last_values, self.global_step, episodes = collect_rollout(
+            self.env, self.model, self.buffer, self._obs, cfg.gamma, monitor, self.global_step
         )
-        total_steps = end_step - start_step
-        rollout_steps = cfg.n_steps * cfg.n_envs
-        n_rollouts = math.ceil(total_steps / rollout_steps)
-        done = (self.global_step - start_step) // rollout_steps  # > 0 when resuming
-        lr_scheduler = self._make_lr_scheduler(n_rollouts)
-        if self._obs is None:
-            self._obs, _ = self.env.reset(seed=cfg.seed)
-        monitor = self._start_run(
-            total_steps, run_dir, progress, checkpoint_interval, extra_config, resume
-        )
-        try:
-            for _ in range(done, n_rollouts):
-                if self.stop_requested:
-                    break
-                previous_step = self.global_step
-                self._obs, last_values, self.global_step, episodes = collect_rollout(
-                    self.env,
-                    self.model,
-                    self.buffer,
-                    self._obs,
-                    cfg.gamma,
-                    monitor,
-                    self.global_step,
-                )
-                self.n_episodes += episodes
-                stats = self._update(last_values)
-                stats["train/learning_rate"] = self.optimizer.param_groups[0]["lr"]
-                lr_scheduler.step()
-                self.n_rollouts += 1
-                if monitor.recording and self.n_rollouts % cfg.log_interval == 0:
-                    scalars = {k: float(v) for k, v in stats.items()}
-                    monitor.record_scalars({**scalars, **self.guard.scalars()}, self.global_step)
-                self._checkpoint(run_dir, checkpoint_interval, previous_step, keep_checkpoints)
-                monitor.progress(self.global_step)
-                calling = callback is not None and crossed(
-                    previous_step, self.global_step, callback_interval
-                )
-                if calling and callback(self) is False:
-                    break
-        except DivergenceError:
-            self._save_diverged(run_dir, keep_checkpoints, monitor)
-            raise
-        finally:
-            monitor.close(self.global_step)
-        return self
+        self.n_episodes += episodes
+        stats = self._update(last_values)
+        stats["train/learning_rate"] = self.optimizer.param_groups[0]["lr"]
+        self.lr_scheduler.step()
+        self.n_rollouts += 1
+        if self.n_rollouts % cfg.log_interval != 0:
+            return None
+        return {k: float(v) for k, v in stats.items()}
 
     def _update(self, last_values: torch.Tensor) -> dict[str, torch.Tensor | float]:
         """One gradient step on the whole rollout."""
@@ -166,12 +123,6 @@ class A2C(Agent):
             "train/entropy": entropy.detach(),
             "train/explained_variance": explained_variance(b.flat("values"), returns),
         }
-
-    def _state_tensors(self) -> dict[str, torch.Tensor]:
-        return {f"model.{k}": v for k, v in self.model.state_dict().items()}
-
-    def _load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        self.model.load_state_dict(prefixed(tensors, "model."))
 
     def _extra_state(self) -> dict[str, Any]:
         return {"n_rollouts": self.n_rollouts, "buffer": self.buffer.state_dict()}

@@ -9,25 +9,23 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Mapping
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
 import envs
-from rlkit.agent import Agent, clip_gradients, crossed, multiples_between, prefixed
+from rlkit.agent import Agent, AgentConfig, clip_gradients, crossed, multiples_between
 from rlkit.buffers import PrioritizedReplayBuffer, ReplayBuffer, describe_capacity
 from rlkit.config import (
-    Config,
     check_choice,
     check_non_negative,
     check_positive,
     check_unit_interval,
     require,
 )
-from rlkit.guard import DivergenceConfig, DivergenceError
+from rlkit.guard import DivergenceConfig
 from rlkit.losses import LOSSES, get_loss
 from rlkit.mlp_grad import PlainMLP
 from rlkit.networks import NetworkConfig, QNetwork
@@ -38,15 +36,9 @@ from rlkit.targets import bootstrap_values, mix_monte_carlo, td_target
 
 
 @dataclasses.dataclass
-class DQNConfig(Config):
-    env: str = "CartPole-v1"
-    """Gymnasium environment id (Box observations, Discrete actions)."""
-    n_envs: int = 1
-    """Copies of the environment stepped together (a gymnasium vector env)."""
-    seed: int = 0
-    """Seeds network init, exploration, replay sampling and the environments."""
-    device: str = "auto"
-    """auto (CUDA when available, else CPU), cpu, cuda or cuda:N."""
+class DQNConfig(AgentConfig):
+    """DQN's settings after the ones every agent has (env, n_envs, seed, device, eval_*)."""
+
     gamma: float = 0.99
     """Discount factor."""
     buffer_size: int = 100_000
@@ -104,9 +96,7 @@ class DQNConfig(Config):
     """Divergence guard: skip non-finite updates, roll back, stop (see rlkit.guard)."""
 
     def validate(self) -> None:
-        envs.check_env_id(self.env)
-        require(self.n_envs >= 1, f"n_envs must be >= 1, got {self.n_envs}")
-        require(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+        super().validate()
         check_unit_interval("gamma", self.gamma)
         require(self.buffer_size >= 1, f"buffer_size must be >= 1, got {self.buffer_size}")
         require(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
@@ -154,12 +144,9 @@ class DQN(Agent):
         self.sample_generator.manual_seed(cfg.seed)  # replay sampling
 
         net = cfg.network
-        self.q_net = QNetwork(
-            self.obs_dim, self.n_actions, net.hidden_sizes, net.activation, net.init, net.dueling
-        ).to(self.device)
-        self.q_net_target = QNetwork(
-            self.obs_dim, self.n_actions, net.hidden_sizes, net.activation, net.init, net.dueling
-        ).to(self.device)
+        shape = (net.hidden_sizes, net.activation, net.init, net.dueling, net.gain)
+        self.q_net = QNetwork(self.obs_dim, self.n_actions, *shape).to(self.device)
+        self.q_net_target = QNetwork(self.obs_dim, self.n_actions, *shape).to(self.device)
         self.q_net_target.load_state_dict(self.q_net.state_dict())
         self.q_net_target.requires_grad_(False)
         self.optimizer = build_optimizer(self.q_net.parameters(), cfg.optimizer)
@@ -171,7 +158,8 @@ class DQN(Agent):
         self._parameters = list(self.q_net.parameters())
         self._target_parameters = list(self.q_net_target.parameters())
         self.loss_fn = get_loss(cfg.loss)
-        self._make_guard({"q_net": self.q_net, "q_net_target": self.q_net_target})
+        self.networks = {"q_net": self.q_net, "q_net_target": self.q_net_target}
+        self._make_guard()
         self.train_stats = _TrainStats()
         self._synced_version: tuple[int, int] | None = None  # (updates, rollbacks) at the last sync
         # The replay fields an update reads (each gather is a noticeable share of it).
@@ -193,10 +181,9 @@ class DQN(Agent):
     # ------------------------------------------------------------------ acting
 
     def _act(self, obs: torch.Tensor, deterministic: bool) -> np.ndarray:
-        # Not deterministic: epsilon-greedy with the final exploration rate.
-        return self._epsilon_greedy(
-            obs, 0.0 if deterministic else self.config.exploration_final_eps
-        )
+        if deterministic:
+            return self._greedy_actions(obs)
+        return self._epsilon_greedy(obs, self.config.exploration_final_eps)
 
     def _epsilon_greedy(self, obs: np.ndarray | torch.Tensor, epsilon: float) -> np.ndarray:
         # One uniform draw per copy decides both whether to explore (u < epsilon) and, if so,
@@ -243,88 +230,44 @@ class DQN(Agent):
         calls = sum(self._train_calls(step - n, step) for step in range(start + n, end + 1, n))
         return calls * self.config.gradient_steps
 
-    def learn(
-        self,
-        total_steps: int | None = None,
-        run_dir: str | Path | None = None,
-        progress: bool = False,
-        checkpoint_interval: int = 0,
-        extra_config: Mapping[str, Any] | None = None,
-        callback: Callable[[DQN], bool | None] | None = None,
-        callback_interval: int = 1_000,
-        keep_checkpoints: int = 3,
-        resume: bool = False,
-    ) -> DQN:
-        """Train for `total_steps` environment steps (summed over copies).
-
-        With `run_dir`, the run folder gets the resolved config (config.yaml, plus `extra_config`
-        such as the CLI's run settings), TensorBoard event files and, every
-        `checkpoint_interval` steps, a training checkpoint in run_dir/checkpoints/ (the newest
-        `keep_checkpoints` kept). `resume=True` continues the run of a restored checkpoint
-        (`Agent.from_checkpoint`) to its original end. `callback(agent)` runs every
-        `callback_interval` steps; returning False stops training, as does `stop_requested`.
-        """
-        cfg = self.config
-        start_step, end_step = self._begin_run(
-            total_steps, resume, checkpoint_interval, keep_checkpoints
-        )
-        total_steps = end_step - start_step
+    def _prepare_run(self, start_step: int, end_step: int) -> None:
         self._allocate_replay()
-        if self._obs is None:
-            self._obs, _ = self.env.reset(seed=cfg.seed)
         self._make_lr_scheduler(self._planned_updates(start_step, end_step))
-        monitor = self._start_run(
-            total_steps, run_dir, progress, checkpoint_interval, extra_config, resume
-        )
-        stats = self.train_stats
-        n = cfg.n_envs
-        try:
-            while self.global_step < end_step and not self.stop_requested:
-                epsilon = self.epsilon(self.global_step - start_step, total_steps)
-                per_beta = linear_schedule(
-                    cfg.per_beta, 1.0, total_steps, self.global_step - start_step
-                )
-                actions = self._epsilon_greedy(self._obs, epsilon)
-                next_obs, rewards, terminated, truncated, infos = self.env.step(actions)
-                # At an episode end next_obs is already the next episode's first observation
-                # (SAME_STEP autoreset); store the real last one from info["final_obs"].
-                real_next_obs = envs.real_next_obs(next_obs, infos)
-                transition = (self._obs, actions, rewards, real_next_obs, terminated, truncated)
-                if self.collector is None:
-                    self.buffer.add(*transition, cfg.gamma)
-                elif (ready := self.collector.add(*transition)) is not None:
-                    self.buffer.add(*ready)
-                self._obs = next_obs
-                previous_step, self.global_step = self.global_step, self.global_step + n
-                self.n_episodes += monitor.record_episodes(infos, self.global_step)
 
-                for _ in range(
-                    self._train_calls(previous_step, self.global_step) * cfg.gradient_steps
-                ):
-                    stats.add(self._update(per_beta))
-                if crossed(previous_step, self.global_step, cfg.target_update_interval):
-                    self._update_target()
+    def _train_step(self, monitor, start_step: int, end_step: int) -> dict | None:
+        """One step of the env copies: act epsilon-greedily, store the transitions, and take
+        the gradient steps and target update that are due."""
+        cfg = self.config
+        total_steps = end_step - start_step
+        epsilon = self.epsilon(self.global_step - start_step, total_steps)
+        per_beta = linear_schedule(cfg.per_beta, 1.0, total_steps, self.global_step - start_step)
+        actions = self._epsilon_greedy(self._obs, epsilon)
+        next_obs, rewards, terminated, truncated, infos = self.env.step(actions)
+        # At an episode end next_obs is already the next episode's first observation
+        # (SAME_STEP autoreset); store the real last one from info["final_obs"].
+        real_next_obs = envs.real_next_obs(next_obs, infos)
+        transition = (self._obs, actions, rewards, real_next_obs, terminated, truncated)
+        if self.collector is None:
+            self.buffer.add(*transition, cfg.gamma)
+        elif (ready := self.collector.add(*transition)) is not None:
+            self.buffer.add(*ready)
+        self._obs = next_obs
+        previous_step, self.global_step = self.global_step, self.global_step + cfg.n_envs
+        self.n_episodes += monitor.record_episodes(infos, self.global_step)
 
-                if monitor.recording and crossed(previous_step, self.global_step, cfg.log_interval):
-                    learning_rate = self.optimizer.param_groups[0]["lr"]
-                    scalars = {"train/epsilon": epsilon, "train/learning_rate": learning_rate}
-                    if cfg.prioritized_replay:
-                        scalars["train/per_beta"] = per_beta
-                    scalars.update(self.guard.scalars())
-                    monitor.record_scalars({**stats.mean_and_reset(), **scalars}, self.global_step)
-                self._checkpoint(run_dir, checkpoint_interval, previous_step, keep_checkpoints)
-                monitor.progress(self.global_step)
-                calling = callback is not None and crossed(
-                    previous_step, self.global_step, callback_interval
-                )
-                if calling and callback(self) is False:
-                    break
-        except DivergenceError:
-            self._save_diverged(run_dir, keep_checkpoints, monitor)
-            raise
-        finally:
-            monitor.close(self.global_step)
-        return self
+        for _ in range(self._train_calls(previous_step, self.global_step) * cfg.gradient_steps):
+            self.train_stats.add(self._update(per_beta))
+        if crossed(previous_step, self.global_step, cfg.target_update_interval):
+            self._update_target()
+
+        if not (monitor.recording and crossed(previous_step, self.global_step, cfg.log_interval)):
+            return None
+        scalars = self.train_stats.mean_and_reset()
+        scalars["train/epsilon"] = epsilon
+        scalars["train/learning_rate"] = self.optimizer.param_groups[0]["lr"]
+        if cfg.prioritized_replay:
+            scalars["train/per_beta"] = per_beta
+        return scalars
 
     def _allocate_replay(self) -> None:
         """The replay buffer (and n-step / episode collector), on first use."""
@@ -416,14 +359,8 @@ class DQN(Agent):
 
     # ------------------------------------------------------------------ saving
 
-    def _state_tensors(self) -> dict[str, torch.Tensor]:
-        tensors = {f"q_net.{k}": v for k, v in self.q_net.state_dict().items()}
-        tensors.update({f"q_net_target.{k}": v for k, v in self.q_net_target.state_dict().items()})
-        return tensors
-
     def _load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        self.q_net.load_state_dict(prefixed(tensors, "q_net."))
-        self.q_net_target.load_state_dict(prefixed(tensors, "q_net_target."))
+        super()._load_state_tensors(tensors)
         self._synced_version = None  # the next sync copies, whatever the counters say
 
     def _extra_state(self) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Proximal Policy Optimization (Schulman et al. 2017) with a clipped surrogate and GAE.
 
 Read top to bottom: the config (PPO's own settings on top of the shared on-policy ones), the
-agent's set-up, `learn` (collect a rollout, compute advantages, update) and `_update` (several
+agent's set-up, `_train_step` (collect a rollout, compute advantages, update; the run loop
+around it is `Agent.learn`, shared by every agent) and `_update` (several
 epochs of minibatch gradient steps: the algorithm itself). The math lives in
 rlkit.policy_gradient, tested on its own.
 """
@@ -10,16 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Mapping
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
-from rlkit.agent import Agent, clip_gradients, crossed, prefixed
+from rlkit.agent import Agent, clip_gradients
 from rlkit.config import check_choice, check_unit_interval, require
-from rlkit.guard import DivergenceError
 from rlkit.mlp_grad import PlainMLP
 from rlkit.optim import build_optimizer
 from rlkit.policy_gradient import (
@@ -36,6 +35,7 @@ from rlkit.rollout import (
     NumpyActorCritic,
     OnPolicyConfig,
     RolloutBuffer,
+    actor_critic_actions,
     build_actor_critic,
     collect_rollout,
 )
@@ -121,93 +121,46 @@ class PPO(Agent):
             self._numpy_policy = NumpyActorCritic(self._actor, self._critic, self.rng)
         self.buffer = RolloutBuffer(cfg.n_steps, cfg.n_envs, self.obs_dim, self.device)
         self.n_rollouts = 0
-        self._make_guard({"model": self.model})
+        self.networks = {"model": self.model}
+        self._make_guard()
 
     def describe_memory(self) -> str:
         return f"rollout storage: {self.buffer.nbytes / 1024:.1f} KB on {self.device}"
 
     def _act(self, obs: torch.Tensor, deterministic: bool) -> np.ndarray:
-        with torch.inference_mode():
-            logits = self.model.logits(obs)
-            actions = logits.argmax(dim=1) if deterministic else CategoricalLogits(logits).sample()
-        return actions.cpu().numpy()
+        return actor_critic_actions(self.model, obs, deterministic)
 
-    def learn(
-        self,
-        total_steps: int,
-        run_dir: str | Path | None = None,
-        progress: bool = False,
-        checkpoint_interval: int = 0,
-        extra_config: Mapping[str, Any] | None = None,
-        callback: Callable[[PPO], bool | None] | None = None,
-        callback_interval: int = 1_000,
-        keep_checkpoints: int = 3,
-        resume: bool = False,
-    ) -> PPO:
-        """Train for about `total_steps` environment steps (whole rollouts: rounded up).
-        Run folder, checkpoints, resume and callback as in `DQN.learn`."""
+    def _prepare_run(self, start_step: int, end_step: int) -> None:
         cfg = self.config
-        start_step, end_step = self._begin_run(
-            total_steps, resume, checkpoint_interval, keep_checkpoints
-        )
-        total_steps = end_step - start_step
-        rollout_steps = cfg.n_steps * cfg.n_envs
-        n_rollouts = math.ceil(total_steps / rollout_steps)
-        done = (self.global_step - start_step) // rollout_steps  # > 0 when resuming
-        lr_scheduler = self._make_lr_scheduler(n_rollouts)
-        if self._obs is None:
-            self._obs, _ = self.env.reset(seed=cfg.seed)
-        monitor = self._start_run(
-            total_steps, run_dir, progress, checkpoint_interval, extra_config, resume
-        )
-        try:
-            for rollout in range(done, n_rollouts):
-                if self.stop_requested:
-                    break
-                clip_range = cfg.clip_range
-                if cfg.clip_range_schedule == "linear":
-                    clip_range = linear_schedule(cfg.clip_range, 0.0, n_rollouts, rollout)
-                previous_step = self.global_step
-                self.model.eval()
-                self._obs, last_values, self.global_step, episodes = collect_rollout(
-                    self.env,
-                    self.model,
-                    self.buffer,
-                    self._obs,
-                    cfg.gamma,
-                    monitor,
-                    self.global_step,
-                    self._numpy_policy,
-                )
-                self.n_episodes += episodes
-                advantages, returns = gae(
-                    self.buffer.rewards, self.buffer.values, self.buffer.dones, last_values,
-                    cfg.gamma, cfg.gae_lambda,
-                )  # fmt: skip
-                self.buffer.advantages.copy_(advantages)
-                self.buffer.returns.copy_(returns)
-                self.model.train()
-                stats = self._update(clip_range)
-                learning_rate = self.optimizer.param_groups[0]["lr"]
-                lr_scheduler.step()
-                self.n_rollouts += 1
-                if monitor.recording and self.n_rollouts % cfg.log_interval == 0:
-                    stats["train/learning_rate"] = learning_rate
-                    stats["train/clip_range"] = clip_range
-                    monitor.record_scalars({**stats, **self.guard.scalars()}, self.global_step)
-                self._checkpoint(run_dir, checkpoint_interval, previous_step, keep_checkpoints)
-                monitor.progress(self.global_step)
-                calling = callback is not None and crossed(
-                    previous_step, self.global_step, callback_interval
-                )
-                if calling and callback(self) is False:
-                    break
-        except DivergenceError:
-            self._save_diverged(run_dir, keep_checkpoints, monitor)
-            raise
-        finally:
-            monitor.close(self.global_step)
-        return self
+        self._planned_rollouts = math.ceil((end_step - start_step) / (cfg.n_steps * cfg.n_envs))
+        self._make_lr_scheduler(self._planned_rollouts)
+
+    def _train_step(self, monitor, start_step: int, end_step: int) -> dict | None:
+        """One rollout of n_steps x n_envs steps, its advantages, and the PPO update."""
+        cfg = self.config
+        clip_range = cfg.clip_range
+        if cfg.clip_range_schedule == "linear":
+            rollout = (self.global_step - start_step) // (cfg.n_steps * cfg.n_envs)
+            clip_range = linear_schedule(cfg.clip_range, 0.0, self._planned_rollouts, rollout)
+        self.model.eval()
+        self._obs, last_values, self.global_step, episodes = collect_rollout(
+            self.env, self.model, self.buffer, self._obs, cfg.gamma, monitor, self.global_step,
+            self._numpy_policy,
+        )  # fmt: skip
+        self.n_episodes += episodes
+        advantages, returns = gae(
+            self.buffer.rewards, self.buffer.values, self.buffer.dones, last_values,
+            cfg.gamma, cfg.gae_lambda,
+        )  # fmt: skip
+        self.buffer.advantages.copy_(advantages)
+        self.buffer.returns.copy_(returns)
+        self.model.train()
+        stats = self._update(clip_range)
+        stats["train/learning_rate"] = self.optimizer.param_groups[0]["lr"]
+        stats["train/clip_range"] = clip_range
+        self.lr_scheduler.step()
+        self.n_rollouts += 1
+        return stats if self.n_rollouts % cfg.log_interval == 0 else None
 
     def _update(self, clip_range: float) -> dict[str, float]:
         """n_epochs passes of minibatch steps on the rollout; returns the scalars to log."""
@@ -299,12 +252,6 @@ class PPO(Agent):
 
     def _autograd_grads(self) -> list[torch.Tensor]:
         return [p.grad for p in self._parameters if p.grad is not None]
-
-    def _state_tensors(self) -> dict[str, torch.Tensor]:
-        return {f"model.{k}": v for k, v in self.model.state_dict().items()}
-
-    def _load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        self.model.load_state_dict(prefixed(tensors, "model."))
 
     def _extra_state(self) -> dict[str, Any]:
         return {"n_rollouts": self.n_rollouts, "buffer": self.buffer.state_dict()}

@@ -12,20 +12,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Mapping
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
-from rlkit.agent import Agent, crossed, prefixed
+from rlkit.agent import Agent
 from rlkit.config import require
-from rlkit.guard import DivergenceError
 from rlkit.nstep import discounted_returns
 from rlkit.optim import build_optimizer
 from rlkit.policy_gradient import CategoricalLogits, explained_variance, normalize, value_loss
-from rlkit.rollout import OnPolicyConfig, build_actor_critic
+from rlkit.rollout import OnPolicyConfig, actor_critic_actions, build_actor_critic
 
 
 @dataclasses.dataclass
@@ -66,16 +64,14 @@ class Reinforce(Agent):
         self._episodes: list[tuple[list, list, list]] = [([], [], []) for _ in range(cfg.n_envs)]
         # Finished episodes waiting for the next update, as (obs, actions, returns) arrays.
         self._batch: list[tuple] = []
-        self._make_guard({"model": self.model})
+        self.networks = {"model": self.model}
+        self._make_guard()
 
     def describe_memory(self) -> str:
         return "episode storage: grows with the episodes of one batch"
 
     def _act(self, obs: torch.Tensor, deterministic: bool) -> np.ndarray:
-        with torch.inference_mode():
-            logits = self.model.logits(obs)
-            actions = logits.argmax(dim=1) if deterministic else CategoricalLogits(logits).sample()
-        return actions.cpu().numpy()
+        return actor_critic_actions(self.model, obs, deterministic)
 
     def _finish_episode(self, i: int, final_obs: np.ndarray | None) -> tuple:
         """The finished episode of copy i as (obs, actions, returns) arrays; `final_obs` is
@@ -90,75 +86,39 @@ class Reinforce(Agent):
         returns = discounted_returns(rewards, self.config.gamma)
         return np.stack(obs), np.asarray(actions), returns.astype(np.float32)
 
-    def learn(
-        self,
-        total_steps: int,
-        run_dir: str | Path | None = None,
-        progress: bool = False,
-        checkpoint_interval: int = 0,
-        extra_config: Mapping[str, Any] | None = None,
-        callback: Callable[[Reinforce], bool | None] | None = None,
-        callback_interval: int = 1_000,
-        keep_checkpoints: int = 3,
-        resume: bool = False,
-    ) -> Reinforce:
-        """Train for `total_steps` environment steps (the last partial batch is not used).
-        Run folder, checkpoints, resume and callback as in `DQN.learn`."""
-        cfg = self.config
-        start_step, end_step = self._begin_run(
-            total_steps, resume, checkpoint_interval, keep_checkpoints
-        )
-        total_steps = end_step - start_step
+    def _prepare_run(self, start_step: int, end_step: int) -> None:
         # How many updates a run makes depends on episode lengths, so the learning-rate
         # schedule advances once per vector step instead: it then ends where the run ends.
-        lr_scheduler = self._make_lr_scheduler(math.ceil(total_steps / cfg.n_envs))
-        if self._obs is None:
-            self._obs, _ = self.env.reset(seed=cfg.seed)
-        monitor = self._start_run(
-            total_steps, run_dir, progress, checkpoint_interval, extra_config, resume
-        )
-        batch = self._batch
-        try:
-            while self.global_step < end_step and not self.stop_requested:
-                obs_tensor = torch.as_tensor(self._obs, dtype=torch.float32, device=self.device)
-                with torch.no_grad():
-                    actions = (
-                        CategoricalLogits(self.model.logits(obs_tensor)).sample().cpu().numpy()
-                    )
-                next_obs, rewards, terminated, truncated, infos = self.env.step(actions)
-                for i, episode in enumerate(self._episodes):
-                    episode[0].append(self._obs[i])
-                    episode[1].append(actions[i])
-                    episode[2].append(float(rewards[i]))
-                    if terminated[i] or truncated[i]:
-                        cut = truncated[i] and not terminated[i]
-                        batch.append(
-                            self._finish_episode(i, infos["final_obs"][i] if cut else None)
-                        )
-                self._obs = next_obs
-                previous_step, self.global_step = self.global_step, self.global_step + cfg.n_envs
-                self.n_episodes += monitor.record_episodes(infos, self.global_step)
-                if len(batch) >= cfg.batch_episodes:
-                    stats = self._update(batch)
-                    batch.clear()
-                    stats["train/learning_rate"] = self.optimizer.param_groups[0]["lr"]
-                    if monitor.recording and self.n_updates % cfg.log_interval == 0:
-                        monitor.record_scalars({**stats, **self.guard.scalars()}, self.global_step)
-                if self.n_updates:  # torch expects an optimizer step before the first one
-                    lr_scheduler.step()
-                self._checkpoint(run_dir, checkpoint_interval, previous_step, keep_checkpoints)
-                monitor.progress(self.global_step)
-                calling = callback is not None and crossed(
-                    previous_step, self.global_step, callback_interval
-                )
-                if calling and callback(self) is False:
-                    break
-        except DivergenceError:
-            self._save_diverged(run_dir, keep_checkpoints, monitor)
-            raise
-        finally:
-            monitor.close(self.global_step)
-        return self
+        self._make_lr_scheduler(math.ceil((end_step - start_step) / self.config.n_envs))
+
+    def _train_step(self, monitor, start_step: int, end_step: int) -> dict | None:
+        """One step of the env copies (sampled actions); finished episodes join the batch, and
+        a full batch makes one gradient step. The last partial batch of a run is not used."""
+        cfg = self.config
+        obs_tensor = torch.as_tensor(self._obs, dtype=torch.float32, device=self.device)
+        with torch.no_grad():
+            actions = CategoricalLogits(self.model.logits(obs_tensor)).sample().cpu().numpy()
+        next_obs, rewards, terminated, truncated, infos = self.env.step(actions)
+        for i, episode in enumerate(self._episodes):
+            episode[0].append(self._obs[i])
+            episode[1].append(actions[i])
+            episode[2].append(float(rewards[i]))
+            if terminated[i] or truncated[i]:
+                cut = truncated[i] and not terminated[i]
+                self._batch.append(self._finish_episode(i, infos["final_obs"][i] if cut else None))
+        self._obs = next_obs
+        self.global_step += cfg.n_envs
+        self.n_episodes += monitor.record_episodes(infos, self.global_step)
+        stats = None
+        if len(self._batch) >= cfg.batch_episodes:
+            stats = self._update(self._batch)
+            self._batch.clear()
+            stats["train/learning_rate"] = self.optimizer.param_groups[0]["lr"]
+            if self.n_updates % cfg.log_interval != 0:
+                stats = None
+        if self.n_updates:  # torch expects an optimizer step before the first one
+            self.lr_scheduler.step()
+        return stats
 
     def _update(self, batch: list[tuple]) -> dict[str, float]:
         """One gradient step on a batch of finished episodes."""
@@ -197,12 +157,6 @@ class Reinforce(Agent):
             stats["train/value_loss"] = v_loss.item()
             stats["train/explained_variance"] = explained_variance(values.detach(), returns)
         return stats
-
-    def _state_tensors(self) -> dict[str, torch.Tensor]:
-        return {f"model.{k}": v for k, v in self.model.state_dict().items()}
-
-    def _load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        self.model.load_state_dict(prefixed(tensors, "model."))
 
     def _extra_state(self) -> dict[str, Any]:
         return {

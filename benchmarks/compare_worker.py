@@ -52,13 +52,17 @@ class Clock:
         self.paused += time.perf_counter() - pause_start
 
 
-def run_rlkit(algo: str, seed: int, config: str, check_every: int) -> dict:
+def run_rlkit(
+    algo: str, seed: int, config: str, check_every: int, overrides: list[str] = ()
+) -> dict:
     import torch
 
     import agents
     from rlkit.cli import load_run_config
 
-    run, agent_config = load_run_config(config, seed=seed, device="cpu")
+    # The worker times training and does its own checks: no periodic evaluation inside.
+    overrides = ["eval_interval=0", *overrides]
+    run, agent_config = load_run_config(config, overrides, seed=seed, device="cpu")
     if run.torch_threads:
         torch.set_num_threads(run.torch_threads)
     clock = Clock(seed)
@@ -106,11 +110,26 @@ def run_sb3(algo: str, seed: int, check_every: int) -> dict:
         return model.predict(obs, deterministic=True)[0]
 
     class Check(BaseCallback):
+        """DQN: after the env step that crosses a multiple of check_every. PPO: at the start of
+        the rollout after such a step, that is after the update on the data up to it, where
+        rlkit's callback checks too (a check inside a rollout would see a policy one update
+        behind)."""
+
+        checked = 0
+
+        def _due(self) -> bool:
+            due = self.num_timesteps // check_every > self.checked
+            self.checked = self.num_timesteps // check_every
+            return due
+
         def _on_step(self) -> bool:
-            n = self.training_env.num_envs
-            if self.num_timesteps // check_every > (self.num_timesteps - n) // check_every:
+            if algo == "dqn" and self._due():
                 clock.check(self.num_timesteps, policy)
             return True
+
+        def _on_rollout_start(self) -> None:
+            if algo == "ppo" and self._due():
+                clock.check(self.num_timesteps, policy)
 
     model.learn(TOTAL_STEPS[algo], callback=Check() if check_every else None)
     train_s = clock.training_seconds()
@@ -137,10 +156,11 @@ def main() -> None:
     parser.add_argument("seed", type=int)
     parser.add_argument("--config", help="rlkit config (default: the zoo config of the algo)")
     parser.add_argument("--check-every", type=int, default=0)
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args()
     if args.library == "rlkit":
         config = args.config or ZOO_CONFIGS[args.algo]
-        result = run_rlkit(args.algo, args.seed, config, args.check_every)
+        result = run_rlkit(args.algo, args.seed, config, args.check_every, args.overrides)
     else:
         result = run_sb3(args.algo, args.seed, args.check_every)
     print(json.dumps(result))

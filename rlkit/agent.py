@@ -5,10 +5,13 @@ its `learn` loop and its update step.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import math
 import random
+import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -26,15 +29,86 @@ from rlkit.checkpoint import (
     unflatten_state,
     write_checkpoint,
 )
-from rlkit.config import Config, config_from_dict
+from rlkit.config import Config, config_from_dict, require
 from rlkit.device import resolve_device
 from rlkit.errors import AgentFileError, ConfigError, EnvError
-from rlkit.evaluation import EvalResult, evaluate
-from rlkit.guard import DivergenceGuard
+from rlkit.evaluation import (
+    EvalResult,
+    ValidationRecord,
+    evaluate,
+    overlapping_seed_sets,
+    seed_for_testing,
+    seed_for_validation,
+)
+from rlkit.guard import DivergenceError, DivergenceGuard
 from rlkit.recorder import Recorder, RunMonitor
 from rlkit.serialization import load_tensors, save_tensors
 
 AGENT_FILE_FORMAT = "rlkit.agent"
+FINAL_AGENT_FILE = "agent.safetensors"
+BEST_AGENT_FILE = "best_agent.safetensors"
+
+
+@dataclasses.dataclass
+class AgentConfig(Config):
+    """Settings every agent has: the environment, seeding, device, and the periodic evaluation
+    that the shared run loop (`Agent.learn`) does. Each agent's config adds its own."""
+
+    env: str = "CartPole-v1"
+    """Gymnasium environment id (Box observations, Discrete actions)."""
+    n_envs: int = 1
+    """Copies of the environment stepped together (a gymnasium vector env)."""
+    seed: int = 0
+    """Seeds network init, the agent's random draws and the training environments."""
+    device: str = "auto"
+    """auto (CUDA when available, else CPU), cpu, cuda or cuda:N."""
+    eval_interval: int = 0
+    """Environment steps between two evaluations on the validation seeds during training, each
+    logged as eval/* and the best agent kept as best_agent.safetensors (0: none)."""
+    eval_episodes: int = 20
+    """Episodes per evaluation (periodic ones and the one after `rlkit train`; 0: none)."""
+    eval_seed: int | None = None
+    """First seed of the validation episodes (null: seed + 20,000; never the training seeds nor
+    the test seeds of `rlkit eval`, seed + 10,000)."""
+    eval_deterministic: bool = True
+    """Evaluate the greedy policy (false: the exploring or sampling one)."""
+    stop_at_return: float | None = None
+    """Stop training once `stop_patience` evaluations in a row reach this mean return (null:
+    train for the whole budget)."""
+    stop_patience: int = 1
+    """Evaluations in a row at or above `stop_at_return` that stop training."""
+
+    def validate(self) -> None:
+        envs.check_env_id(self.env)
+        require(self.n_envs >= 1, f"n_envs must be >= 1, got {self.n_envs}")
+        require(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+        require(self.eval_interval >= 0, f"eval_interval must be >= 0, got {self.eval_interval}")
+        require(self.eval_episodes >= 0, f"eval_episodes must be >= 0, got {self.eval_episodes}")
+        require(
+            self.eval_interval == 0 or self.eval_episodes >= 1,
+            f"eval_interval {self.eval_interval} needs eval_episodes >= 1, got "
+            f"{self.eval_episodes}",
+        )
+        if self.eval_seed is not None:
+            require(self.eval_seed >= 0, f"eval_seed must be >= 0 or null, got {self.eval_seed}")
+            overlap = overlapping_seed_sets(
+                self.seed, self.n_envs, self.eval_seed, self.eval_episodes
+            )
+            require(
+                overlap is None,
+                f"eval_seed {self.eval_seed} overlaps the {overlap}; validation episodes must "
+                "be ones the agent neither trains nor is tested on (null picks seed + 20,000)",
+            )
+        if self.stop_at_return is not None:
+            require(
+                math.isfinite(self.stop_at_return),
+                f"stop_at_return must be a finite number or null, got {self.stop_at_return}",
+            )
+            require(
+                self.eval_interval > 0,
+                "stop_at_return needs periodic evaluation: set eval_interval > 0",
+            )
+        require(self.stop_patience >= 1, f"stop_patience must be >= 1, got {self.stop_patience}")
 
 
 class CheckpointWarning(RuntimeWarning):
@@ -75,12 +149,17 @@ def build_config(cls: type, config: Any, env: str | None, overrides: dict[str, A
 
 
 class Agent:
-    """Base of rlkit's agents. Subclasses set `Config`, `name` and `metric_tags`, build their
-    networks after `super().__init__`, and implement `_act`, `learn` and `_state_tensors`."""
+    """Base of rlkit's agents. Subclasses set `Config` and `name`, build their networks (named
+    in `self.networks`) and optimizer after `super().__init__`, and implement `_act`,
+    `_prepare_run` and `_train_step`; `learn`, the run loop around them, is shared."""
 
     Config: ClassVar[type[Config]]
     name: ClassVar[str]
-    metric_tags: ClassVar[tuple[str, ...]] = ("rollout/episodic_return", "eval/mean_return")
+    metric_tags: ClassVar[tuple[str, ...]] = (
+        "rollout/episodic_return",
+        "eval/mean_return",
+        "test/mean_return",
+    )
 
     def __init__(self, env: str | None = None, config: Any = None, **overrides: Any) -> None:
         self.config = build_config(type(self).Config, config, env, overrides)
@@ -108,6 +187,10 @@ class Agent:
         self._scheduler_state: dict[str, Any] | None = None  # restored, applied in learn
         self.stop_requested = False  # set (e.g. by a SIGINT handler) to end `learn` cleanly
         self.guard: DivergenceGuard | None = None  # built by the subclass with its optimizer
+        self.networks: dict[str, torch.nn.Module] = {}  # what is saved, named; set by subclass
+        self.validation = ValidationRecord()  # the periodic evaluations so far: best, streak
+        self.stopped_early = False  # True when stop_at_return ended the last `learn`
+        self.saved_evaluation: dict[str, Any] | None = None  # a loaded best agent's score
 
     # ------------------------------------------------------------------ acting
 
@@ -134,10 +217,123 @@ class Agent:
 
     # ------------------------------------------------------------------ training runs
 
-    def _make_guard(self, modules: Mapping[str, torch.nn.Module]) -> DivergenceGuard:
-        """The divergence guard over `modules` and `self.optimizer` (see rlkit.guard)."""
-        self.guard = DivergenceGuard(self.config.divergence, modules, self.optimizer)
+    def _make_guard(self) -> DivergenceGuard:
+        """The divergence guard over `self.networks` and `self.optimizer` (see rlkit.guard)."""
+        self.guard = DivergenceGuard(self.config.divergence, self.networks, self.optimizer)
         return self.guard
+
+    def learn(
+        self,
+        total_steps: int | None = None,
+        run_dir: str | Path | None = None,
+        progress: bool = False,
+        checkpoint_interval: int = 0,
+        extra_config: Mapping[str, Any] | None = None,
+        callback: Callable[[Agent], bool | None] | None = None,
+        callback_interval: int = 1_000,
+        keep_checkpoints: int = 3,
+        resume: bool = False,
+    ) -> Agent:
+        """Train for `total_steps` environment steps (summed over copies; on-policy agents
+        round up to whole rollouts).
+
+        The one run loop of every agent: each turn, the agent's `_train_step` (one env step
+        and its updates for DQN and REINFORCE, one rollout and its update for A2C and PPO),
+        then what every agent does: log the training scalars, evaluate on the validation
+        seeds every `eval_interval` steps (keeping the best agent, stopping at
+        `stop_at_return`), checkpoint, progress, callback.
+
+        With `run_dir`, the run folder gets the resolved config (config.yaml, plus `extra_config`
+        such as the CLI's run settings), TensorBoard event files, `best_agent.safetensors` and,
+        every `checkpoint_interval` steps, a training checkpoint in run_dir/checkpoints/ (the
+        newest `keep_checkpoints` kept). `resume=True` continues the run of a restored
+        checkpoint (`agents.from_checkpoint`) to its original end. `callback(agent)` runs every
+        `callback_interval` steps; returning False stops training, as does `stop_requested`.
+        """
+        start_step, end_step = self._begin_run(
+            total_steps, resume, checkpoint_interval, keep_checkpoints
+        )
+        self._prepare_run(start_step, end_step)
+        if self._obs is None:
+            self._obs, _ = self.env.reset(seed=self.config.seed)
+        monitor = self._start_run(
+            end_step - start_step, run_dir, progress, checkpoint_interval, extra_config, resume
+        )
+        eval_interval = self.config.eval_interval
+        self.stopped_early = False
+        try:
+            while self.global_step < end_step and not self.stop_requested:
+                previous_step = self.global_step
+                scalars = self._train_step(monitor, start_step, end_step)
+                if scalars is not None and monitor.recording:
+                    monitor.record_scalars({**scalars, **self.guard.scalars()}, self.global_step)
+                # Evaluate before checkpointing, so the checkpoint holds this evaluation's
+                # outcome (best score, streak) and a resumed run picks the same best agent.
+                evaluating = eval_interval and crossed(
+                    previous_step, self.global_step, eval_interval
+                )
+                if evaluating and self._validate(run_dir, monitor):
+                    end_step = self._stop_early(run_dir, keep_checkpoints, checkpoint_interval)
+                    continue
+                self._checkpoint(run_dir, checkpoint_interval, previous_step, keep_checkpoints)
+                monitor.progress(self.global_step)
+                calling = callback is not None and crossed(
+                    previous_step, self.global_step, callback_interval
+                )
+                if calling and callback(self) is False:
+                    break
+            # The end of the run is evaluated too, so the best agent is never worse on the
+            # validation episodes than the final one.
+            finished = self.global_step >= end_step and not self.stop_requested
+            if eval_interval and finished and self.validation.last_step != self.global_step:
+                self._validate(run_dir, monitor)
+        except DivergenceError:
+            self._save_diverged(run_dir, keep_checkpoints, monitor)
+            raise
+        finally:
+            monitor.close(self.global_step)
+        return self
+
+    def _prepare_run(self, start_step: int, end_step: int) -> None:
+        """Before the loop: buffers, the learning-rate schedule over the run's updates."""
+        raise NotImplementedError
+
+    def _train_step(self, monitor: RunMonitor, start_step: int, end_step: int) -> dict | None:
+        """One turn of the run loop: act, store, update; advances `global_step`. Returns the
+        training scalars when they are due for logging, else None."""
+        raise NotImplementedError
+
+    def _validate(self, run_dir: str | Path | None, monitor: RunMonitor) -> bool:
+        """A periodic evaluation on the validation seeds: log it, keep the best agent so far in
+        run_dir/best_agent.safetensors. True once `stop_at_return` has been reached
+        `stop_patience` times in a row."""
+        cfg = self.config
+        started = time.perf_counter()
+        seed = seed_for_validation(cfg.seed, cfg.eval_seed)
+        result = self.evaluate(cfg.eval_episodes, seed=seed, deterministic=cfg.eval_deterministic)
+        improved = self.validation.update(result.mean_return, self.global_step, cfg.stop_at_return)
+        if improved and run_dir is not None:
+            evaluation = {**result.summary(), "seed": seed, "step": self.global_step}
+            self.save(Path(run_dir) / BEST_AGENT_FILE, evaluation=evaluation)
+        scalars = {
+            "eval/mean_return": result.mean_return,
+            "eval/std_return": result.std_return,
+            "eval/mean_length": result.mean_length,
+            "eval/best_mean_return": self.validation.best_mean,
+        }
+        monitor.record_evaluation(scalars, self.global_step, time.perf_counter() - started)
+        return cfg.stop_at_return is not None and self.validation.streak >= cfg.stop_patience
+
+    def _stop_early(
+        self, run_dir: str | Path | None, keep_checkpoints: int, checkpoint_interval: int
+    ) -> int:
+        """stop_at_return was reached: the run ends here, and its checkpoint says so (a
+        resumed run does not train on). Returns the new end step."""
+        self.stopped_early = True
+        self._run["total_steps"] = self.global_step - self._run["start_step"]
+        if run_dir is not None and checkpoint_interval > 0:
+            self.save_checkpoint(run_dir, keep_checkpoints)
+        return self.global_step
 
     def _save_diverged(
         self, run_dir: str | Path | None, keep_last: int, monitor: RunMonitor
@@ -275,6 +471,7 @@ class Agent:
             "rng": flatten_state(rng, "rng", tensors),
             "extra": flatten_state(self._extra_state(), "extra", tensors),
             "guard": self.guard.state_dict() if self.guard is not None else None,
+            "validation": self.validation.state_dict(),
         }
         return tensors, state
 
@@ -321,6 +518,7 @@ class Agent:
         self._restore_extra_state(unflatten_state(state["extra"], tensors))
         if self.guard is not None and state.get("guard") is not None:
             self.guard.load_state_dict(state["guard"])
+        self.validation.load_state_dict(state.get("validation") or {})
 
     @classmethod
     def from_checkpoint_state(
@@ -337,29 +535,58 @@ class Agent:
 
     # ------------------------------------------------------------------ evaluation
 
-    def evaluate(self, n_episodes: int = 20, seed: int = 0) -> EvalResult:
-        """Greedy episodes on fresh copies of the training env."""
-        return evaluate(
-            lambda obs: self.act(obs, deterministic=True), self.config.env, n_episodes, seed
-        )
+    def evaluate(
+        self, n_episodes: int = 20, seed: int | None = None, deterministic: bool = True
+    ) -> EvalResult:
+        """Whole episodes on fresh copies of the training env, greedy unless `deterministic`
+        is False; on the test seeds (training seed + 10,000) unless `seed` is given. The
+        agent's random states are left as they were: evaluating during training does not
+        change the training run."""
+        if seed is None:
+            seed = seed_for_testing(self.config.seed)
+        with self._random_state_kept():
+            return evaluate(
+                lambda obs: self.act(obs, deterministic=deterministic),
+                self.config.env,
+                n_episodes,
+                seed,
+            )
 
-    def record_eval(self, run_dir: str | Path, result: EvalResult) -> None:
+    @contextlib.contextmanager
+    def _random_state_kept(self) -> Iterator[None]:
+        numpy_state, python_state = self.rng.bit_generator.state, random.getstate()
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            try:
+                yield
+            finally:
+                self.rng.bit_generator.state = numpy_state
+                random.setstate(python_state)
+
+    def record_test(self, run_dir: str | Path, result: EvalResult, prefix: str = "test") -> None:
+        """The evaluation after training (test seeds) in the run's TensorBoard."""
         recorder = Recorder(run_dir)
-        recorder.scalar("eval/mean_return", result.mean_return, self.global_step)
-        recorder.scalar("eval/std_return", result.std_return, self.global_step)
+        recorder.scalar(f"{prefix}/mean_return", result.mean_return, self.global_step)
+        recorder.scalar(f"{prefix}/std_return", result.std_return, self.global_step)
         recorder.close()
 
     # ------------------------------------------------------------------ saving
 
     def _state_tensors(self) -> dict[str, torch.Tensor]:
-        """Named tensors that make up the agent (network weights)."""
-        raise NotImplementedError
+        """Named tensors that make up the agent: the weights of `self.networks`."""
+        return {
+            f"{name}.{key}": value
+            for name, network in self.networks.items()
+            for key, value in network.state_dict().items()
+        }
 
     def _load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        raise NotImplementedError
+        for name, network in self.networks.items():
+            network.load_state_dict(prefixed(tensors, f"{name}."))
 
-    def save(self, path: str | Path) -> Path:
-        """Write the agent (networks + config) to one safetensors file; no pickle involved."""
+    def save(self, path: str | Path, evaluation: Mapping[str, Any] | None = None) -> Path:
+        """Write the agent (networks + config) to one safetensors file; no pickle involved.
+        `evaluation`: the validation result it was saved for (the best agent)."""
         path = Path(path)
         metadata = {
             "format": AGENT_FILE_FORMAT,
@@ -371,6 +598,8 @@ class Agent:
             "obs_shape": list(self.obs_shape),
             "n_actions": self.n_actions,
         }
+        if evaluation is not None:
+            metadata["evaluation"] = dict(evaluation)
         save_tensors(path, self._state_tensors(), metadata)
         return path
 
@@ -387,6 +616,7 @@ class Agent:
         agent._load_state_tensors({k: v.to(agent.device) for k, v in tensors.items()})
         agent.global_step = int(metadata["global_step"])
         agent.n_updates = int(metadata["n_updates"])
+        agent.saved_evaluation = metadata.get("evaluation")
         return agent
 
     @classmethod

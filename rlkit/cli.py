@@ -39,8 +39,6 @@ class RunConfig(Config):
     """Which agent to train (dqn)."""
     total_steps: int = 50_000
     """Environment steps to train for."""
-    eval_episodes: int = 20
-    """Greedy evaluation episodes after training (0 to skip)."""
     checkpoint_interval: int = 10_000
     """Environment steps between training checkpoints in the run folder (0: none)."""
     keep_checkpoints: int = 3
@@ -50,7 +48,6 @@ class RunConfig(Config):
 
     def validate(self) -> None:
         require(self.total_steps >= 1, f"total_steps must be >= 1, got {self.total_steps}")
-        require(self.eval_episodes >= 0, f"eval_episodes must be >= 0, got {self.eval_episodes}")
         require(
             self.checkpoint_interval >= 0,
             f"checkpoint_interval must be >= 0, got {self.checkpoint_interval}",
@@ -99,8 +96,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="run greedy episodes with a saved agent")
     ev.add_argument("path", metavar="PATH", help="a run folder or a saved agent file")
+    ev.add_argument(
+        "--agent",
+        choices=("final", "best"),
+        help="of a run folder: its final agent (default; the newest checkpoint of an unfinished "
+        "run) or the best one of its periodic evaluations",
+    )
     ev.add_argument("--episodes", type=int, default=20, help="number of episodes (default 20)")
-    ev.add_argument("--seed", type=int, default=0, help="seed of the evaluation episodes")
+    ev.add_argument(
+        "--seed",
+        type=int,
+        help="seed of the evaluation episodes (default: the agent's test seeds, its training "
+        "seed + 10,000)",
+    )
     ev.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
@@ -241,49 +249,93 @@ def _train(agent: Any, run: RunConfig, run_dir: Path, progress: bool, resume: bo
     finally:
         signal.signal(signal.SIGINT, previous_handler)
     saved = agent.save(run_dir / "agent.safetensors")
-    print(f"rlkit: agent saved to {saved}", file=sys.stderr)
-    if run.eval_episodes:
-        result = agent.evaluate(run.eval_episodes, seed=agent.config.seed + 10_000)
-        agent.record_eval(run_dir, result)
+    if agent.stopped_early:
+        cfg = agent.config
         print(
-            f"rlkit: greedy evaluation over {len(result.returns)} episodes: "
-            f"mean return {result.mean_return:.2f} +/- {result.std_return:.2f}",
+            f"rlkit: stopped at step {agent.global_step:,}: {cfg.stop_patience} evaluation(s) "
+            f"in a row reached stop_at_return {cfg.stop_at_return:g}",
             file=sys.stderr,
         )
+    print(f"rlkit: agent saved to {saved}", file=sys.stderr)
+    _test_final_and_best(agent, run_dir)
     print(f"rlkit: watch it with: tensorboard --logdir {run_dir.parent}", file=sys.stderr)
     agent.close()
     return 0
 
 
-def _load_agent(path: Path, device: str):
-    """The agent of a saved agent file, or of a run folder: its final agent.safetensors, else
-    (a run still going, or interrupted) its newest good checkpoint."""
+def _test_final_and_best(agent: Any, run_dir: Path) -> None:
+    """After training: the final agent, and the best one of the periodic evaluations, on the
+    test seeds (never seen in training or in choosing the best agent)."""
     import agents
+    from rlkit.agent import BEST_AGENT_FILE
+    from rlkit.evaluation import seed_for_testing
+
+    episodes, seed = agent.config.eval_episodes, seed_for_testing(agent.config.seed)
+    if not episodes:
+        return
+    contenders = [("final", agent, "test")]
+    best_file = run_dir / BEST_AGENT_FILE
+    if best_file.exists():
+        contenders.append(("best", agents.load(best_file, device=str(agent.device)), "test_best"))
+    for label, candidate, prefix in contenders:
+        result = candidate.evaluate(episodes, seed=seed)
+        agent.record_test(run_dir, result, prefix)
+        where = ""
+        if candidate.saved_evaluation is not None:
+            saved = candidate.saved_evaluation
+            where = f" (step {saved['step']:,}, validation mean {saved['mean_return']:.2f})"
+        print(
+            f"rlkit: {label} agent{where}: greedy mean return {result.mean_return:.2f} +/- "
+            f"{result.std_return:.2f} over {len(result.returns)} test episodes (seed {seed})",
+            file=sys.stderr,
+        )
+
+
+def _load_agent(path: Path, which: str | None, device: str) -> tuple[Any, Path]:
+    """(agent, the file it came from) for a saved agent file, or for a run folder: its final
+    agent.safetensors, else (a run still going, or interrupted) its newest good checkpoint;
+    with which="best", its best_agent.safetensors."""
+    import agents
+    from rlkit.agent import BEST_AGENT_FILE, FINAL_AGENT_FILE
     from rlkit.checkpoint import list_checkpoints
 
     if not path.is_dir():
-        return agents.load(path, device=device)
-    if (path / "agent.safetensors").exists():
-        return agents.load(path / "agent.safetensors", device=device)
+        if which is not None and path.exists():
+            raise UserError(
+                f"--agent {which} picks a file of a run folder; {path} is already an agent file"
+            )
+        return agents.load(path, device=device), path
+    if which == "best":
+        best = path / BEST_AGENT_FILE
+        if not best.exists():
+            raise AgentFileError(
+                f"no {BEST_AGENT_FILE} in {path}: the run had no periodic evaluation yet "
+                "(eval_interval 0, or none reached)"
+            )
+        return agents.load(best, device=device), best
+    if (path / FINAL_AGENT_FILE).exists():
+        return agents.load(path / FINAL_AGENT_FILE, device=device), path / FINAL_AGENT_FILE
     if list_checkpoints(path):
-        return agents.from_checkpoint(path, device=device)
+        agent = agents.from_checkpoint(path, device=device)
+        return agent, agent.checkpoint_file
     raise AgentFileError(
-        f"no saved agent in run folder {path} (no agent.safetensors, no checkpoints)"
+        f"no saved agent in run folder {path} (no {FINAL_AGENT_FILE}, no checkpoints)"
     )
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     if args.episodes < 1:
         raise UserError(f"--episodes must be at least 1, got {args.episodes}")
-    agent = _load_agent(Path(args.path), args.device)
+    agent, source = _load_agent(Path(args.path), args.agent, args.device)
+    print(f"rlkit: evaluating {source} (step {agent.global_step:,})", file=sys.stderr)
     result = agent.evaluate(args.episodes, seed=args.seed)
     agent.close()
     if args.json:
-        print(json.dumps(result.to_dict()))
+        print(json.dumps({**result.to_dict(), "file": str(source), "step": agent.global_step}))
     else:
         print(
             f"{agent.config.env}: mean return {result.mean_return:.2f} +/- "
-            f"{result.std_return:.2f} over {len(result.returns)} episodes"
+            f"{result.std_return:.2f} over {len(result.returns)} episodes ({source})"
         )
     return 0
 

@@ -43,3 +43,28 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
             "device(s) are visible"
         )
     return resolved
+
+
+def describe_cpu() -> str:
+    """The CPU as results depend on it: model, family/model numbers, the vector instructions
+    torch's kernels use, and the core count. Float rounding, and so a learning curve, can
+    differ between CPUs; measurements and test logs name the one they ran on."""
+    import os
+    import platform
+
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+                if not line.strip():
+                    break  # the first processor is enough
+    except OSError:
+        pass
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    numbers = ""
+    if "cpu family" in fields and "model" in fields:
+        numbers = f" (family {fields['cpu family']}, model {fields['model']})"
+    capability = torch.backends.cpu.get_cpu_capability()
+    return f"{name}{numbers}, torch kernels {capability}, {os.cpu_count()} cores"

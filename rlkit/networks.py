@@ -46,8 +46,10 @@ def mlp_trunk(
     hidden_sizes: Sequence[int],
     activation: str = "relu",
     init: str = "orthogonal",
+    gain: float | None = None,
 ) -> nn.Sequential:
-    """Hidden layers only: Linear + activation for each size in `hidden_sizes`."""
+    """Hidden layers only: Linear + activation for each size in `hidden_sizes`, initialised
+    with `gain` (None: the activation's own, torch's calculate_gain)."""
     if activation not in ACTIVATIONS:
         raise ValueError(
             f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}"
@@ -58,7 +60,7 @@ def mlp_trunk(
     width = in_features
     for size in hidden_sizes:
         linear = nn.Linear(width, size)
-        _init_linear(linear, init, _gain(activation))
+        _init_linear(linear, init, _gain(activation) if gain is None else gain)
         layers += [linear, ACTIVATIONS[activation]()]
         width = size
     return nn.Sequential(*layers)
@@ -77,13 +79,14 @@ def mlp(
     activation: str = "relu",
     init: str = "orthogonal",
     output_gain: float = 1.0,
+    gain: float | None = None,
 ) -> nn.Sequential:
     """Linear layers with `activation` between them and none after the last one.
 
-    Hidden layers are initialised with the gain of their activation; the output layer with
-    `output_gain` (small values such as 0.01 start a policy near uniform).
+    Hidden layers are initialised with `gain` (None: the gain of their activation); the output
+    layer with `output_gain` (small values such as 0.01 start a policy near uniform).
     """
-    trunk = mlp_trunk(in_features, hidden_sizes, activation, init)
+    trunk = mlp_trunk(in_features, hidden_sizes, activation, init, gain)
     width = hidden_sizes[-1] if len(hidden_sizes) else in_features
     return nn.Sequential(*trunk, linear_head(width, out_features, init, output_gain))
 
@@ -109,17 +112,18 @@ class QNetwork(nn.Module):
         activation: str = "relu",
         init: str = "orthogonal",
         dueling: bool = False,
+        gain: float | None = None,
     ) -> None:
         super().__init__()
         self.obs_dim = obs_dim
         self.n_actions = n_actions
         self.dueling = dueling
         if dueling:
-            self.trunk = mlp_trunk(obs_dim, hidden_sizes, activation, init)
+            self.trunk = mlp_trunk(obs_dim, hidden_sizes, activation, init, gain)
             self.value_head = linear_head(hidden_sizes[-1], 1, init, 1.0)
             self.advantage_head = linear_head(hidden_sizes[-1], n_actions, init, 1.0)
         else:
-            self.net = mlp(obs_dim, hidden_sizes, n_actions, activation, init, output_gain=1.0)
+            self.net = mlp(obs_dim, hidden_sizes, n_actions, activation, init, 1.0, gain)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         if not self.dueling:
@@ -138,12 +142,13 @@ class PolicyNetwork(nn.Module):
         hidden_sizes: Sequence[int] = (64, 64),
         activation: str = "tanh",
         init: str = "orthogonal",
+        gain: float | None = None,
     ) -> None:
         super().__init__()
         self.obs_dim = obs_dim
         self.n_actions = n_actions
         # A small output gain makes the initial policy close to uniform: maximal exploration.
-        self.net = mlp(obs_dim, hidden_sizes, n_actions, activation, init, output_gain=0.01)
+        self.net = mlp(obs_dim, hidden_sizes, n_actions, activation, init, 0.01, gain)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Unnormalised log-probabilities (logits), (B, n_actions)."""
@@ -171,17 +176,18 @@ class ActorCritic(nn.Module):
         activation: str = "tanh",
         init: str = "orthogonal",
         shared: bool = False,
+        gain: float | None = None,
     ) -> None:
         super().__init__()
         self.shared = shared
         if shared:
             width = hidden_sizes[-1]
-            self.trunk = mlp_trunk(obs_dim, hidden_sizes, activation, init)
+            self.trunk = mlp_trunk(obs_dim, hidden_sizes, activation, init, gain)
             self.policy_head = linear_head(width, n_actions, init, 0.01)
             self.value_head = linear_head(width, 1, init, 1.0)
         else:
-            self.policy = PolicyNetwork(obs_dim, n_actions, hidden_sizes, activation, init)
-            self.value = mlp(obs_dim, hidden_sizes, 1, activation, init, output_gain=1.0)
+            self.policy = PolicyNetwork(obs_dim, n_actions, hidden_sizes, activation, init, gain)
+            self.value = mlp(obs_dim, hidden_sizes, 1, activation, init, 1.0, gain)
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits (B, n_actions), values (B,))."""
@@ -209,6 +215,9 @@ class NetworkConfig(Config):
     """Hidden-layer nonlinearity: relu, tanh, sigmoid or leaky_relu."""
     init: str = "orthogonal"
     """Weight initialisation: orthogonal, kaiming (scaled normal) or torch_default."""
+    gain: float | None = None
+    """Scale of the hidden layers' initial weights (null: the activation's gain, 5/3 for tanh
+    and sqrt(2) for relu; SB3 and CleanRL initialise PPO's tanh layers with sqrt(2))."""
     dueling: bool = False
     """Q-networks only: separate value and advantage streams, Q = V + A - mean(A)."""
     shared: bool = False
@@ -220,3 +229,8 @@ class NetworkConfig(Config):
             require(size >= 1, f"network.hidden_sizes must be positive, got {self.hidden_sizes}")
         check_choice("network.activation", self.activation, list(ACTIVATIONS))
         check_choice("network.init", self.init, list(INITS))
+        if self.gain is not None:
+            require(
+                math.isfinite(self.gain) and self.gain > 0,
+                f"network.gain must be > 0 or null, got {self.gain}",
+            )

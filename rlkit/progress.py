@@ -26,6 +26,10 @@ class ProgressBar:
     def episode(self, episodic_return: float) -> None:
         self.returns.append(float(episodic_return))
 
+    def exclude(self, seconds: float) -> None:
+        """Leave `seconds` (an evaluation) out of the steps/s figure."""
+        self.start_time += seconds
+
     def update(self, step: int, force: bool = False) -> None:
         now = time.perf_counter()
         if self.start_step is None:

@@ -131,6 +131,17 @@ class RunMonitor:
             )
         self.last_step, self.last_time = step, now
 
+    def record_evaluation(self, values: Mapping[str, float], step: int, seconds: float) -> None:
+        """A periodic evaluation's scalars and how long it took; that time is left out of
+        steps/s, which measures training."""
+        self.last_time += seconds
+        if self.bar is not None:
+            self.bar.exclude(seconds)
+        if self.recorder is None:
+            return
+        self.recorder.scalars(values, step)
+        self.recorder.scalar("time/eval_seconds", seconds, step)
+
     def progress(self, step: int) -> None:
         if self.bar is not None:
             self.bar.update(step)

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 import envs
+from rlkit.agent import AgentConfig
 from rlkit.config import (
-    Config,
     check_choice,
     check_non_negative,
     check_unit_interval,
@@ -35,19 +35,14 @@ def _tanh_network() -> NetworkConfig:
 
 
 @dataclasses.dataclass
-class OnPolicyConfig(Config):
-    """Settings every policy-gradient agent has; each agent's config adds its own."""
+class OnPolicyConfig(AgentConfig):
+    """Settings every policy-gradient agent has after the ones every agent has (env, seed,
+    device, eval_*); each agent's config adds its own."""
 
-    env: str = "CartPole-v1"
-    """Gymnasium environment id (Box observations, Discrete actions)."""
     n_envs: int = 8
     """Copies of the environment stepped together."""
     vectorization: str = "sync"
     """sync (copies stepped in this process) or async (one subprocess per copy)."""
-    seed: int = 0
-    """Seeds network init, action sampling, minibatch order and the environments."""
-    device: str = "auto"
-    """auto (CUDA when available, else CPU), cpu, cuda or cuda:N."""
     gamma: float = 0.99
     """Discount factor."""
     n_steps: int = 128
@@ -72,10 +67,8 @@ class OnPolicyConfig(Config):
     """Divergence guard: skip non-finite updates, roll back, stop (see rlkit.guard)."""
 
     def validate(self) -> None:
-        envs.check_env_id(self.env)
-        require(self.n_envs >= 1, f"n_envs must be >= 1, got {self.n_envs}")
+        super().validate()
         check_choice("vectorization", self.vectorization, list(envs.VECTORIZATIONS))
-        require(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
         check_unit_interval("gamma", self.gamma)
         require(self.n_steps >= 1, f"n_steps must be >= 1, got {self.n_steps}")
         check_non_negative("ent_coef", self.ent_coef)
@@ -90,7 +83,17 @@ class OnPolicyConfig(Config):
 
 def build_actor_critic(config: OnPolicyConfig, obs_dim: int, n_actions: int) -> ActorCritic:
     net = config.network
-    return ActorCritic(obs_dim, n_actions, net.hidden_sizes, net.activation, net.init, net.shared)
+    return ActorCritic(
+        obs_dim, n_actions, net.hidden_sizes, net.activation, net.init, net.shared, net.gain
+    )
+
+
+def actor_critic_actions(model: ActorCritic, obs: torch.Tensor, deterministic: bool) -> np.ndarray:
+    """The policy's actions for a batch: the most probable one, or one sampled."""
+    with torch.inference_mode():
+        logits = model.logits(obs)
+        actions = logits.argmax(dim=1) if deterministic else CategoricalLogits(logits).sample()
+    return actions.cpu().numpy()
 
 
 class RolloutBuffer:

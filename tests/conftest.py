@@ -1,6 +1,14 @@
 import pytest
 import torch
 
+from rlkit.device import describe_cpu
+
+
+def pytest_report_header(config):
+    # Learning curves depend on the CPU's float rounding: a failure is traced to a machine.
+    cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA device"
+    return [f"CPU: {describe_cpu()}", f"torch {torch.__version__}; GPU: {cuda}"]
+
 
 @pytest.fixture(autouse=True)
 def _single_thread():

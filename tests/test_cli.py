@@ -44,7 +44,8 @@ def test_train_writes_a_complete_run_folder(trained_run):
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert config["agent"] == "dqn" and config["seed"] == 4 and config["total_steps"] == 1500
     assert config["network"]["hidden_sizes"] == [32, 32]
-    assert "greedy evaluation over 3 episodes" in result.stderr
+    assert "final agent: greedy mean return" in result.stderr
+    assert "over 3 test episodes (seed 10004)" in result.stderr
 
 
 def test_event_files_hold_the_scalars(trained_run):
@@ -53,7 +54,8 @@ def test_event_files_hold_the_scalars(trained_run):
     for tag in (
         "rollout/episodic_return", "rollout/episodic_length", "train/td_loss", "train/mean_q",
         "train/epsilon", "train/learning_rate", "train/grad_norm", "time/steps_per_second",
-        "eval/mean_return",
+        "eval/mean_return", "eval/std_return", "eval/mean_length", "time/eval_seconds",
+        "test/mean_return",
     ):  # fmt: skip
         assert scalars.get(tag), f"missing scalar {tag}"
     assert [step for step, _ in scalars["train/epsilon"]] == [250, 500, 750, 1000, 1250, 1500]

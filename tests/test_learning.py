@@ -17,7 +17,7 @@ def _rlkit_command(arguments: str) -> list[str]:
 
 
 def _train_in_parallel(config: str, seeds, tmp_path) -> None:
-    settings = "--no-progress --set eval_episodes=0 --set torch_threads=1"
+    settings = "--no-progress --set torch_threads=1"
     procs = {
         seed: subprocess.Popen(
             _rlkit_command(

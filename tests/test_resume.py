@@ -17,7 +17,9 @@ from rlkit.checkpoint import list_checkpoints, read_checkpoint
 from .helpers import read_scalars
 
 ROOT = Path(__file__).resolve().parents[1]
-RUN_SETTINGS = {"torch_threads": 1, "eval_episodes": 0}
+RUN_SETTINGS = {"torch_threads": 1}
+# Periodic evaluation on, across the cut: the best agent and its score must survive a resume.
+EVAL = dict(eval_episodes=2)
 
 CASES = {
     # n-step collector pending across the cut, linear lr decay, 2 env copies.
@@ -60,7 +62,9 @@ CASES = {
 def _train(
     name: str, steps: int, overrides: dict, run_dir: Path, stop_at: int | None, every: int = 2
 ):
-    agent = agents.agent_class(name)(env="CartPole-v1", seed=3, device="cpu", **overrides)
+    agent = agents.agent_class(name)(
+        env="CartPole-v1", seed=3, device="cpu", eval_interval=steps // 4, **EVAL, **overrides
+    )
     agent.learn(
         steps,
         run_dir=run_dir,
@@ -78,7 +82,11 @@ def _final_checkpoint(run_dir: Path):
 
 
 def _scalars(run_dir: Path) -> dict:
-    return {tag: v for tag, v in read_scalars(run_dir).items() if not tag.startswith("time/")}
+    """Every scalar but wall-clock times, and the test evaluation that only the CLI's resumed
+    run does after training."""
+    return {
+        tag: v for tag, v in read_scalars(run_dir).items() if not tag.startswith(("time/", "test"))
+    }
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -109,8 +117,14 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, case):
     different = [key for key in compared if not torch.equal(tensors_a[key], tensors_b[key])]
     assert different == []
 
+    assert state_a["validation"]["best_step"] is not None  # (compared above with the rest)
+    best_a = agents.load(straight / "best_agent.safetensors")._state_tensors()
+    best_b = agents.load(cut / "best_agent.safetensors")._state_tensors()
+    assert all(torch.equal(best_a[key], best_b[key]) for key in best_a)
+
     scalars_a, scalars_b = _scalars(straight), _scalars(cut)
     assert "rollout/episodic_return" in scalars_a
+    assert len(scalars_a["eval/mean_return"]) >= 4
     assert scalars_a.keys() == scalars_b.keys()
     for tag in scalars_a:
         assert scalars_a[tag] == scalars_b[tag], tag  # same steps, same values, no duplicates
