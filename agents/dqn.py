@@ -16,7 +16,15 @@ import numpy as np
 import torch
 
 import envs
-from rlkit.agent import Agent, AgentConfig, clip_gradients, crossed, multiples_between
+from rlkit.agent import (
+    Agent,
+    AgentConfig,
+    clip_gradients,
+    crossed,
+    generator_state,
+    multiples_between,
+    restore_generator,
+)
 from rlkit.buffers import PrioritizedReplayBuffer, ReplayBuffer, describe_capacity
 from rlkit.config import (
     check_choice,
@@ -184,6 +192,11 @@ class DQN(Agent):
         if deterministic:
             return self._greedy_actions(obs)
         return self._epsilon_greedy(obs, self.config.exploration_final_eps)
+
+    def _greedy_policy(self):
+        if self._fast is not None and self.device.type == "cpu":
+            return self._greedy_actions  # numpy in, numpy forward
+        return None
 
     def _epsilon_greedy(self, obs: np.ndarray | torch.Tensor, epsilon: float) -> np.ndarray:
         # One uniform draw per copy decides both whether to explore (u < epsilon) and, if so,
@@ -368,11 +381,11 @@ class DQN(Agent):
             "buffer": self.buffer.state_dict() if self.buffer is not None else None,
             "collector": self.collector.state_dict() if self.collector is not None else None,
             "train_stats": {"sums": list(self.train_stats.sums), "count": self.train_stats.count},
-            "sample_generator": self.sample_generator.get_state(),
+            "sample_generator": generator_state(self.sample_generator),
         }
 
     def _restore_extra_state(self, state: dict[str, Any]) -> None:
-        self.sample_generator.set_state(state["sample_generator"])
+        restore_generator(self.sample_generator, state["sample_generator"])
         sums = state["train_stats"]["sums"]  # (a tensor in older checkpoints)
         self.train_stats.sums = [float(v) for v in sums]
         self.train_stats.count = state["train_stats"]["count"]

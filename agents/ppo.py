@@ -130,6 +130,11 @@ class PPO(Agent):
     def _act(self, obs: torch.Tensor, deterministic: bool) -> np.ndarray:
         return actor_critic_actions(self.model, obs, deterministic)
 
+    def _greedy_policy(self):
+        if self._numpy_policy is None:
+            return None
+        return lambda obs: self._actor.forward_numpy(obs).argmax(axis=1)
+
     def _prepare_run(self, start_step: int, end_step: int) -> None:
         cfg = self.config
         self._planned_rollouts = math.ceil((end_step - start_step) / (cfg.n_steps * cfg.n_envs))

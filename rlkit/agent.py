@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import math
 import random
 import time
@@ -113,6 +114,35 @@ class AgentConfig(Config):
 
 class CheckpointWarning(RuntimeWarning):
     """A periodic checkpoint could not be written; training went on."""
+
+
+class DeviceChangeWarning(RuntimeWarning):
+    """A checkpoint written on one device type resumes on another."""
+
+
+def seed_from_state(state: torch.Tensor) -> int:
+    """A 63-bit seed derived from a generator's saved state: re-seeding a generator of another
+    device type from it keeps a resumed run deterministic."""
+    digest = hashlib.sha256(state.detach().cpu().contiguous().numpy().tobytes()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def generator_state(generator: torch.Generator) -> dict[str, Any]:
+    """A device generator's state, under its device type (a CUDA generator's state does not
+    fit a CPU generator, nor the other way round)."""
+    return {"device_type": generator.device.type, "state": generator.get_state()}
+
+
+def restore_generator(generator: torch.Generator, saved: Any) -> None:
+    """Put a state from `generator_state` back; one saved on another device type re-seeds the
+    generator from it instead (deterministic, see DeviceChangeWarning)."""
+    if isinstance(saved, torch.Tensor):  # older checkpoints: the bare state
+        # A CPU (Mersenne Twister) state is 5,056 bytes, a CUDA (Philox) one a few dozen.
+        saved = {"device_type": "cpu" if saved.numel() > 256 else "cuda", "state": saved}
+    if saved["device_type"] == generator.device.type:
+        generator.set_state(saved["state"])
+    else:
+        generator.manual_seed(seed_from_state(saved["state"]))
 
 
 def check_spaces(agent: str, env_id: str, observation_space: gym.Space, action_space: gym.Space):
@@ -457,6 +487,7 @@ class Agent:
         state = {
             "format": CHECKPOINT_FORMAT,
             "agent": type(self).__name__,
+            "device_type": self.device.type,  # what the device-specific random states are for
             "config": self.config.to_dict(),
             "counters": {
                 "global_step": self.global_step,
@@ -513,8 +544,23 @@ class Agent:
         self.rng.bit_generator.state = rng["numpy"]
         random.setstate(_as_tuple(rng["python"]))
         torch.set_rng_state(rng["torch"])
-        if "cuda" in rng and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
+        written_on = state.get("device_type", self.device.type)
+        if written_on != self.device.type:
+            warnings.warn(
+                f"the checkpoint was written on {written_on} and resumes on "
+                f"{self.device.type}: random draws made on the device (replay sampling, "
+                "minibatch order) are re-seeded from their saved state, so the run goes on "
+                "deterministically but exactly as the uninterrupted one only on the same device "
+                "type",
+                DeviceChangeWarning,
+                stacklevel=2,
+            )
+        if torch.cuda.is_available():
+            if "cuda" in rng:
+                for index, cuda_state in enumerate(rng["cuda"][: torch.cuda.device_count()]):
+                    torch.cuda.set_rng_state(cuda_state, index)
+            else:  # written without CUDA: derive CUDA's generators from the saved CPU state
+                torch.cuda.manual_seed_all(seed_from_state(rng["torch"]))
         self._restore_extra_state(unflatten_state(state["extra"], tensors))
         if self.guard is not None and state.get("guard") is not None:
             self.guard.load_state_dict(state["guard"])
@@ -544,13 +590,19 @@ class Agent:
         change the training run."""
         if seed is None:
             seed = seed_for_testing(self.config.seed)
+        greedy = self._greedy_policy() if deterministic else None
         with self._random_state_kept():
             return evaluate(
-                lambda obs: self.act(obs, deterministic=deterministic),
+                greedy or (lambda obs: self.act(obs, deterministic=deterministic)),
                 self.config.env,
                 n_episodes,
                 seed,
             )
+
+    def _greedy_policy(self) -> Callable[[np.ndarray], np.ndarray] | None:
+        """A faster greedy policy over batches of env observations, where the agent has one
+        (numpy on the CPU); None: `act`."""
+        return None
 
     @contextlib.contextmanager
     def _random_state_kept(self) -> Iterator[None]:

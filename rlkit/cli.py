@@ -12,6 +12,7 @@ import json
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -340,7 +341,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"rlkit: warning: {message}\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    warnings.formatwarning = _one_line_warning  # a notice, not a source listing
     args = build_parser().parse_args(argv)
     try:
         if args.command == "train":

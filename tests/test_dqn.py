@@ -143,8 +143,8 @@ def test_n_step_agent_stores_discounted_returns():
     agent = DQN(**{**SMALL, "learning_starts": 10**6}, n_steps=3, n_envs=2, gamma=0.9, seed=0)
     agent.learn(600)
     n = len(agent.buffer)
-    discounts = agent.buffer.discounts[:n]
-    rewards = agent.buffer.rewards[:n]
+    discounts = agent.buffer.discounts[:n].cpu()  # (on the training device)
+    rewards = agent.buffer.rewards[:n].cpu()
     allowed = torch.tensor([0.9, 0.81, 0.729])
     assert torch.all((discounts[:, None] - allowed).abs().min(dim=1).values < 1e-6)
     # CartPole pays 1 per step: a k-step return is 1 + 0.9 + ... + 0.9^(k-1) = (1 - 0.9^k) / 0.1.

@@ -79,8 +79,9 @@ def test_dqn_stores_only_real_transitions_across_episode_boundaries(n_envs):
     agent.learn(1_200)
     buf = agent.buffer
     n = len(buf)
-    obs, next_obs = buf.obs[:n].numpy(), buf.next_obs[:n].numpy()
-    terminated, truncated = buf.terminated[:n].numpy(), buf.truncated[:n].numpy()
+    # The buffer lives on the training device (CUDA where there is one).
+    obs, next_obs = buf.obs[:n].cpu().numpy(), buf.next_obs[:n].cpu().numpy()
+    terminated, truncated = buf.terminated[:n].cpu().numpy(), buf.truncated[:n].cpu().numpy()
     assert terminated.any() and truncated.any()
     for i in range(n_envs):
         rows = np.arange(i, n, n_envs)  # the vector env writes its copies side by side

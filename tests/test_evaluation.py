@@ -41,7 +41,7 @@ SMALL = {
 
 def make(name: str, seed: int = 0, **overrides):
     config = {**SMALL[name], **overrides}
-    return agents.agent_class(name)(env="CartPole-v1", seed=seed, device="cpu", **config)
+    return agents.agent_class(name)(env="CartPole-v1", seed=seed, **config)
 
 
 def first_observations(seed: int, n_envs: int) -> np.ndarray:
@@ -286,3 +286,13 @@ def test_eval_agent_best_without_a_best_agent_is_a_one_line_error(evaluated_run,
         result = rlkit("eval", *args)
         assert result.returncode == 2 and "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1 and fragment in result.stderr
+
+
+@pytest.mark.parametrize("name", ["dqn", "ppo"])
+def test_the_numpy_greedy_policy_of_evaluations_acts_as_act(name):
+    agent = make(name, seed=3, device="cpu")
+    agent.learn(1_000)
+    greedy = agent._greedy_policy()
+    assert greedy is not None  # plain MLPs on the CPU evaluate in numpy
+    obs = np.random.default_rng(0).normal(size=(512, 4)).astype(np.float32)
+    assert np.array_equal(greedy(obs), agent.act(obs, deterministic=True))

@@ -35,9 +35,11 @@ def _train_in_parallel(config: str, seeds, tmp_path) -> None:
         assert proc.returncode == 0, f"seed {seed}: {stderr}"
 
 
-def _greedy_eval(run_dir: Path, episodes: int = 20, seed: int = 12345) -> dict:
+def _greedy_eval(run_dir: Path, episodes: int = 20, agent: str = "final") -> dict:
+    """`rlkit eval RUN_DIR --agent final|best`, on the run's test seeds (training seed + 10,000:
+    episodes neither training nor the choice of the best agent saw)."""
     result = subprocess.run(
-        _rlkit_command(f"eval {run_dir} --episodes {episodes} --seed {seed} --json"),
+        _rlkit_command(f"eval {run_dir} --agent {agent} --episodes {episodes} --json"),
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -49,11 +51,14 @@ def _greedy_eval(run_dir: Path, episodes: int = 20, seed: int = 12345) -> dict:
 
 @pytest.mark.slow
 def test_dqn_cartpole_config_solves_on_seeds_1_2_3(tmp_path):
+    # The best agent of the periodic evaluations: 20/20 seeds at 500 on this config (README,
+    # "Results"). The final agent's outcome depends more on the last updates' rounding, which
+    # differs between CPUs; the PPO test below checks a final agent.
     seeds = (1, 2, 3)
     _train_in_parallel("configs/dqn_cartpole.yaml", seeds, tmp_path)
-    means = {seed: _greedy_eval(tmp_path / f"s{seed}")["mean_return"] for seed in seeds}
-    print(f"DQN CartPole-v1, 50k steps, greedy mean over 20 episodes: {means}")
-    assert all(mean >= 475 for mean in means.values()), means
+    best = {s: _greedy_eval(tmp_path / f"s{s}", agent="best")["mean_return"] for s in seeds}
+    print(f"DQN CartPole-v1, 50k steps, best agent, greedy mean over 20 test episodes: {best}")
+    assert all(mean >= 475 for mean in best.values()), best
 
 
 @pytest.mark.slow
