@@ -403,3 +403,97 @@ def test_cuda_trajectory_and_state_dict_across_devices():
     cpu_opt.load_state_dict(opt.state_dict())
     assert cpu_opt.state[next(cpu_net.parameters())]["exp_avg"].device.type == "cpu"
     _train(cpu_net, cpu_opt, x.cpu(), y.cpu(), 10)
+
+
+# ----------------------------------------------------------------------------- capturable
+
+DEVICES = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+ADAM_OPTIONS = [
+    {},
+    {"amsgrad": True, "weight_decay": 1e-2},
+    {"decoupled_weight_decay": True, "weight_decay": 1e-1},
+    {"maximize": True},
+]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("options", ADAM_OPTIONS)
+def test_capturable_fused_adam_is_torchs_capturable_fused_adam(options, dtype, device):
+    """torch accepts capturable=True with its fused kernel on the CPU: the same step count on
+    the device, the same learning rate as a device tensor, the same bits."""
+    ours, x, y = _problem(dtype)
+    ours, x, y = ours.to(device), x.to(device), y.to(device)
+    theirs = copy.deepcopy(ours)
+    lr = torch.tensor(1e-3, dtype=dtype, device=device)
+    opt = ro.Adam(ours.parameters(), lr=lr.clone(), capturable=True, fused=True, **options)
+    torch_opt = torch.optim.Adam(
+        theirs.parameters(), lr=lr.clone(), capturable=True, fused=True, **options
+    )
+    _train(ours, opt, x, y, 100, options.get("maximize", False))
+    _train(theirs, torch_opt, x, y, 100, options.get("maximize", False))
+    pairs = zip(ours.parameters(), theirs.parameters(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+    step = opt.state[next(ours.parameters())]["step"]
+    assert step.device.type == device and float(step) == 100
+
+
+@pytest.mark.parametrize("options", ADAM_OPTIONS)
+def test_capturable_written_out_adam_follows_torchs_adam(options):
+    """fused=False: torch's capturable formula (bias corrections computed on the device from
+    the step tensor), which agrees with the plain update to rounding."""
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # torch's step counts are float64 then, as ours
+    try:
+        ours, x, y = _problem(torch.float64)
+        theirs = copy.deepcopy(ours)
+        opt = ro.Adam(ours.parameters(), lr=1e-3, capturable=True, fused=False, **options)
+        torch_opt = torch.optim.Adam(theirs.parameters(), lr=1e-3, foreach=False, **options)
+        _train(ours, opt, x, y, 300, options.get("maximize", False))
+        _train(theirs, torch_opt, x, y, 300, options.get("maximize", False))
+    finally:
+        torch.set_default_dtype(default)
+    assert _max_relative_difference(ours, theirs) <= 1e-12
+
+
+def test_capturable_step_count_is_one_device_tensor_counted_in_place():
+    net, x, y = _problem(torch.float32)
+    opt = ro.Adam(net.parameters(), lr=1e-3, capturable=True)
+    _train(net, opt, x, y, 1)
+    step = opt.state[next(net.parameters())]["step"]
+    _train(net, opt, x, y, 4)
+    # The same tensor, counted in place: a captured graph that replays the step sees it move.
+    assert opt.state[next(net.parameters())]["step"] is step and float(step) == 5
+    assert all(entry["step"] is step for entry in opt.state.values())
+    # state_dicts go both ways with torch's capturable Adam.
+    torch_opt = torch.optim.Adam(copy.deepcopy(net).parameters(), lr=1e-3, capturable=True)
+    torch_opt.load_state_dict(opt.state_dict())
+    again = ro.Adam(net.parameters(), lr=1e-3, capturable=True)
+    again.load_state_dict(torch_opt.state_dict())
+    assert float(again.state[next(net.parameters())]["step"]) == 5
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_capturable_adam_step_replays_in_a_cuda_graph():
+    net, x, y = _problem(torch.float32)
+    net, x, y = net.cuda(), x.cuda(), y.cuda()
+    eager = copy.deepcopy(net)
+    opt = ro.Adam(net.parameters(), lr=torch.tensor(1e-3, device="cuda"), capturable=True)
+    eager_opt = ro.Adam(eager.parameters(), lr=1e-3)
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):  # warm-up outside the graph: state is created here
+        _train(net, opt, x, y, 3)
+    torch.cuda.current_stream().wait_stream(stream)
+    _train(eager, eager_opt, x, y, 3)
+    graph = torch.cuda.CUDAGraph()
+    opt.zero_grad(set_to_none=False)
+    with torch.cuda.graph(graph):
+        loss = (net(x) - y).square().mean()
+        loss.backward()
+        opt.step()
+    for _ in range(20):
+        graph.replay()
+        _train(eager, eager_opt, x, y, 1)
+    assert float(opt.state[next(net.parameters())]["step"]) == 23
+    assert _max_relative_difference(net, eager) <= 1e-4

@@ -62,6 +62,9 @@ class _Bucket:
         self.flat_grad = torch.empty(0)
         self.state: dict[str, Tensor] = {}  # flat state tensors, by state key
         self.step = 0  # steps taken by every parameter of the bucket (the uniform case)
+        # capturable optimizers: the step count as a tensor on the parameters' device, counted
+        # there, so a step reads nothing from the host (and can be captured in a CUDA graph).
+        self.step_tensor: Tensor | None = None
         self.uniform = True  # False once some parameters stepped without the others
         self.flatten()
 
@@ -139,6 +142,10 @@ class FlatOptimizer(torch.optim.Optimizer):
     def _init_state(self, group: dict[str, Any], flat: Tensor) -> dict[str, Tensor]:
         """Fresh flat state for a bucket (called at its first step)."""
         raise NotImplementedError
+
+    def _step_dtype(self, group: dict[str, Any], flat: Tensor) -> torch.dtype:
+        """dtype of a capturable step count (torch's choice for the same path)."""
+        return scalar_dtype()
 
     def _update(
         self,
@@ -220,11 +227,23 @@ class FlatOptimizer(torch.optim.Optimizer):
             self._expose_state(bucket)
         if bucket.uniform and not any(missing):
             bucket.step += 1
+            step: int | Tensor = bucket.step
+            if group.get("capturable"):
+                if bucket.step_tensor is None:
+                    dtype = self._step_dtype(group, bucket.flat)
+                    bucket.step_tensor = torch.zeros((), dtype=dtype, device=bucket.flat.device)
+                    self._expose_state(bucket)
+                step = bucket.step_tensor.add_(1)
             grad = bucket.gather_grads(grads)
             if group["maximize"]:
                 grad.neg_()
-            self._update(group, bucket.flat, grad, bucket.state, bucket.step, bucket.scratch)
+            self._update(group, bucket.flat, grad, bucket.state, step, bucket.scratch)
             return
+        if group.get("capturable"):
+            raise RuntimeError(
+                f"{type(self).__name__}(capturable=True) steps all parameters of a group "
+                "together; some have no gradient this step"
+            )
         self._step_each(group, bucket, missing)
 
     def _step_each(self, group: dict[str, Any], bucket: _Bucket, missing: list[bool]) -> None:
@@ -274,7 +293,9 @@ class FlatOptimizer(torch.optim.Optimizer):
                     entry[key] = flat
                 else:
                     entry[key] = flat[o : o + n].view_as(p)
-            if bucket.uniform:
+            if bucket.step_tensor is not None:  # capturable: the device count itself
+                entry["step"] = bucket.step_tensor
+            elif bucket.uniform:
                 entry["step"] = torch.tensor(float(bucket.step), dtype=scalar_dtype())
             else:
                 entry["step"] = self.state[p].get("step", torch.tensor(0.0, dtype=scalar_dtype()))
@@ -283,7 +304,7 @@ class FlatOptimizer(torch.optim.Optimizer):
     def _sync_steps(self) -> None:
         for buckets in self._buckets.values():
             for bucket in buckets:
-                if bucket.state and bucket.uniform:
+                if bucket.state and bucket.uniform and bucket.step_tensor is None:
                     for p in bucket.params:
                         self.state[p]["step"] = torch.tensor(
                             float(bucket.step), dtype=scalar_dtype()
@@ -319,6 +340,12 @@ class FlatOptimizer(torch.optim.Optimizer):
         steps = [float(entry["step"]) for entry in loaded]
         bucket.uniform = all(s == steps[0] for s in steps)
         bucket.step = int(steps[0]) if bucket.uniform else 0
+        bucket.step_tensor = None
+        if group.get("capturable") and bucket.uniform:
+            dtype = self._step_dtype(group, bucket.flat)
+            bucket.step_tensor = torch.full(
+                (), float(bucket.step), dtype=dtype, device=bucket.flat.device
+            )
         if not bucket.uniform:
             for p, entry in zip(bucket.params, loaded, strict=True):
                 self.state[p]["step"] = entry["step"]

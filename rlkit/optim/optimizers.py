@@ -195,6 +195,13 @@ class Adam(FlatOptimizer):
     kernel computes the same formula in one pass instead of seven (on the 67k-parameter DQN
     network ~25 us instead of ~190 us per step on CPU, benchmarks/optim_step.py) and agrees
     with the written-out update to rounding (tests/test_optim.py).
+
+    `capturable`: as in torch.optim, a step that reads nothing from the host, so that it can
+    be captured in a CUDA graph: the step count is a tensor on the parameters' device, counted
+    there; the bias corrections are computed there; the learning rate may be a 0-dim tensor on
+    the device (a scheduler then writes into it). Same results as the default, to rounding:
+    the fused path is torch's Adam(capturable=True, fused=True) to the bit, the written-out one
+    torch's capturable single-tensor formula.
     """
 
     def __init__(
@@ -209,6 +216,7 @@ class Adam(FlatOptimizer):
         maximize: bool = False,
         decoupled_weight_decay: bool = False,
         fused: bool | None = None,
+        capturable: bool = False,
     ) -> None:
         check_finite_lr(lr)
         check_range("epsilon value", eps)
@@ -216,9 +224,12 @@ class Adam(FlatOptimizer):
         check_range("weight_decay value", weight_decay)
         if fused not in (None, True, False):
             raise ValueError(f"Invalid fused: {fused!r}; expected true, false or null")
+        if isinstance(lr, Tensor) and not capturable and lr.device.type != "cpu":
+            raise ValueError("lr as a tensor on a device needs capturable=True")
         defaults = dict(
             lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
             maximize=maximize, decoupled_weight_decay=decoupled_weight_decay, fused=fused,
+            capturable=bool(capturable),
         )  # fmt: skip
         super().__init__(params, defaults)
         if fused:
@@ -241,6 +252,9 @@ class Adam(FlatOptimizer):
         if group.get("fused") is not False and _fused_kernel_supports(param):
             self._fused_update(group, param, grad, state, step)
             return
+        if group.get("capturable"):
+            self._capturable_update(group, param, grad, state, step, scratch)
+            return
         if group["weight_decay"] != 0:
             if group["decoupled_weight_decay"]:
                 param.mul_(1 - lr * group["weight_decay"])
@@ -261,17 +275,50 @@ class Adam(FlatOptimizer):
         denom.div_(bias_correction2_sqrt).add_(eps)
         param.addcdiv_(exp_avg, denom, value=-step_size)
 
+    def _step_dtype(self, group, flat):
+        fused = group.get("fused") is not False and _fused_kernel_supports(flat)
+        return torch.float32 if fused else scalar_dtype()  # the fused kernel reads float32
+
+    @staticmethod
+    def _capturable_update(group, param, grad, state, step, scratch):
+        """The update with the step count (and maybe lr) as device tensors, in torch's order
+        for capturable single-tensor Adam: no host read anywhere."""
+        lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
+        if group["weight_decay"] != 0:
+            if group["decoupled_weight_decay"]:
+                param.mul_(1 - lr * group["weight_decay"])
+            else:
+                grad.add_(param, alpha=group["weight_decay"])
+        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+        exp_avg.lerp_(grad, 1 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        bias_correction1 = 1 - torch.pow(beta1, step)
+        bias_correction2 = 1 - torch.pow(beta2, step)
+        step_size_neg = (lr / bias_correction1).neg()
+        bias_correction2_sqrt = bias_correction2.sqrt()
+        second = exp_avg_sq
+        if group["amsgrad"]:
+            second = state["max_exp_avg_sq"]
+            torch.maximum(second, exp_avg_sq, out=second)
+        denom = torch.sqrt(second, out=scratch)
+        denom.div_(bias_correction2_sqrt * step_size_neg).add_(eps / step_size_neg)
+        param.addcdiv_(exp_avg, denom)
+
     @staticmethod
     def _fused_update(group, param, grad, state, step):
         """The update above in one kernel. `grad` is already negated under maximize."""
         kernel = torch._fused_adamw_ if group["decoupled_weight_decay"] else torch._fused_adam_
         beta1, beta2 = group["betas"]
         amsgrad = [state["max_exp_avg_sq"]] if group["amsgrad"] else []
-        # The kernel reads the step count from a tensor on the parameters' device.
-        step_tensor = torch.full((), float(step), dtype=torch.float32, device=param.device)
+        lr = group["lr"]
+        if isinstance(step, Tensor):  # capturable: the count already lives on the device
+            step_tensor = step
+        else:  # the kernel reads the step count from a tensor on the parameters' device
+            step_tensor = torch.full((), float(step), dtype=torch.float32, device=param.device)
+            lr = float(lr)
         kernel(
             [param], [grad], [state["exp_avg"]], [state["exp_avg_sq"]], amsgrad, [step_tensor],
-            lr=float(group["lr"]), beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"],
+            lr=lr, beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"],
             eps=group["eps"], amsgrad=group["amsgrad"], maximize=False,
         )  # fmt: skip
 
@@ -290,10 +337,11 @@ class AdamW(Adam):
         *,
         maximize: bool = False,
         fused: bool | None = None,
+        capturable: bool = False,
     ) -> None:
         super().__init__(
             params, lr, betas, eps, weight_decay, amsgrad,
-            maximize=maximize, decoupled_weight_decay=True, fused=fused,
+            maximize=maximize, decoupled_weight_decay=True, fused=fused, capturable=capturable,
         )  # fmt: skip
 
 
