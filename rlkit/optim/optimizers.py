@@ -252,9 +252,6 @@ class Adam(FlatOptimizer):
         if group.get("fused") is not False and _fused_kernel_supports(param):
             self._fused_update(group, param, grad, state, step)
             return
-        if group.get("capturable"):
-            self._capturable_update(group, param, grad, state, step, scratch)
-            return
         if group["weight_decay"] != 0:
             if group["decoupled_weight_decay"]:
                 param.mul_(1 - lr * group["weight_decay"])
@@ -263,46 +260,27 @@ class Adam(FlatOptimizer):
         exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
         exp_avg.lerp_(grad, 1 - beta1)
         exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        bias_correction1 = 1 - beta1**step
-        bias_correction2_sqrt = (1 - beta2**step) ** 0.5
-        step_size = lr / bias_correction1
-        if group["amsgrad"]:
-            max_exp_avg_sq = state["max_exp_avg_sq"]
-            torch.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
-            denom = torch.sqrt(max_exp_avg_sq, out=scratch)
-        else:
-            denom = torch.sqrt(exp_avg_sq, out=scratch)
-        denom.div_(bias_correction2_sqrt).add_(eps)
-        param.addcdiv_(exp_avg, denom, value=-step_size)
-
-    def _step_dtype(self, group, flat):
-        fused = group.get("fused") is not False and _fused_kernel_supports(flat)
-        return torch.float32 if fused else scalar_dtype()  # the fused kernel reads float32
-
-    @staticmethod
-    def _capturable_update(group, param, grad, state, step, scratch):
-        """The update with the step count (and maybe lr) as device tensors, in torch's order
-        for capturable single-tensor Adam: no host read anywhere."""
-        lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
-        if group["weight_decay"] != 0:
-            if group["decoupled_weight_decay"]:
-                param.mul_(1 - lr * group["weight_decay"])
-            else:
-                grad.add_(param, alpha=group["weight_decay"])
-        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-        exp_avg.lerp_(grad, 1 - beta1)
-        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        bias_correction1 = 1 - torch.pow(beta1, step)
-        bias_correction2 = 1 - torch.pow(beta2, step)
-        step_size_neg = (lr / bias_correction1).neg()
-        bias_correction2_sqrt = bias_correction2.sqrt()
         second = exp_avg_sq
         if group["amsgrad"]:
             second = state["max_exp_avg_sq"]
             torch.maximum(second, exp_avg_sq, out=second)
         denom = torch.sqrt(second, out=scratch)
-        denom.div_(bias_correction2_sqrt * step_size_neg).add_(eps / step_size_neg)
-        param.addcdiv_(exp_avg, denom)
+        if group.get("capturable"):
+            # torch's capturable order: bias corrections from the step tensor, on the device;
+            # no host read anywhere.
+            step_size_neg = (lr / (1 - torch.pow(beta1, step))).neg()
+            bias_correction2_sqrt = (1 - torch.pow(beta2, step)).sqrt()
+            denom.div_(bias_correction2_sqrt * step_size_neg).add_(eps / step_size_neg)
+            param.addcdiv_(exp_avg, denom)
+            return
+        bias_correction1 = 1 - beta1**step
+        bias_correction2_sqrt = (1 - beta2**step) ** 0.5
+        denom.div_(bias_correction2_sqrt).add_(eps)
+        param.addcdiv_(exp_avg, denom, value=-lr / bias_correction1)
+
+    def _step_dtype(self, group, flat):
+        fused = group.get("fused") is not False and _fused_kernel_supports(flat)
+        return torch.float32 if fused else scalar_dtype()  # the fused kernel reads float32
 
     @staticmethod
     def _fused_update(group, param, grad, state, step):
