@@ -34,6 +34,9 @@ def main() -> None:
     parser.add_argument("--check-every", type=int, default=2_048)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument(
+        "--rlkit-only", action="store_true", help="skip SB3 (to compare rlkit settings)"
+    )
     args = parser.parse_args()
     seeds = parse_seeds(args.seeds)
     every = str(args.check_every)
@@ -45,7 +48,7 @@ def main() -> None:
         ours = {s: pool.submit(run_worker, "rlkit", args.algo, str(s), *rlkit_args) for s in seeds}
         theirs = {
             s: pool.submit(run_worker, "sb3", args.algo, str(s), "--check-every", every)
-            for s in seeds
+            for s in ([] if args.rlkit_only else seeds)
         }
         ours = {s: f.result() for s, f in ours.items()}
         theirs = {s: f.result() for s, f in theirs.items()}
@@ -59,6 +62,8 @@ def main() -> None:
     overrides = " ".join(f"--set {o}" for o in args.overrides)
     print(f"### {args.algo.upper()} CartPole-v1: rlkit {CONFIGS[args.algo]} {overrides} vs SB3 zoo")
     print(f"CPU: {describe_cpu()}; greedy check every {args.check_every:,} steps, 20 episodes\n")
+    if args.rlkit_only:
+        theirs = {s: {"solved_step": None, "final_eval": float("nan")} for s in seeds}
     print("| seed | rlkit steps to 475 | SB3 steps to 475 | rlkit final | SB3 final |")
     print("| ---: | ---: | ---: | ---: | ---: |")
     for s in seeds:
@@ -68,6 +73,8 @@ def main() -> None:
         )
     print()
     for name, results in (("rlkit", ours), ("SB3", theirs)):
+        if name == "SB3" and args.rlkit_only:
+            break
         values = [steps(r) for r in results.values()]
         solved = [v for v in values if v != math.inf]
         finals = sum(r["final_eval"] >= 475 for r in results.values())
@@ -77,6 +84,8 @@ def main() -> None:
             f"{cell(statistics.median(values))}, mean over solved {mean}, "
             f"final >= 475 {finals}/{len(values)}"
         )
+    if args.rlkit_only:
+        return
     fewer = sum(steps(ours[s]) < steps(theirs[s]) for s in seeds)
     equal = sum(steps(ours[s]) == steps(theirs[s]) for s in seeds)
     print(f"per seed: rlkit needed fewer steps on {fewer}, as many on {equal}, more on "

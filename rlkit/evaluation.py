@@ -141,8 +141,10 @@ class ValidationRecord:
     """Evaluations in a row at or above `stop_at_return`."""
 
     def update(self, mean_return: float, step: int, stop_at_return: float | None) -> bool:
-        """Count an evaluation in; True if it is the best so far."""
-        improved = self.best_mean is None or mean_return > self.best_mean
+        """Count an evaluation in; True if it is the best so far. A tie goes to the newer
+        agent: returns often saturate (CartPole's 500), and of two agents at the cap the one
+        that has trained longer is the one whose score has lasted."""
+        improved = self.best_mean is None or mean_return >= self.best_mean
         if improved:
             self.best_mean, self.best_step = mean_return, step
         reached = stop_at_return is not None and mean_return >= stop_at_return

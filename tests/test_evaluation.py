@@ -97,9 +97,10 @@ def test_validation_record_keeps_the_first_best_and_counts_streaks():
     record = ValidationRecord()
     assert record.update(10.0, 100, stop_at_return=20.0)
     assert record.update(25.0, 200, stop_at_return=20.0) and record.streak == 1
-    assert not record.update(25.0, 300, stop_at_return=20.0)  # a tie keeps the earlier agent
-    assert record.streak == 2 and record.best_step == 200
+    assert record.update(25.0, 300, stop_at_return=20.0)  # a tie goes to the newer agent
+    assert record.streak == 2 and record.best_step == 300
     assert not record.update(5.0, 400, stop_at_return=20.0) and record.streak == 0
+    assert record.best_step == 300 and record.best_mean == 25.0
     copy = ValidationRecord()
     copy.load_state_dict(json.loads(json.dumps(record.state_dict())))
     assert copy == record
@@ -130,7 +131,7 @@ def test_evaluations_are_logged_and_the_best_agent_is_the_one_evaluated_best(tmp
     assert [v for _, v in means] == pytest.approx([v for _, v in scalars["eval/mean_length"]])
 
     best_value = max(v for _, v in means)
-    best_step = next(step for step, v in means if v == best_value)  # the first of equals
+    best_step = [step for step, v in means if v == best_value][-1]  # the newest of equals
     assert agent.validation.best_step == best_step
     assert agent.validation.best_mean == pytest.approx(best_value)
     best = agents.load(tmp_path / "best_agent.safetensors")
