@@ -60,10 +60,16 @@ CASES = {
 
 
 def _train(
-    name: str, steps: int, overrides: dict, run_dir: Path, stop_at: int | None, every: int = 2
+    name: str,
+    steps: int,
+    overrides: dict,
+    run_dir: Path,
+    stop_at: int | None,
+    every: int = 2,
+    device: str = "cpu",
 ):
     agent = agents.agent_class(name)(
-        env="CartPole-v1", seed=3, device="cpu", eval_interval=steps // 4, **EVAL, **overrides
+        env="CartPole-v1", seed=3, device=device, eval_interval=steps // 4, **EVAL, **overrides
     )
     agent.learn(
         steps,
@@ -89,12 +95,19 @@ def _scalars(run_dir: Path) -> dict:
     }
 
 
-@pytest.mark.parametrize("case", list(CASES))
-def test_resumed_run_equals_uninterrupted_run(tmp_path, case):
+# Every case on the CPU; on a CUDA machine, DQN and PPO on the GPU as well (same device type:
+# bit-exact there too).
+RUNS = [(case, "cpu") for case in CASES]
+if torch.cuda.is_available():
+    RUNS += [("dqn_nstep", "cuda"), ("ppo", "cuda")]
+
+
+@pytest.mark.parametrize(("case", "device"), RUNS, ids=[f"{c}-{d}" for c, d in RUNS])
+def test_resumed_run_equals_uninterrupted_run(tmp_path, case, device):
     name, steps, overrides = CASES[case]
     straight, cut = tmp_path / "straight", tmp_path / "cut"
-    _train(name, steps, overrides, straight, stop_at=None)
-    half = _train(name, steps, overrides, cut, stop_at=steps // 2)
+    _train(name, steps, overrides, straight, stop_at=None, device=device)
+    half = _train(name, steps, overrides, cut, stop_at=steps // 2, device=device)
     assert steps // 2 <= half.global_step < steps  # stopped at the checkpoint, half way
     resumed = subprocess.run(
         [sys.executable, "-m", "rlkit.cli", "train", "--resume", str(cut), "--no-progress"],
