@@ -615,11 +615,13 @@ class Agent:
                 self.rng.bit_generator.state = numpy_state
                 random.setstate(python_state)
 
-    def record_test(self, run_dir: str | Path, result: EvalResult, prefix: str = "test") -> None:
-        """The evaluation after training (test seeds) in the run's TensorBoard."""
+    def record_test(self, run_dir: str | Path, results: Mapping[str, EvalResult]) -> None:
+        """The evaluations after training (test seeds) in the run's TensorBoard, by tag prefix
+        (`test` for the final agent, `test_best` for the best one)."""
         recorder = Recorder(run_dir)
-        recorder.scalar(f"{prefix}/mean_return", result.mean_return, self.global_step)
-        recorder.scalar(f"{prefix}/std_return", result.std_return, self.global_step)
+        for prefix, result in results.items():
+            recorder.scalar(f"{prefix}/mean_return", result.mean_return, self.global_step)
+            recorder.scalar(f"{prefix}/std_return", result.std_return, self.global_step)
         recorder.close()
 
     # ------------------------------------------------------------------ saving

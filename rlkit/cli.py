@@ -278,9 +278,9 @@ def _test_final_and_best(agent: Any, run_dir: Path) -> None:
     best_file = run_dir / BEST_AGENT_FILE
     if best_file.exists():
         contenders.append(("best", agents.load(best_file, device=str(agent.device)), "test_best"))
+    results = {}
     for label, candidate, prefix in contenders:
-        result = candidate.evaluate(episodes, seed=seed)
-        agent.record_test(run_dir, result, prefix)
+        results[prefix] = result = candidate.evaluate(episodes, seed=seed)
         where = ""
         if candidate.saved_evaluation is not None:
             saved = candidate.saved_evaluation
@@ -290,6 +290,9 @@ def _test_final_and_best(agent: Any, run_dir: Path) -> None:
             f"{result.std_return:.2f} over {len(result.returns)} test episodes (seed {seed})",
             file=sys.stderr,
         )
+    agent.record_test(run_dir, results)
+    for _, candidate, _ in contenders[1:]:
+        candidate.close()
 
 
 def _load_agent(path: Path, which: str | None, device: str) -> tuple[Any, Path]:
