@@ -81,3 +81,17 @@ def test_mlp_gradients_match_finite_differences(activation):
 
     inputs = tuple(p.detach().clone().requires_grad_(True) for p in net.parameters())
     assert torch.autograd.gradcheck(loss_of_params, inputs, eps=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("gain", [None, 2**0.5])
+def test_hidden_layers_are_initialised_with_the_configured_gain(gain):
+    from rlkit.networks import ActorCritic
+
+    model = ActorCritic(4, 2, [64, 64], activation="tanh", init="orthogonal", gain=gain)
+    expected = torch.nn.init.calculate_gain("tanh") if gain is None else gain
+    first, second = model.policy.net[0].weight, model.policy.net[2].weight
+    # Orthogonal init: the columns of the (64, 4) matrix are orthogonal with norm `gain`.
+    assert torch.allclose(first.T @ first, expected**2 * torch.eye(4), atol=1e-5)
+    assert torch.allclose(second @ second.T, expected**2 * torch.eye(64), atol=1e-4)
+    head = model.policy.net[4].weight  # the policy head keeps its small gain
+    assert torch.allclose(head @ head.T, 0.01**2 * torch.eye(2), atol=1e-7)
