@@ -6,7 +6,7 @@ line. Used by vs_sb3.py and time_to_solve.py, which alternate rlkit and SB3 runs
 Timing covers building the agent and training (not imports, not evaluation). With
 --check-every, training pauses every N env steps for a greedy evaluation over 20 episodes; the
 pause is excluded from the clock, and the first step at which the mean reaches 475 is reported
-with the training time it took to get there.
+with the training time it took to get there (checks stop after that: only the first counts).
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ class Clock:
         return time.perf_counter() - self.start - self.paused
 
     def check(self, step: int, policy) -> None:
+        if self.solved_at is not None:
+            return  # only the first solve is measured; later checks would only cost time
         elapsed = self.training_seconds()
         pause_start = time.perf_counter()
         mean = evaluate(policy, ENV_ID, EVAL_EPISODES, seed=10_000 + self.seed).mean_return

@@ -1,4 +1,5 @@
-"""Command line: `rlkit train CONFIG ...` and `rlkit eval PATH ...`.
+"""Command line: `rlkit train CONFIG ...` (also over many seeds), `rlkit eval PATH ...` and
+`rlkit report DIR ...`.
 
 A user's mistake (missing file, bad key, unknown env, ...) prints one line on stderr and exits
 with code 2; a traceback means a bug in rlkit.
@@ -82,6 +83,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue the run in RUN_DIR from its newest good checkpoint (no CONFIG then)",
     )
     train.add_argument("--seed", type=int, help="override the config's seed")
+    train.add_argument(
+        "--seeds",
+        metavar="LIST",
+        help="train one run per seed (1-10 or 1,4,7) in parallel processes, each in "
+        "PARENT/seed_<k>; PARENT is --run-dir (default: runs/<config>_<time>)",
+    )
+    train.add_argument(
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="with --seeds: how many seeds run at a time (default: the number of cores; "
+        "torch threads are divided among them)",
+    )
     train.add_argument("--steps", type=int, help="override total_steps")
     train.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     train.add_argument("--run-dir", help="run folder (default: runs/<config>_s<seed>_<time>)")
@@ -94,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a config value, e.g. --set optimizer.lr=3e-4 (repeatable)",
     )
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    # For the seeds of --seeds: progress as JSON lines on stdout, for the parent to show.
+    train.add_argument("--progress-jsonl", action="store_true", help=argparse.SUPPRESS)
 
     ev = sub.add_parser("eval", help="run greedy episodes with a saved agent")
     ev.add_argument("path", metavar="PATH", help="a run folder or a saved agent file")
@@ -112,6 +128,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.add_argument(
+        "--video",
+        metavar="DIR",
+        help="record the episodes as MP4 files in DIR (one env copy, episode i on seed + i; "
+        "needs the video extra)",
+    )
+
+    report = sub.add_parser(
+        "report", help="summary and learning curves of runs over seeds (one DIR per config)"
+    )
+    report.add_argument(
+        "dirs", metavar="DIR", nargs="+",
+        help="a folder of `rlkit train --seeds` (or any folder of run folders, or one run)",
+    )  # fmt: skip
+    report.add_argument("--out", metavar="DIR", help="where to write (default: the first DIR)")
+    report.add_argument(
+        "--allow-mixed", action="store_true", help="allow runs of different envs in one plot"
+    )
+    report.add_argument("--per-seed", action="store_true", help="also draw each seed's curve")
     return parser
 
 
@@ -146,6 +181,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         return cmd_resume(args)
     if args.config is None:
         raise UserError("give a CONFIG file to train from, or --resume RUN_DIR")
+    if args.seeds is not None:
+        return cmd_train_seeds(args)
+    if args.jobs is not None:
+        raise UserError("--jobs runs seeds in parallel; give --seeds too")
     run, agent_config = load_run_config(
         args.config, args.overrides, seed=args.seed, device=args.device, total_steps=args.steps
     )
@@ -166,7 +205,95 @@ def cmd_train(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     print(f"rlkit: {agent.describe_memory()}", file=sys.stderr)
-    return _train(agent, run, run_dir, progress=not args.no_progress, resume=False)
+    return _train(agent, run, run_dir, progress=_progress_mode(args), resume=False)
+
+
+def _progress_mode(args: argparse.Namespace) -> bool | str:
+    return "jsonl" if args.progress_jsonl else not args.no_progress
+
+
+def _default_jobs() -> int:
+    import os
+
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+
+
+def cmd_train_seeds(args: argparse.Namespace) -> int:
+    """`rlkit train CONFIG --seeds LIST`: every seed a single run in its own process."""
+    from rlkit.experiment import Experiment, parse_seeds
+
+    seeds = parse_seeds(args.seeds)
+    if args.seed is not None:
+        raise UserError("--seed and --seeds exclude each other")
+    jobs = _default_jobs() if args.jobs is None else args.jobs
+    if jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {args.jobs}")
+    jobs = min(jobs, len(seeds))
+    # Check the config once here, so a mistake is one error, not one per seed.
+    run, agent_config = load_run_config(
+        args.config, args.overrides, device=args.device, total_steps=args.steps
+    )
+    train_args = [f"--set={override}" for override in args.overrides]
+    if args.steps is not None:
+        train_args.append(f"--steps={args.steps}")
+    if args.device is not None:
+        train_args.append(f"--device={args.device}")
+    if not run.torch_threads:  # divide the cores among the seeds running at once
+        train_args.append(f"--set=torch_threads={max(1, _default_jobs() // jobs)}")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    parent = (
+        Path(args.run_dir) if args.run_dir else Path("runs") / f"{Path(args.config).stem}_{stamp}"
+    )
+    experiment = Experiment.create(
+        Path(args.config), parent, seeds, jobs, train_args, run.total_steps
+    )
+    print(
+        f"rlkit: training {run.agent} on {agent_config.env} for {run.total_steps:,} steps, "
+        f"seeds {args.seeds} ({len(seeds)} runs, {jobs} at a time); folder {parent}",
+        file=sys.stderr,
+    )
+    return _run_experiment(experiment, jobs, args)
+
+
+def _run_experiment(experiment: Any, jobs: int, args: argparse.Namespace) -> int:
+    code = experiment.run(jobs, progress=not args.no_progress)
+    parent = experiment.parent
+    if code == EXIT_INTERRUPTED:
+        print(
+            f"rlkit: interrupted; every seed saved; continue with: rlkit train --resume {parent}",
+            file=sys.stderr,
+        )
+        return code
+    failed = [r for r in experiment.runs if r.status == "failed"]
+    if failed:
+        names = ", ".join(f"seed {r.seed} ({r.detail}, log {r.log})" for r in failed)
+        print(
+            f"rlkit: {len(failed)} of {len(experiment.runs)} seeds failed: {names}; "
+            f"the others finished; rerun the failed ones with: rlkit train --resume {parent}",
+            file=sys.stderr,
+        )
+        return 1
+    from rlkit.report import write_report
+
+    write_report([parent], parent)
+    print(f"rlkit: watch it with: tensorboard --logdir {parent}", file=sys.stderr)
+    return 0
+
+
+def cmd_resume_seeds(args: argparse.Namespace, parent: Path) -> int:
+    from rlkit.experiment import Experiment
+
+    experiment = Experiment.open(parent)
+    jobs = experiment.info["jobs"] if args.jobs is None else args.jobs
+    if jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {args.jobs}")
+    left = [s for s in experiment.info["seeds"] if s not in experiment.info["finished"]]
+    print(
+        f"rlkit: resuming {parent}: {len(left)} of {len(experiment.runs)} seeds unfinished"
+        + (f" ({', '.join(map(str, left))})" if left else ""),
+        file=sys.stderr,
+    )
+    return _run_experiment(experiment, jobs, args)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -174,12 +301,14 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     import agents
     from rlkit.checkpoint import remove_stray_files
+    from rlkit.experiment import Experiment
 
     ignored = [
         flag
         for flag, value in (
             ("CONFIG", args.config),
             ("--seed", args.seed),
+            ("--seeds", args.seeds),
             ("--steps", args.steps),
             ("--run-dir", args.run_dir),
             ("--set", args.overrides),
@@ -191,6 +320,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
             f"--resume continues a run with its own settings; drop {', '.join(ignored)}"
         )
     run_dir = Path(args.resume)
+    if Experiment.is_experiment(run_dir):
+        return cmd_resume_seeds(args, run_dir)
+    if args.jobs is not None or args.seeds is not None:
+        raise UserError(f"{run_dir} is a single run, not a folder of `rlkit train --seeds`")
     if not (run_dir / "config.yaml").is_file():
         raise UserError(f"{run_dir} is not an rlkit run folder (no config.yaml in it)")
     data = load_yaml(run_dir / "config.yaml")
@@ -207,10 +340,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
         f"of {run.total_steps:,} on {agent.device}; run folder {run_dir}",
         file=sys.stderr,
     )
-    return _train(agent, run, run_dir, progress=not args.no_progress, resume=True)
+    return _train(agent, run, run_dir, progress=_progress_mode(args), resume=True)
 
 
-def _train(agent: Any, run: RunConfig, run_dir: Path, progress: bool, resume: bool) -> int:
+def _train(agent: Any, run: RunConfig, run_dir: Path, progress: bool | str, resume: bool) -> int:
     """Train, then save and evaluate. The first Ctrl-C stops at the end of the current step
     and saves a checkpoint and the agent (exit 130); a second one aborts at once, and since
     every file is written atomically, the checkpoints already on disk stay intact."""
@@ -332,7 +465,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise UserError(f"--episodes must be at least 1, got {args.episodes}")
     agent, source = _load_agent(Path(args.path), args.agent, args.device)
     print(f"rlkit: evaluating {source} (step {agent.global_step:,})", file=sys.stderr)
-    result = agent.evaluate(args.episodes, seed=args.seed)
+    if args.video is not None:
+        from rlkit.video import record_episodes
+
+        result, files = record_episodes(agent, args.episodes, Path(args.video), seed=args.seed)
+        print(f"rlkit: {len(files)} videos in {args.video}", file=sys.stderr)
+    else:
+        result = agent.evaluate(args.episodes, seed=args.seed)
     agent.close()
     if args.json:
         print(json.dumps({**result.to_dict(), "file": str(source), "step": agent.global_step}))
@@ -341,6 +480,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
             f"{agent.config.env}: mean return {result.mean_return:.2f} +/- "
             f"{result.std_return:.2f} over {len(result.returns)} episodes ({source})"
         )
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from rlkit.report import write_report
+
+    out = Path(args.out) if args.out else Path(args.dirs[0])
+    write_report([Path(d) for d in args.dirs], out, args.allow_mixed, args.per_seed)
     return 0
 
 
@@ -354,6 +501,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "train":
             return cmd_train(args)
+        if args.command == "report":
+            return cmd_report(args)
         return cmd_eval(args)
     except UserError as error:
         print(f"rlkit {args.command}: error: {error}", file=sys.stderr)

@@ -1,61 +1,123 @@
-"""A small progress bar for training: steps, recent return and steps/s on one line.
+"""Progress of a training run: a tqdm bar (steps, ETA, recent return, training steps/s), or,
+for the seeds of `rlkit train --seeds`, one JSON line per update on stdout that the parent
+process reads and shows in its own bar (rlkit.experiment).
 
-On a terminal it redraws one line in place; when stderr is a file or pipe (CI logs) it prints a
-plain line every `interval` seconds instead, so logs stay readable.
+On a terminal tqdm redraws one line in place; in a log file (stderr not a terminal) the bar is
+refreshed every 5 seconds only, so CI logs stay short.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections import deque
 from typing import TextIO
 
+from tqdm import tqdm
+
+BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} steps [{elapsed}<{remaining}{postfix}]"
+
+
+def make_bar(total: int, stream: TextIO, initial: int = 0, log_interval: float = 5.0) -> tqdm:
+    """A tqdm bar of steps on `stream`: redrawn in place on a terminal; in a log file, a line
+    of its own every `log_interval` seconds."""
+    interactive = stream.isatty()
+    return tqdm(
+        total=max(int(total), 1),
+        initial=initial,
+        file=stream if interactive else _LogLines(stream),
+        bar_format=BAR_FORMAT,
+        mininterval=0.2 if interactive else log_interval,
+        dynamic_ncols=interactive,
+        ncols=None if interactive else 100,
+    )
+
 
 class ProgressBar:
-    def __init__(self, total: int, stream: TextIO | None = None, interval: float = 5.0) -> None:
-        self.total = max(int(total), 1)
+    """Steps with tqdm's bar, elapsed time and ETA (which counts evaluations, since the user
+    waits for them), the mean of the last 20 episodic returns, and steps/s of training alone
+    (evaluation time excluded, as in TensorBoard's time/steps_per_second)."""
+
+    def __init__(self, total: int, stream: TextIO | None = None, start_step: int = 0) -> None:
         self.stream = stream or sys.stderr
-        self.interactive = self.stream.isatty()
-        self.interval = 0.2 if self.interactive else interval
-        self.start_time = time.perf_counter()
-        self.last_draw = self.start_time  # first line after one interval, with a real rate
+        self.bar = make_bar(total, self.stream, start_step)
         self.returns: deque[float] = deque(maxlen=20)
-        self.start_step: int | None = None
+        self.start_step = start_step
+        self.step = start_step
+        self.clock_start = time.perf_counter()
+        self.excluded = 0.0
 
     def episode(self, episodic_return: float) -> None:
         self.returns.append(float(episodic_return))
 
     def exclude(self, seconds: float) -> None:
         """Leave `seconds` (an evaluation) out of the steps/s figure."""
-        self.start_time += seconds
+        self.excluded += seconds
+
+    def steps_per_second(self) -> float:
+        elapsed = time.perf_counter() - self.clock_start - self.excluded
+        return (self.step - self.start_step) / max(elapsed, 1e-9)
 
     def update(self, step: int, force: bool = False) -> None:
-        now = time.perf_counter()
-        if self.start_step is None:
-            self.start_step = step
-        if not force and now - self.last_draw < self.interval:
-            return
-        self.last_draw = now
-        elapsed = max(now - self.start_time, 1e-9)
-        sps = (step - self.start_step) / elapsed
-        fraction = min(step / self.total, 1.0)
-        recent = f"{sum(self.returns) / len(self.returns):8.1f}" if self.returns else "     n/a"
-        width = 24
-        filled = int(width * fraction)
-        bar = "#" * filled + "-" * (width - filled)
-        line = (
-            f"[{bar}] {step:>9,}/{self.total:,} steps  return(last {len(self.returns):>2}) {recent}"
-            f"  {sps:7.0f} steps/s  {elapsed:6.0f}s"
-        )
-        if self.interactive:
-            self.stream.write("\r" + line)
-        else:
+        self.step = step
+        shown = min(step, self.bar.total)  # on-policy runs end on a whole rollout, past total
+        if shown > self.bar.n:
+            recent = sum(self.returns) / len(self.returns) if self.returns else float("nan")
+            # set_postfix_str would force a redraw on every call; tqdm redraws on update().
+            self.bar.postfix = f"return {recent:.1f}, {self.steps_per_second():,.0f} steps/s"
+            self.bar.update(shown - self.bar.n)
+        if force:
+            self.bar.refresh()
+
+    def close(self, step: int) -> None:
+        self.update(step)
+        self.bar.close()  # draws the final state
+
+
+class _LogLines:
+    """A log file's view of tqdm's output: each redraw ("\\r" + line) as a line of its own."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        line = text.replace("\r", "").rstrip("\n")
+        if line.strip():
             self.stream.write(line + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+class JsonLinesProgress:
+    """The same reports as machine-readable lines, {"step", "return", "sps"}, at most every
+    `interval` seconds and at the end, for a parent process that shows many runs at once."""
+
+    def __init__(self, total: int, stream: TextIO | None = None, start_step: int = 0,
+                 interval: float = 1.0) -> None:  # fmt: skip
+        self.stream = stream or sys.stdout
+        self.total, self.interval = int(total), interval
+        self.returns: deque[float] = deque(maxlen=20)
+        self.start_step = self.step = start_step
+        self.clock_start = time.perf_counter()
+        self.excluded = 0.0
+        self.last_write = 0.0
+
+    episode = ProgressBar.episode
+    exclude = ProgressBar.exclude
+    steps_per_second = ProgressBar.steps_per_second
+
+    def update(self, step: int, force: bool = False) -> None:
+        self.step = step
+        now = time.perf_counter()
+        if not force and now - self.last_write < self.interval:
+            return
+        self.last_write = now
+        recent = sum(self.returns) / len(self.returns) if self.returns else None
+        line = {"step": step, "return": recent, "sps": round(self.steps_per_second(), 1)}
+        self.stream.write(json.dumps(line) + "\n")
         self.stream.flush()
 
     def close(self, step: int) -> None:
         self.update(step, force=True)
-        if self.interactive:
-            self.stream.write("\n")
-            self.stream.flush()

@@ -16,7 +16,7 @@ import yaml
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
-from rlkit.progress import ProgressBar
+from rlkit.progress import JsonLinesProgress, ProgressBar
 from rlkit.serialization import atomic_write_bytes
 
 
@@ -87,7 +87,7 @@ class RunMonitor:
         self,
         run_dir: str | Path | None,
         end_step: int,
-        progress: bool = False,
+        progress: bool | str = False,
         config: Mapping[str, Any] | None = None,
         metric_tags: tuple[str, ...] = (),
         start_step: int = 0,
@@ -101,7 +101,12 @@ class RunMonitor:
                 yaml.safe_dump(dict(config), sort_keys=False).encode("utf-8"),
             )
             self.recorder.config(config, list(metric_tags))
-        self.bar = ProgressBar(end_step) if progress else None
+        # progress: True for the terminal's bar, "jsonl" for the lines a parent process reads.
+        self.bar: ProgressBar | JsonLinesProgress | None = None
+        if progress == "jsonl":
+            self.bar = JsonLinesProgress(end_step, start_step=start_step)
+        elif progress:
+            self.bar = ProgressBar(end_step, start_step=start_step)
         self.last_step, self.last_time = start_step, time.perf_counter()
 
     def record_episodes(self, infos: Mapping[str, Any], step: int) -> int:

@@ -1,0 +1,277 @@
+"""`rlkit train CONFIG --seeds 1-10 [--jobs N]`: one config over many seeds.
+
+The parent folder holds the config as given (experiment.yaml), what was asked
+(experiment.json: seeds, the options every seed gets, which seeds finished), one run folder per
+seed (seed_<k>/, exactly what a single `rlkit train` writes), each seed's log
+(logs/seed_<k>.log) and, once the seeds are done, the report (rlkit.report).
+
+Each seed is a single `rlkit train` in its own process, `--jobs` at a time, so a seed keeps
+every guarantee of a single run (atomic files, checkpoints, resume) and a crash or a SIGKILL
+takes down that seed only. The seeds report their progress as JSON lines on stdout
+(rlkit.progress.JsonLinesProgress); one tqdm bar shows them all. The children run in their own
+process groups: Ctrl-C reaches this process only, which passes it on to every running seed
+(each saves a checkpoint and its agent, as a single run does) and starts no new ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rlkit.checkpoint import atomic_write_bytes, list_checkpoints
+from rlkit.errors import UserError
+
+EXPERIMENT_FILE = "experiment.json"
+CONFIG_FILE = "experiment.yaml"
+EXIT_INTERRUPTED = 130
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'1-10', '1,4,7' or '1-3,8' -> the seeds in the order given; UserError for an empty or
+    malformed list, a reversed range, or a seed listed twice."""
+    seeds: list[int] = []
+    parts = [part.strip() for part in str(text).split(",")]
+    if not text or not text.strip() or any(not part for part in parts):
+        raise UserError(f"--seeds {text!r}: give seeds as 1-10 or 1,4,7")
+    for part in parts:
+        first, dash, last = part.partition("-")
+        try:
+            low = int(first)
+            high = int(last) if dash else low
+        except ValueError:
+            raise UserError(f"--seeds {text!r}: {part!r} is not a seed or a range a-b") from None
+        if low < 0 or high < low:
+            raise UserError(f"--seeds {text!r}: {part!r} is not a range of seeds >= 0")
+        seeds.extend(range(low, high + 1))
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise UserError(f"--seeds {text!r}: seed {repeated[0]} is listed twice")
+    return seeds
+
+
+@dataclass
+class SeedRun:
+    seed: int
+    run_dir: Path
+    log: Path
+    process: subprocess.Popen | None = None
+    step: int = 0
+    recent_return: float | None = None
+    status: str = "pending"  # pending, running, done, failed, interrupted
+    detail: str = ""
+    reader: threading.Thread | None = field(default=None, repr=False)
+
+
+class Experiment:
+    """The seeds of one config in one parent folder: start, resume, watch, stop."""
+
+    def __init__(self, parent: Path, info: dict[str, Any]) -> None:
+        self.parent = parent
+        self.info = info
+        self.total_steps = int(info["total_steps"])
+        self.runs = [
+            SeedRun(s, parent / f"seed_{s}", parent / "logs" / f"seed_{s}.log")
+            for s in info["seeds"]
+        ]
+        self.stop_requested = 0
+
+    # ------------------------------------------------------------------ set-up
+
+    @classmethod
+    def create(cls, config: Path, parent: Path, seeds: list[int], jobs: int,
+               train_args: list[str], total_steps: int) -> Experiment:  # fmt: skip
+        if parent.exists() and any(parent.iterdir()):
+            raise UserError(
+                f"folder {parent} already exists and is not empty; choose another --run-dir "
+                f"or continue it with --resume {parent}"
+            )
+        (parent / "logs").mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(parent / CONFIG_FILE, config.read_bytes())
+        info = {
+            "config": str(config),
+            "seeds": seeds,
+            "jobs": jobs,
+            "train_args": train_args,
+            "total_steps": total_steps,
+            "finished": [],
+        }
+        experiment = cls(parent, info)
+        experiment.save_info()
+        return experiment
+
+    @classmethod
+    def open(cls, parent: Path) -> Experiment:
+        path = parent / EXPERIMENT_FILE
+        try:
+            info = json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            raise UserError(f"cannot read {path}: {error}") from None
+        return cls(parent, info)
+
+    @staticmethod
+    def is_experiment(folder: Path) -> bool:
+        return (folder / EXPERIMENT_FILE).is_file()
+
+    def save_info(self) -> None:
+        text = json.dumps(self.info, indent=2) + "\n"
+        atomic_write_bytes(self.parent / EXPERIMENT_FILE, text.encode())
+
+    # ------------------------------------------------------------------ running
+
+    def _command(self, run: SeedRun) -> list[str]:
+        """`rlkit train` for one seed: a fresh run, or the resume of its folder."""
+        base = [sys.executable, "-m", "rlkit.cli", "train", "--progress-jsonl"]
+        if (run.run_dir / "config.yaml").is_file() and list_checkpoints(run.run_dir):
+            return [*base, "--resume", str(run.run_dir)]
+        if run.run_dir.exists():
+            # Killed before its first checkpoint: nothing in it can be resumed.
+            shutil.rmtree(run.run_dir)
+        return [
+            *base, str(self.parent / CONFIG_FILE), "--seed", str(run.seed),
+            "--run-dir", str(run.run_dir), *self.info["train_args"],
+        ]  # fmt: skip
+
+    def _start(self, run: SeedRun) -> None:
+        command = self._command(run)
+        run.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(run.log, "ab") as log:
+            log.write(f"\n$ {' '.join(command)}\n".encode())
+            log.flush()
+            run.process = subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
+                start_new_session=True,  # Ctrl-C reaches the parent, which passes it on
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )  # fmt: skip
+        run.status = "running"
+        run.reader = threading.Thread(target=self._read_progress, args=(run,), daemon=True)
+        run.reader.start()
+
+    @staticmethod
+    def _read_progress(run: SeedRun) -> None:
+        assert run.process is not None and run.process.stdout is not None
+        for raw in run.process.stdout:
+            try:
+                line = json.loads(raw)
+            except ValueError:
+                continue
+            run.step = int(line.get("step", run.step))
+            if line.get("return") is not None:
+                run.recent_return = float(line["return"])
+
+    def _finish(self, run: SeedRun, code: int) -> None:
+        if run.reader is not None:
+            run.reader.join(timeout=5)
+        if code == 0:
+            run.status = "done"
+            if run.seed not in self.info["finished"]:
+                self.info["finished"].append(run.seed)
+                self.save_info()
+        elif code == EXIT_INTERRUPTED or (self.stop_requested and code == -signal.SIGINT):
+            run.status, run.detail = "interrupted", "saved; resumable"
+        else:
+            run.status = "failed"
+            if code < 0:
+                run.detail = f"killed by {signal.Signals(-code).name}"
+            else:
+                run.detail = f"exit code {code}"
+
+    def request_stop(self) -> None:
+        """Ctrl-C: no new seeds; the running ones get SIGINT (the second time too: abort)."""
+        self.stop_requested += 1
+        for run in self.runs:
+            if run.status == "running" and run.process is not None:
+                with contextlib.suppress(ProcessLookupError):  # it just ended
+                    os.killpg(run.process.pid, signal.SIGINT)
+
+    def run(self, jobs: int, progress: bool = True) -> int:
+        """Run every unfinished seed, `jobs` at a time; 0 if all finished, 130 if stopped by
+        Ctrl-C, 1 if a seed failed (the others still run to the end)."""
+        todo = [r for r in self.runs if r.seed not in self.info["finished"]]
+        for run in self.runs:
+            if run.seed in self.info["finished"]:
+                run.status, run.step = "done", self.total_steps
+        display = _Display(self, progress)
+        previous = signal.signal(signal.SIGINT, lambda *_: self.request_stop())
+        try:
+            pending = list(todo)
+            while True:
+                running = [r for r in self.runs if r.status == "running"]
+                for run in running:
+                    code = run.process.poll()
+                    if code is not None:
+                        self._finish(run, code)
+                        display.report(run)
+                running = [r for r in self.runs if r.status == "running"]
+                while pending and len(running) < jobs and not self.stop_requested:
+                    run = pending.pop(0)
+                    self._start(run)
+                    running.append(run)
+                if not running and (not pending or self.stop_requested):
+                    break
+                display.update()
+                time.sleep(0.2)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            display.close()
+        if self.stop_requested:
+            return EXIT_INTERRUPTED
+        return 1 if any(r.status == "failed" for r in self.runs) else 0
+
+
+class _Display:
+    """One tqdm bar over all seeds: the steps of all of them, the ETA, and each running
+    seed's recent return; a line when a seed ends."""
+
+    def __init__(self, experiment: Experiment, enabled: bool) -> None:
+        self.experiment = experiment
+        self.enabled = enabled
+        self.bar = None
+        if enabled:
+            from rlkit.progress import make_bar
+
+            total = experiment.total_steps * len(experiment.runs)
+            self.bar = make_bar(total, sys.stderr, log_interval=10.0)
+
+    def update(self) -> None:
+        if self.bar is None:
+            return
+        runs = self.experiment.runs
+        done = sum(min(r.step, self.experiment.total_steps) for r in runs)
+        returns = "  ".join(
+            f"seed {r.seed}: {r.recent_return:.1f}"
+            for r in runs
+            if r.status == "running" and r.recent_return is not None
+        )
+        finished = sum(r.status == "done" for r in runs)
+        self.bar.postfix = f"{finished}/{len(runs)} seeds done" + (
+            f", {returns}" if returns else ""
+        )
+        if done > self.bar.n:
+            self.bar.update(done - self.bar.n)
+
+    def report(self, run: SeedRun) -> None:
+        if run.status == "done":
+            message = f"rlkit: seed {run.seed} finished ({run.run_dir})"
+        elif run.status == "interrupted":
+            message = f"rlkit: seed {run.seed} stopped at step {run.step:,} ({run.detail})"
+        else:
+            message = f"rlkit: seed {run.seed} FAILED ({run.detail}); its log: {run.log}"
+        if self.bar is not None:
+            self.bar.write(message, file=sys.stderr)
+        else:
+            print(message, file=sys.stderr)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.update()
+            self.bar.close()

@@ -1,0 +1,86 @@
+"""`rlkit eval PATH --video DIR`: the agent's greedy episodes as MP4 files, through gymnasium's
+RecordVideo (moviepy, with the ffmpeg binary of imageio-ffmpeg; pygame draws the classic
+control envs). These come with the `video` extra: pip install 'rlkit[video]'."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rlkit.errors import UserError
+from rlkit.evaluation import EvalResult, seed_for_testing
+
+INSTALL = "pip install 'rlkit[video]'"
+
+
+def _require_video_dependencies() -> None:
+    missing = []
+    for module in ("moviepy", "pygame"):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        raise UserError(f"--video needs {' and '.join(missing)}: {INSTALL}")
+
+
+def record_episodes(
+    agent: Any, n_episodes: int, folder: Path, seed: int | None = None
+) -> tuple[EvalResult, list[Path]]:
+    """Greedy episodes on one copy of the agent's env, episode i reset with seed + i (default
+    seed: the agent's test seeds), each recorded to its own MP4 in `folder`; returns their
+    returns and lengths and the video files."""
+    # No window and no sound device: frames are drawn off-screen (pygame reads these at init).
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+    _require_video_dependencies()
+    import gymnasium as gym
+    from gymnasium.wrappers import RecordVideo
+
+    import envs
+
+    env_id = agent.config.env
+    envs.check_env_id(env_id)
+    modes = _render_modes(env_id)
+    if "rgb_array" not in modes:
+        raise UserError(f"{env_id} cannot draw frames (its render modes: {modes or 'none'})")
+    if seed is None:
+        seed = seed_for_testing(agent.config.seed)
+    prefix = env_id.replace("/", "-")
+    env = RecordVideo(
+        gym.make(env_id, render_mode="rgb_array"), str(folder),
+        episode_trigger=lambda _: True, name_prefix=prefix, disable_logger=True,
+    )  # fmt: skip
+    returns: list[float] = []
+    lengths: list[int] = []
+    try:
+        for i in range(n_episodes):
+            obs, _ = env.reset(seed=seed + i)
+            total, length, done = 0.0, 0, False
+            while not done:
+                action = agent.act(np.asarray(obs)[None], deterministic=True)[0]
+                obs, reward, terminated, truncated, _ = env.step(action)
+                total += float(reward)
+                length += 1
+                done = terminated or truncated
+            returns.append(total)
+            lengths.append(length)
+    except gym.error.DependencyNotInstalled as error:
+        raise UserError(f"--video: {error}: {INSTALL}") from None
+    finally:
+        env.close()
+    files = [folder / f"{prefix}-episode-{i}.mp4" for i in range(n_episodes)]
+    return EvalResult(returns, lengths), files
+
+
+def _render_modes(env_id: str) -> list[str]:
+    import gymnasium as gym
+
+    env = gym.make(env_id)
+    try:
+        return list(env.metadata.get("render_modes", []))
+    finally:
+        env.close()
