@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rlkit.checkpoint import atomic_write_bytes, list_checkpoints
+from rlkit.checkpoint import atomic_write_bytes, list_checkpoints, newest_good_checkpoint
 from rlkit.errors import UserError
 
 EXPERIMENT_FILE = "experiment.json"
@@ -131,10 +131,11 @@ class Experiment:
     def _command(self, run: SeedRun) -> list[str]:
         """`rlkit train` for one seed: a fresh run, or the resume of its folder."""
         base = [sys.executable, "-m", "rlkit.cli", "train", "--progress-jsonl"]
-        if (run.run_dir / "config.yaml").is_file() and list_checkpoints(run.run_dir):
+        resumable = (run.run_dir / "config.yaml").is_file() and list_checkpoints(run.run_dir)
+        if resumable and newest_good_checkpoint(run.run_dir)[0] is not None:
             return [*base, "--resume", str(run.run_dir)]
         if run.run_dir.exists():
-            # Killed before its first checkpoint: nothing in it can be resumed.
+            # Killed before its first whole checkpoint: nothing in it can be resumed.
             shutil.rmtree(run.run_dir)
         return [
             *base, str(self.parent / CONFIG_FILE), "--seed", str(run.seed),
@@ -201,7 +202,11 @@ class Experiment:
             if run.seed in self.info["finished"]:
                 run.status, run.step = "done", self.total_steps
         display = _Display(self, progress)
-        previous = signal.signal(signal.SIGINT, lambda *_: self.request_stop())
+        # Ctrl-C, and SIGTERM (a job scheduler's stop) alike: stop the seeds, each saving.
+        previous = {
+            sig: signal.signal(sig, lambda *_: self.request_stop())
+            for sig in (signal.SIGINT, signal.SIGTERM)
+        }
         try:
             pending = list(todo)
             while True:
@@ -221,7 +226,8 @@ class Experiment:
                 display.update()
                 time.sleep(0.2)
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
             display.close()
         if self.stop_requested:
             return EXIT_INTERRUPTED

@@ -16,7 +16,7 @@ from typing import TextIO
 
 from tqdm import tqdm
 
-BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} steps [{elapsed}<{remaining}{postfix}]"
+BAR_FORMAT = "{l_bar}{bar:24}| {n_fmt}/{total_fmt} steps [{elapsed}<{remaining}{postfix}]"
 
 
 def make_bar(total: int, stream: TextIO, initial: int = 0, log_interval: float = 5.0) -> tqdm:

@@ -8,7 +8,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
+from gymnasium.wrappers import RecordVideo
 
 from rlkit.errors import UserError
 from rlkit.evaluation import EvalResult, seed_for_testing
@@ -37,9 +39,6 @@ def record_episodes(
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
     _require_video_dependencies()
-    import gymnasium as gym
-    from gymnasium.wrappers import RecordVideo
-
     import envs
 
     env_id = agent.config.env
@@ -50,7 +49,7 @@ def record_episodes(
     if seed is None:
         seed = seed_for_testing(agent.config.seed)
     prefix = env_id.replace("/", "-")
-    env = RecordVideo(
+    env = _RecordEveryFrame(
         gym.make(env_id, render_mode="rgb_array"), str(folder),
         episode_trigger=lambda _: True, name_prefix=prefix, disable_logger=True,
     )  # fmt: skip
@@ -77,10 +76,41 @@ def record_episodes(
 
 
 def _render_modes(env_id: str) -> list[str]:
-    import gymnasium as gym
-
     env = gym.make(env_id)
     try:
         return list(env.metadata.get("render_modes", []))
     finally:
         env.close()
+
+
+def _write_mp4(path: str, frames: list[np.ndarray], fps: float) -> None:
+    """Every frame, in order, as H.264 in an MP4 (yuv420p, which every player reads)."""
+    import imageio_ffmpeg
+
+    height, width = frames[0].shape[:2]
+    writer = imageio_ffmpeg.write_frames(
+        path, (width, height), fps=fps, codec="libx264", pix_fmt_in="rgb24",
+        pix_fmt_out="yuv420p", macro_block_size=2, ffmpeg_log_level="error",
+    )  # fmt: skip
+    writer.send(None)  # start ffmpeg
+    try:
+        for frame in frames:
+            writer.send(np.ascontiguousarray(frame[..., :3], dtype=np.uint8))
+    finally:
+        writer.close()
+
+
+class _RecordEveryFrame(RecordVideo):
+    """gymnasium's RecordVideo (triggers, names, frame capture), writing each episode's frames
+    with imageio-ffmpeg. RecordVideo's own writer, moviepy 2.2's ImageSequenceClip, adds up
+    the frames' durations in floating point and truncates their sum times fps, so some
+    episodes lose their last frame (a 10-step CartPole episode at 50 fps: 10 of its 11
+    frames). imageio-ffmpeg is the ffmpeg that moviepy itself runs."""
+
+    def stop_recording(self) -> None:
+        if self.recorded_frames:
+            path = os.path.join(self.video_folder, f"{self._video_name}.mp4")
+            _write_mp4(path, self.recorded_frames, self.frames_per_sec)
+        self.recorded_frames = []
+        self.recording = False
+        self._video_name = None

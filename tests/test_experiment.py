@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
+from rlkit.checkpoint import newest_good_checkpoint
 from rlkit.errors import UserError
 from rlkit.experiment import parse_seeds
 
@@ -20,6 +21,12 @@ ROOT = Path(__file__).resolve().parents[1]
 QUICK = [
     "--steps", "3072", "--set", "eval_interval=1024", "--set", "eval_episodes=4",
     "--set", "checkpoint_interval=1024",
+]  # fmt: skip
+
+
+TINY = [
+    "--steps", "1024", "--set", "eval_interval=512", "--set", "eval_episodes=2",
+    "--set", "checkpoint_interval=0",
 ]  # fmt: skip
 
 
@@ -129,16 +136,22 @@ def _wait(condition, timeout=120.0):
     raise AssertionError("timed out")
 
 
-def test_a_sigkilled_seed_spares_the_others_and_resume_finishes_it(tmp_path):
-    parent = tmp_path / "exp"
-    process = subprocess.Popen(
+def _start_seeds(parent: Path, seeds: str, steps: int, checkpoint_interval: int):
+    """`rlkit train --seeds` of the PPO CartPole config, two at a time, running on."""
+    return subprocess.Popen(
         [sys.executable, "-m", "rlkit.cli", "train", "configs/ppo_cartpole.yaml",
-         "--seeds", "1,2", "--jobs", "2", "--steps", "30000", "--set", "eval_interval=0",
-         "--set", "checkpoint_interval=2048", "--run-dir", str(parent), "--no-progress"],
+         "--seeds", seeds, "--jobs", "2", "--steps", str(steps), "--set", "eval_interval=0",
+         "--set", f"checkpoint_interval={checkpoint_interval}", "--run-dir", str(parent),
+         "--no-progress"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+
+
+def test_a_sigkilled_seed_spares_the_others_and_resume_finishes_it(tmp_path):
+    parent = tmp_path / "exp"
+    process = _start_seeds(parent, "1,2", steps=30_000, checkpoint_interval=2048)
     victim = parent / "seed_1"
-    _wait(lambda: (victim / "checkpoints").is_dir() and any((victim / "checkpoints").iterdir()))
+    _wait(lambda: newest_good_checkpoint(victim)[0] is not None)  # a whole one, not a .tmp
     pid = _child_pid(victim)
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
@@ -159,14 +172,9 @@ def test_a_sigkilled_seed_spares_the_others_and_resume_finishes_it(tmp_path):
 
 def test_ctrl_c_stops_every_seed_resumably(tmp_path):
     parent = tmp_path / "exp"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "rlkit.cli", "train", "configs/ppo_cartpole.yaml",
-         "--seeds", "1-3", "--jobs", "2", "--steps", "20000", "--set", "eval_interval=0",
-         "--set", "checkpoint_interval=0", "--run-dir", str(parent), "--no-progress"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    _wait(lambda: _child_pid(parent / "seed_1") and _child_pid(parent / "seed_2")
-          and (parent / "seed_2" / "config.yaml").is_file())  # fmt: skip
+    process = _start_seeds(parent, "1-3", steps=20_000, checkpoint_interval=0)
+    # Both seeds training (a run writes its config.yaml once its Ctrl-C handler is in place).
+    _wait(lambda: all((parent / f"seed_{k}" / "config.yaml").is_file() for k in (1, 2)))
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
@@ -193,7 +201,7 @@ def test_report_compares_configs_and_refuses_mixed_envs(tmp_path):
         ("acrobot", "configs/ppo_acrobot.yaml", "1"),
     ):
         runs[name] = tmp_path / name
-        result = _rlkit("train", config, "--seeds", seeds, "--jobs", "2", *QUICK,
+        result = _rlkit("train", config, "--seeds", seeds, "--jobs", "2", *TINY,
                         "--run-dir", runs[name], "--no-progress")  # fmt: skip
         assert result.returncode == 0, result.stderr
     out = tmp_path / "cmp"

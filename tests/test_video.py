@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import imageio_ffmpeg
+import numpy as np
 import pytest
 
 import agents
@@ -16,8 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def saved_agent(tmp_path_factory) -> Path:
+    # Untrained: what is checked is the recording, not the policy.
     agent = agents.PPO("CartPole-v1", seed=3, n_envs=2, n_steps=64, batch_size=64, device="cpu")
-    agent.learn(512)
     path = tmp_path_factory.mktemp("video") / "agent.safetensors"
     agent.save(path)
     agent.close()
@@ -59,3 +60,14 @@ def test_eval_video_without_the_extra_is_one_line_naming_the_install(saved_agent
     assert error == ["rlkit eval: error: --video needs moviepy: pip install 'rlkit[video]'"]
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "v").exists()
+
+
+@pytest.mark.parametrize("n_frames", [1, 10, 11, 12, 37])
+def test_every_frame_is_written(tmp_path, n_frames):
+    # moviepy 2.2 (RecordVideo's own writer) drops the last frame of 11 frames at 50 fps.
+    from rlkit.video import _write_mp4
+
+    frames = [np.full((400, 600, 3), i * 6 % 256, dtype=np.uint8) for i in range(n_frames)]
+    path = tmp_path / "clip.mp4"
+    _write_mp4(str(path), frames, fps=50)
+    assert imageio_ffmpeg.count_frames_and_secs(str(path))[0] == n_frames
