@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 from learning import parse_seeds  # (puts the repository on sys.path)
@@ -25,6 +27,11 @@ from vs_sb3 import run_worker
 from rlkit.device import describe_cpu
 
 CONFIGS = {"dqn": "configs/dqn_cartpole.yaml", "ppo": "configs/ppo_cartpole.yaml"}
+
+
+def _logged(name: str, seed: int, result: dict) -> dict:
+    print(f"# {name} seed {seed}: solved at {result['solved_step']}", file=sys.stderr, flush=True)
+    return result
 
 
 def main() -> None:
@@ -39,6 +46,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     seeds = parse_seeds(args.seeds)
+    # One run per core: more torch threads than cores makes OpenMP's threads wait on each
+    # other (steps counted here do not change, but a run can take 10x as long).
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // args.jobs))
     every = str(args.check_every)
     rlkit_args = ["--config", CONFIGS[args.algo], "--check-every", every]
     for override in args.overrides:
@@ -50,8 +60,8 @@ def main() -> None:
             s: pool.submit(run_worker, "sb3", args.algo, str(s), "--check-every", every)
             for s in ([] if args.rlkit_only else seeds)
         }
-        ours = {s: f.result() for s, f in ours.items()}
-        theirs = {s: f.result() for s, f in theirs.items()}
+        ours = {s: _logged("rlkit", s, f.result()) for s, f in ours.items()}
+        theirs = {s: _logged("SB3", s, f.result()) for s, f in theirs.items()}
 
     def steps(result: dict) -> float:
         return math.inf if result["solved_step"] is None else result["solved_step"]
