@@ -28,7 +28,8 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from rlkit.errors import AgentFileError
-from rlkit.serialization import METADATA_KEY, atomic_write_bytes
+from rlkit.files import atomic_write_bytes
+from rlkit.serialization import METADATA_KEY
 
 CHECKPOINT_FORMAT = "rlkit.checkpoint"
 CHECKPOINT_VERSION = 1

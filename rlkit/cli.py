@@ -173,10 +173,6 @@ def _default_run_dir(config_path: str, seed: int) -> Path:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    import torch
-
-    import agents
-
     if args.resume is not None:
         return cmd_resume(args)
     if args.config is None:
@@ -185,6 +181,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         return cmd_train_seeds(args)
     if args.jobs is not None:
         raise UserError("--jobs runs seeds in parallel; give --seeds too")
+    import torch
+
+    import agents
+
     run, agent_config = load_run_config(
         args.config, args.overrides, seed=args.seed, device=args.device, total_steps=args.steps
     )
@@ -229,10 +229,12 @@ def cmd_train_seeds(args: argparse.Namespace) -> int:
     if jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {args.jobs}")
     jobs = min(jobs, len(seeds))
-    # Check the config once here, so a mistake is one error, not one per seed.
-    run, agent_config = load_run_config(
-        args.config, args.overrides, device=args.device, total_steps=args.steps
-    )
+    # The run settings, read without loading torch: the seeds start at once and check the
+    # rest of the config themselves; a mistake there ends all of them and is one error here.
+    data = apply_overrides(load_yaml(args.config), args.overrides)
+    if args.steps is not None:
+        data["total_steps"] = args.steps
+    run = config_from_dict(RunConfig, {key: data[key] for key in RUN_KEYS if key in data})
     train_args = [f"--set={override}" for override in args.overrides]
     if args.steps is not None:
         train_args.append(f"--steps={args.steps}")
@@ -247,16 +249,17 @@ def cmd_train_seeds(args: argparse.Namespace) -> int:
     experiment = Experiment.create(
         Path(args.config), parent, seeds, jobs, train_args, run.total_steps
     )
-    print(
-        f"rlkit: training {run.agent} on {agent_config.env} for {run.total_steps:,} steps, "
-        f"seeds {args.seeds} ({len(seeds)} runs, {jobs} at a time); folder {parent}",
-        file=sys.stderr,
+    header = (
+        f"rlkit: training {run.agent} on {data.get('env', '?')} for {run.total_steps:,} steps, "
+        f"seeds {args.seeds} ({len(seeds)} runs, {jobs} at a time); folder {parent}"
     )
-    return _run_experiment(experiment, jobs, args)
+    return _run_experiment(experiment, jobs, args, header)
 
 
-def _run_experiment(experiment: Any, jobs: int, args: argparse.Namespace) -> int:
-    code = experiment.run(jobs, progress=not args.no_progress)
+def _run_experiment(experiment: Any, jobs: int, args: argparse.Namespace, header: str = "") -> int:
+    code = experiment.run(jobs, progress=not args.no_progress, header=header)
+    if experiment.config_error is not None:  # the seeds' own one-line error, said once
+        raise UserError(experiment.config_error.split(": error: ", 1)[-1])
     parent = experiment.parent
     if code == EXIT_INTERRUPTED:
         print(
@@ -288,12 +291,10 @@ def cmd_resume_seeds(args: argparse.Namespace, parent: Path) -> int:
     if jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {args.jobs}")
     left = [s for s in experiment.info["seeds"] if s not in experiment.info["finished"]]
-    print(
-        f"rlkit: resuming {parent}: {len(left)} of {len(experiment.runs)} seeds unfinished"
-        + (f" ({', '.join(map(str, left))})" if left else ""),
-        file=sys.stderr,
+    header = f"rlkit: resuming {parent}: {len(left)} of {len(experiment.runs)} seeds unfinished" + (
+        f" ({', '.join(map(str, left))})" if left else ""
     )
-    return _run_experiment(experiment, jobs, args)
+    return _run_experiment(experiment, jobs, args, header)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:

@@ -28,11 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rlkit.checkpoint import atomic_write_bytes, list_checkpoints, newest_good_checkpoint
 from rlkit.errors import UserError
+from rlkit.files import atomic_write_bytes
 
 EXPERIMENT_FILE = "experiment.json"
 CONFIG_FILE = "experiment.yaml"
+EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 
@@ -84,6 +85,8 @@ class Experiment:
             for s in info["seeds"]
         ]
         self.stop_requested = 0
+        self.fresh = False  # created by this process: no seed has trained yet
+        self.config_error: str | None = None
 
     # ------------------------------------------------------------------ set-up
 
@@ -106,6 +109,7 @@ class Experiment:
             "finished": [],
         }
         experiment = cls(parent, info)
+        experiment.fresh = True
         experiment.save_info()
         return experiment
 
@@ -131,9 +135,12 @@ class Experiment:
     def _command(self, run: SeedRun) -> list[str]:
         """`rlkit train` for one seed: a fresh run, or the resume of its folder."""
         base = [sys.executable, "-m", "rlkit.cli", "train", "--progress-jsonl"]
-        resumable = (run.run_dir / "config.yaml").is_file() and list_checkpoints(run.run_dir)
-        if resumable and newest_good_checkpoint(run.run_dir)[0] is not None:
-            return [*base, "--resume", str(run.run_dir)]
+        if (run.run_dir / "config.yaml").is_file():
+            # (imported here: a fresh experiment starts its seeds before torch is loaded)
+            from rlkit.checkpoint import newest_good_checkpoint
+
+            if newest_good_checkpoint(run.run_dir)[0] is not None:
+                return [*base, "--resume", str(run.run_dir)]
         if run.run_dir.exists():
             # Killed before its first whole checkpoint: nothing in it can be resumed.
             shutil.rmtree(run.run_dir)
@@ -185,6 +192,10 @@ class Experiment:
                 run.detail = f"killed by {signal.Signals(-code).name}"
             else:
                 run.detail = f"exit code {code}"
+            refused = code == EXIT_USER_ERROR and not (run.run_dir / "config.yaml").is_file()
+            if refused and self.fresh:
+                # A mistake in the config or the options: every seed would say the same.
+                self.config_error = _last_line(run.log)
 
     def request_stop(self) -> None:
         """Ctrl-C: no new seeds; the running ones get SIGINT (the second time too: abort)."""
@@ -194,14 +205,34 @@ class Experiment:
                 with contextlib.suppress(ProcessLookupError):  # it just ended
                     os.killpg(run.process.pid, signal.SIGINT)
 
-    def run(self, jobs: int, progress: bool = True) -> int:
+    def start_seeds(self, jobs: int) -> None:
+        """Start the first `jobs` seeds now (run() starts the others as these end)."""
+        for run in self.runs[:jobs]:
+            if run.seed not in self.info["finished"]:
+                self._start(run)
+
+    def discard(self) -> None:
+        """Stop the seeds at once and remove the folder (a config that the seeds refused:
+        the folder was empty before, and nothing has trained yet)."""
+        for run in self.runs:
+            if run.process is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(run.process.pid, signal.SIGKILL)
+                run.process.wait()
+        shutil.rmtree(self.parent, ignore_errors=True)
+
+    def run(self, jobs: int, progress: bool = True, header: str = "") -> int:
         """Run every unfinished seed, `jobs` at a time; 0 if all finished, 130 if stopped by
-        Ctrl-C, 1 if a seed failed (the others still run to the end)."""
-        todo = [r for r in self.runs if r.seed not in self.info["finished"]]
+        Ctrl-C, 1 if a seed failed (the others still run to the end), 2 if the seeds refused
+        the config (then `config_error` says why, and a fresh folder is removed). `header` is
+        printed once a seed trains, so that a refused config prints its error alone."""
+        todo = [
+            r for r in self.runs if r.seed not in self.info["finished"] and r.status == "pending"
+        ]
         for run in self.runs:
             if run.seed in self.info["finished"]:
                 run.status, run.step = "done", self.total_steps
-        display = _Display(self, progress)
+        display = _Display(self, progress, header)
         # Ctrl-C, and SIGTERM (a job scheduler's stop) alike: stop the seeds, each saving.
         previous = {
             sig: signal.signal(sig, lambda *_: self.request_stop())
@@ -216,6 +247,9 @@ class Experiment:
                     if code is not None:
                         self._finish(run, code)
                         display.report(run)
+                if self.config_error is not None:
+                    self.discard()
+                    return EXIT_USER_ERROR
                 running = [r for r in self.runs if r.status == "running"]
                 while pending and len(running) < jobs and not self.stop_requested:
                     run = pending.pop(0)
@@ -224,7 +258,7 @@ class Experiment:
                 if not running and (not pending or self.stop_requested):
                     break
                 display.update()
-                time.sleep(0.2)
+                time.sleep(0.05)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -234,24 +268,39 @@ class Experiment:
         return 1 if any(r.status == "failed" for r in self.runs) else 0
 
 
+def _last_line(path: Path) -> str:
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    return lines[-1] if lines else f"see {path}"
+
+
 class _Display:
     """One tqdm bar over all seeds: the steps of all of them, the ETA, and each running
     seed's recent return; a line when a seed ends."""
 
-    def __init__(self, experiment: Experiment, enabled: bool) -> None:
+    def __init__(self, experiment: Experiment, enabled: bool, header: str) -> None:
         self.experiment = experiment
         self.enabled = enabled
+        self.header = header
+        self.started = False
         self.bar = None
-        if enabled:
+
+    def _start(self) -> None:
+        """On the first sign of training: the header, then the bar."""
+        self.started = True
+        if self.header:
+            print(self.header, file=sys.stderr)
+        if self.enabled:
             from rlkit.progress import make_bar
 
-            total = experiment.total_steps * len(experiment.runs)
+            total = self.experiment.total_steps * len(self.experiment.runs)
             self.bar = make_bar(total, sys.stderr, log_interval=10.0)
 
     def update(self) -> None:
+        runs = self.experiment.runs
+        if not self.started and any(r.step > 0 or r.status == "done" for r in runs):
+            self._start()
         if self.bar is None:
             return
-        runs = self.experiment.runs
         done = sum(min(r.step, self.experiment.total_steps) for r in runs)
         returns = "  ".join(
             f"seed {r.seed}: {r.recent_return:.1f}"
@@ -266,6 +315,10 @@ class _Display:
             self.bar.update(done - self.bar.n)
 
     def report(self, run: SeedRun) -> None:
+        if self.experiment.config_error is not None:
+            return  # said once, by the caller
+        if not self.started:
+            self._start()
         if run.status == "done":
             message = f"rlkit: seed {run.seed} finished ({run.run_dir})"
         elif run.status == "interrupted":

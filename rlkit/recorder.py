@@ -16,8 +16,8 @@ import yaml
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
+from rlkit.files import atomic_write_bytes
 from rlkit.progress import JsonLinesProgress, ProgressBar
-from rlkit.serialization import atomic_write_bytes
 
 
 def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rlkit.checkpoint import atomic_write_bytes
 from rlkit.errors import UserError
+from rlkit.files import atomic_write_bytes
 from rlkit.stats import iqm, stratified_bootstrap_ci, summarize
 
 EVAL_TAG = "eval/mean_return"

@@ -63,6 +63,10 @@ def test_parse_seeds_forms():
         (["--seeds", "1-3", "--jobs", "0"], "--jobs must be at least 1"),
         (["--jobs", "2"], "give --seeds too"),
         (["--seeds", "1-2", "--seed", "3"], "exclude each other"),
+        # Refused by the seeds themselves (the parent does not load torch to check it first):
+        # still one line, said once, and the folder is gone.
+        (["--seeds", "1-3", "--jobs", "2", "--set", "optimizer.lrr=1"], "unknown config key"),
+        (["--seeds", "1-2", "--set", "env=Nope-v0"], "unknown environment"),
     ],
 )
 def test_bad_seed_arguments_are_one_line_errors(tmp_path, args, words):
