@@ -70,6 +70,8 @@ class SeedRun:
     recent_return: float | None = None
     status: str = "pending"  # pending, running, done, failed, interrupted
     detail: str = ""
+    refusal: str | None = None  # its one-line error, if it refused to start (exit 2)
+    reported: bool = False
     reader: threading.Thread | None = field(default=None, repr=False)
 
 
@@ -182,7 +184,7 @@ class Experiment:
         if code == 0:
             run.status = "done"
             if run.seed not in self.info["finished"]:
-                self.info["finished"].append(run.seed)
+                self.info["finished"] = sorted([*self.info["finished"], run.seed])
                 self.save_info()
         elif code == EXIT_INTERRUPTED or (self.stop_requested and code == -signal.SIGINT):
             run.status, run.detail = "interrupted", "saved; resumable"
@@ -192,10 +194,23 @@ class Experiment:
                 run.detail = f"killed by {signal.Signals(-code).name}"
             else:
                 run.detail = f"exit code {code}"
-            refused = code == EXIT_USER_ERROR and not (run.run_dir / "config.yaml").is_file()
-            if refused and self.fresh:
-                # A mistake in the config or the options: every seed would say the same.
-                self.config_error = _last_line(run.log)
+            if code == EXIT_USER_ERROR and not (run.run_dir / "config.yaml").is_file():
+                run.refusal = _last_line(run.log)
+                run.detail = run.refusal.split(": error: ", 1)[-1]
+
+    def _undecided_refusal(self) -> bool:
+        """In a fresh folder where no seed has trained yet, a seed refused to start: a
+        mistake in the config or options that every seed will repeat, or one of that seed
+        alone (its training seeds overlap the eval_seed, say). No new seed starts until the
+        ones starting now tell which: if they all refuse, `config_error` is set."""
+        if not self.fresh or self.info["finished"]:
+            return False
+        if any((r.run_dir / "config.yaml").is_file() for r in self.runs):
+            return False  # a seed trains: a refusal is that seed's failure
+        refused = [r for r in self.runs if r.refusal is not None]
+        if refused and not any(r.status == "running" for r in self.runs):
+            self.config_error = refused[0].refusal
+        return bool(refused)
 
     def request_stop(self) -> None:
         """Ctrl-C: no new seeds; the running ones get SIGINT (the second time too: abort)."""
@@ -204,12 +219,6 @@ class Experiment:
             if run.status == "running" and run.process is not None:
                 with contextlib.suppress(ProcessLookupError):  # it just ended
                     os.killpg(run.process.pid, signal.SIGINT)
-
-    def start_seeds(self, jobs: int) -> None:
-        """Start the first `jobs` seeds now (run() starts the others as these end)."""
-        for run in self.runs[:jobs]:
-            if run.seed not in self.info["finished"]:
-                self._start(run)
 
     def discard(self) -> None:
         """Stop the seeds at once and remove the folder (a config that the seeds refused:
@@ -246,12 +255,17 @@ class Experiment:
                     code = run.process.poll()
                     if code is not None:
                         self._finish(run, code)
-                        display.report(run)
+                waiting = self._undecided_refusal()
                 if self.config_error is not None:
                     self.discard()
                     return EXIT_USER_ERROR
+                for run in self.runs:
+                    ended = run.status in ("done", "failed", "interrupted")
+                    if ended and not run.reported and not waiting:
+                        run.reported = True
+                        display.report(run)
                 running = [r for r in self.runs if r.status == "running"]
-                while pending and len(running) < jobs and not self.stop_requested:
+                while pending and len(running) < jobs and not self.stop_requested and not waiting:
                     run = pending.pop(0)
                     self._start(run)
                     running.append(run)

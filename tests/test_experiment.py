@@ -223,3 +223,17 @@ def test_report_compares_configs_and_refuses_mixed_envs(tmp_path):
     result = _rlkit("report", runs["ppo"], runs["acrobot"], "--out", tmp_path / "mixed",
                     "--allow-mixed")  # fmt: skip
     assert result.returncode == 0, result.stderr
+
+
+def test_a_seed_refused_alone_fails_alone(tmp_path):
+    # eval_seed 20 overlaps seed 15's training env seeds (15-22) but not seed 1's (1-8):
+    # seed 15 is refused, seed 1 trains; that is a failed seed, not a bad config.
+    parent = tmp_path / "exp"
+    result = _rlkit(
+        "train", "configs/ppo_cartpole.yaml", "--seeds", "1,15", "--jobs", "2", *TINY,
+        "--set", "eval_seed=20", "--run-dir", parent, "--no-progress",
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert "seed 15 FAILED (eval_seed 20 overlaps the training env seeds 15-22" in result.stderr
+    assert (parent / "seed_1" / "agent.safetensors").is_file()
+    assert json.loads((parent / "experiment.json").read_text())["finished"] == [1]
