@@ -28,20 +28,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import agents  # noqa: E402
+from rlkit import experiment  # noqa: E402
 from rlkit.device import describe_cpu  # noqa: E402
 from rlkit.evaluation import seed_for_testing  # noqa: E402
 
 
 def parse_seeds(text: list[str]) -> list[int]:
-    """`1-20`, `1 2 3` or `1,4,7`."""
-    seeds: list[int] = []
-    for part in ",".join(text).split(","):
-        if "-" in part:
-            low, high = part.split("-")
-            seeds += range(int(low), int(high) + 1)
-        elif part:
-            seeds.append(int(part))
-    return seeds
+    """`1-20`, `1 2 3` or `1,4,7` (the words of `--seeds`), as `rlkit train --seeds` reads
+    them."""
+    return experiment.parse_seeds(",".join(text))
 
 
 def train(config: str, seed: int, run_dir: Path, overrides: list[str]) -> float:

@@ -25,12 +25,14 @@ from rlkit.config import (
     load_yaml,
     require,
 )
-from rlkit.errors import AgentFileError, UserError
-
-EXIT_USER_ERROR = 2
-EXIT_DIVERGED = 3
-EXIT_OS_ERROR = 4
-EXIT_INTERRUPTED = 130
+from rlkit.errors import (
+    EXIT_DIVERGED,
+    EXIT_INTERRUPTED,
+    EXIT_OS_ERROR,
+    EXIT_USER_ERROR,
+    AgentFileError,
+    UserError,
+)
 
 
 @dataclasses.dataclass
@@ -156,15 +158,23 @@ def load_run_config(
     """Read a YAML config, apply --set overrides and flags; return (run settings, agent config)."""
     import agents
 
+    run, data = read_run_settings(path, overrides, **flags)
+    agent_cls = agents.agent_class(run.agent)
+    agent_config = config_from_dict(agent_cls.Config, data, also_known=RUN_KEYS)
+    return run, agent_config
+
+
+def read_run_settings(
+    path: str | Path, overrides: Sequence[str] = (), **flags: Any
+) -> tuple[RunConfig, dict[str, Any]]:
+    """The first half of load_run_config, without loading torch: (run settings, the agent's
+    keys, not yet checked)."""
     data = apply_overrides(load_yaml(path), overrides)
     for key, value in flags.items():
         if value is not None:
             data[key] = value
     run_data = {key: data.pop(key) for key in RUN_KEYS if key in data}
-    run = config_from_dict(RunConfig, run_data)
-    agent_cls = agents.agent_class(run.agent)
-    agent_config = config_from_dict(agent_cls.Config, data, also_known=RUN_KEYS)
-    return run, agent_config
+    return config_from_dict(RunConfig, run_data), data
 
 
 def _default_run_dir(config_path: str, seed: int) -> Path:
@@ -212,6 +222,13 @@ def _progress_mode(args: argparse.Namespace) -> bool | str:
     return "jsonl" if args.progress_jsonl else not args.no_progress
 
 
+def _jobs(args: argparse.Namespace, default: int) -> int:
+    jobs = default if args.jobs is None else args.jobs
+    if jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {args.jobs}")
+    return jobs
+
+
 def _default_jobs() -> int:
     import os
 
@@ -225,16 +242,10 @@ def cmd_train_seeds(args: argparse.Namespace) -> int:
     seeds = parse_seeds(args.seeds)
     if args.seed is not None:
         raise UserError("--seed and --seeds exclude each other")
-    jobs = _default_jobs() if args.jobs is None else args.jobs
-    if jobs < 1:
-        raise UserError(f"--jobs must be at least 1, got {args.jobs}")
-    jobs = min(jobs, len(seeds))
+    jobs = min(_jobs(args, default=_default_jobs()), len(seeds))
     # The run settings, read without loading torch: the seeds start at once and check the
     # rest of the config themselves; a mistake there ends all of them and is one error here.
-    data = apply_overrides(load_yaml(args.config), args.overrides)
-    if args.steps is not None:
-        data["total_steps"] = args.steps
-    run = config_from_dict(RunConfig, {key: data[key] for key in RUN_KEYS if key in data})
+    run, data = read_run_settings(args.config, args.overrides, total_steps=args.steps)
     train_args = [f"--set={override}" for override in args.overrides]
     if args.steps is not None:
         train_args.append(f"--steps={args.steps}")
@@ -259,7 +270,7 @@ def cmd_train_seeds(args: argparse.Namespace) -> int:
 def _run_experiment(experiment: Any, jobs: int, args: argparse.Namespace, header: str = "") -> int:
     code = experiment.run(jobs, progress=not args.no_progress, header=header)
     if experiment.config_error is not None:  # the seeds' own one-line error, said once
-        raise UserError(experiment.config_error.split(": error: ", 1)[-1])
+        raise UserError(experiment.config_error)
     parent = experiment.parent
     if code == EXIT_INTERRUPTED:
         print(
@@ -287,9 +298,7 @@ def cmd_resume_seeds(args: argparse.Namespace, parent: Path) -> int:
     from rlkit.experiment import Experiment
 
     experiment = Experiment.open(parent)
-    jobs = experiment.info["jobs"] if args.jobs is None else args.jobs
-    if jobs < 1:
-        raise UserError(f"--jobs must be at least 1, got {args.jobs}")
+    jobs = _jobs(args, default=experiment.info["jobs"])
     left = [s for s in experiment.info["seeds"] if s not in experiment.info["finished"]]
     header = f"rlkit: resuming {parent}: {len(left)} of {len(experiment.runs)} seeds unfinished" + (
         f" ({', '.join(map(str, left))})" if left else ""
@@ -298,10 +307,6 @@ def cmd_resume_seeds(args: argparse.Namespace, parent: Path) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    import torch
-
-    import agents
-    from rlkit.checkpoint import remove_stray_files
     from rlkit.experiment import Experiment
 
     ignored = [
@@ -323,12 +328,16 @@ def cmd_resume(args: argparse.Namespace) -> int:
     run_dir = Path(args.resume)
     if Experiment.is_experiment(run_dir):
         return cmd_resume_seeds(args, run_dir)
-    if args.jobs is not None or args.seeds is not None:
+    if args.jobs is not None:
         raise UserError(f"{run_dir} is a single run, not a folder of `rlkit train --seeds`")
+    import torch
+
+    import agents
+    from rlkit.checkpoint import remove_stray_files
+
     if not (run_dir / "config.yaml").is_file():
         raise UserError(f"{run_dir} is not an rlkit run folder (no config.yaml in it)")
-    data = load_yaml(run_dir / "config.yaml")
-    run = config_from_dict(RunConfig, {key: data[key] for key in RUN_KEYS if key in data})
+    run, _ = read_run_settings(run_dir / "config.yaml")
     for path in remove_stray_files(run_dir):
         print(f"rlkit: removed {path} (left by an interrupted write)", file=sys.stderr)
     agent = agents.from_checkpoint(run_dir, device=args.device)

@@ -7,6 +7,12 @@ and keeps its traceback. Each class also derives from the builtin a Python user 
 
 from __future__ import annotations
 
+# The `rlkit` command's exit codes (shared with the seeds' parent process, which reads them).
+EXIT_USER_ERROR = 2
+EXIT_DIVERGED = 3
+EXIT_OS_ERROR = 4
+EXIT_INTERRUPTED = 130
+
 
 class UserError(Exception):
     """Base class: the message says what is wrong and how to fix it."""

@@ -28,13 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rlkit.errors import UserError
+from rlkit.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, UserError
 from rlkit.files import atomic_write_bytes
 
 EXPERIMENT_FILE = "experiment.json"
 CONFIG_FILE = "experiment.yaml"
-EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 130
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -88,7 +86,7 @@ class Experiment:
         ]
         self.stop_requested = 0
         self.fresh = False  # created by this process: no seed has trained yet
-        self.config_error: str | None = None
+        self.config_error: str | None = None  # the message of a config every seed refused
 
     # ------------------------------------------------------------------ set-up
 
@@ -209,7 +207,7 @@ class Experiment:
             return False  # a seed trains: a refusal is that seed's failure
         refused = [r for r in self.runs if r.refusal is not None]
         if refused and not any(r.status == "running" for r in self.runs):
-            self.config_error = refused[0].refusal
+            self.config_error = refused[0].detail
         return bool(refused)
 
     def request_stop(self) -> None:

@@ -34,17 +34,15 @@ def make_bar(total: int, stream: TextIO, initial: int = 0, log_interval: float =
     )
 
 
-class ProgressBar:
-    """Steps with tqdm's bar, elapsed time and ETA (which counts evaluations, since the user
-    waits for them), the mean of the last 20 episodic returns, and steps/s of training alone
-    (evaluation time excluded, as in TensorBoard's time/steps_per_second)."""
+class Progress:
+    """What a run reports as it goes: its step, the mean of the last 20 episodic returns, and
+    steps/s of training alone (evaluation time excluded, as in TensorBoard's
+    time/steps_per_second); shown by `view`, a TqdmView or a JsonLinesView."""
 
-    def __init__(self, total: int, stream: TextIO | None = None, start_step: int = 0) -> None:
-        self.stream = stream or sys.stderr
-        self.bar = make_bar(total, self.stream, start_step)
+    def __init__(self, view: TqdmView | JsonLinesView, start_step: int = 0) -> None:
+        self.view = view
         self.returns: deque[float] = deque(maxlen=20)
-        self.start_step = start_step
-        self.step = start_step
+        self.start_step = self.step = start_step
         self.clock_start = time.perf_counter()
         self.excluded = 0.0
 
@@ -55,23 +53,40 @@ class ProgressBar:
         """Leave `seconds` (an evaluation) out of the steps/s figure."""
         self.excluded += seconds
 
+    def recent_return(self) -> float | None:
+        return sum(self.returns) / len(self.returns) if self.returns else None
+
     def steps_per_second(self) -> float:
         elapsed = time.perf_counter() - self.clock_start - self.excluded
         return (self.step - self.start_step) / max(elapsed, 1e-9)
 
-    def update(self, step: int, force: bool = False) -> None:
+    def update(self, step: int) -> None:
         self.step = step
-        shown = min(step, self.bar.total)  # on-policy runs end on a whole rollout, past total
-        if shown > self.bar.n:
-            recent = sum(self.returns) / len(self.returns) if self.returns else float("nan")
-            # set_postfix_str would force a redraw on every call; tqdm redraws on update().
-            self.bar.postfix = f"return {recent:.1f}, {self.steps_per_second():,.0f} steps/s"
-            self.bar.update(shown - self.bar.n)
-        if force:
-            self.bar.refresh()
+        self.view.show(self, final=False)
 
     def close(self, step: int) -> None:
-        self.update(step)
+        self.step = step
+        self.view.show(self, final=True)
+        self.view.close()
+
+
+class TqdmView:
+    """A tqdm bar of steps with elapsed time and ETA (which counts evaluations, since the user
+    waits for them), the recent return and training steps/s."""
+
+    def __init__(self, total: int, stream: TextIO | None = None, start_step: int = 0) -> None:
+        self.bar = make_bar(total, stream or sys.stderr, start_step)
+
+    def show(self, progress: Progress, final: bool) -> None:
+        shown = min(progress.step, self.bar.total)  # on-policy runs end past total
+        if shown > self.bar.n:
+            recent = progress.recent_return()
+            recent = float("nan") if recent is None else recent
+            # set_postfix_str would force a redraw on every call; tqdm redraws on update().
+            self.bar.postfix = f"return {recent:.1f}, {progress.steps_per_second():,.0f} steps/s"
+            self.bar.update(shown - self.bar.n)
+
+    def close(self) -> None:
         self.bar.close()  # draws the final state
 
 
@@ -90,34 +105,27 @@ class _LogLines:
         self.stream.flush()
 
 
-class JsonLinesProgress:
+class JsonLinesView:
     """The same reports as machine-readable lines, {"step", "return", "sps"}, at most every
     `interval` seconds and at the end, for a parent process that shows many runs at once."""
 
-    def __init__(self, total: int, stream: TextIO | None = None, start_step: int = 0,
-                 interval: float = 1.0) -> None:  # fmt: skip
+    def __init__(self, stream: TextIO | None = None, interval: float = 1.0) -> None:
         self.stream = stream or sys.stdout
-        self.total, self.interval = int(total), interval
-        self.returns: deque[float] = deque(maxlen=20)
-        self.start_step = self.step = start_step
-        self.clock_start = time.perf_counter()
-        self.excluded = 0.0
+        self.interval = interval
         self.last_write = 0.0
 
-    episode = ProgressBar.episode
-    exclude = ProgressBar.exclude
-    steps_per_second = ProgressBar.steps_per_second
-
-    def update(self, step: int, force: bool = False) -> None:
-        self.step = step
+    def show(self, progress: Progress, final: bool) -> None:
         now = time.perf_counter()
-        if not force and now - self.last_write < self.interval:
+        if not final and now - self.last_write < self.interval:
             return
         self.last_write = now
-        recent = sum(self.returns) / len(self.returns) if self.returns else None
-        line = {"step": step, "return": recent, "sps": round(self.steps_per_second(), 1)}
+        line = {
+            "step": progress.step,
+            "return": progress.recent_return(),
+            "sps": round(progress.steps_per_second(), 1),
+        }
         self.stream.write(json.dumps(line) + "\n")
         self.stream.flush()
 
-    def close(self, step: int) -> None:
-        self.update(step, force=True)
+    def close(self) -> None:
+        pass

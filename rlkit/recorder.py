@@ -17,7 +17,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
 from rlkit.files import atomic_write_bytes
-from rlkit.progress import JsonLinesProgress, ProgressBar
+from rlkit.progress import JsonLinesView, Progress, TqdmView
 
 
 def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -102,11 +102,11 @@ class RunMonitor:
             )
             self.recorder.config(config, list(metric_tags))
         # progress: True for the terminal's bar, "jsonl" for the lines a parent process reads.
-        self.bar: ProgressBar | JsonLinesProgress | None = None
+        self.bar: Progress | None = None
         if progress == "jsonl":
-            self.bar = JsonLinesProgress(end_step, start_step=start_step)
+            self.bar = Progress(JsonLinesView(), start_step)
         elif progress:
-            self.bar = ProgressBar(end_step, start_step=start_step)
+            self.bar = Progress(TqdmView(end_step, start_step=start_step), start_step)
         self.last_step, self.last_time = start_step, time.perf_counter()
 
     def record_episodes(self, infos: Mapping[str, Any], step: int) -> int:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rlkit.config import load_yaml
 from rlkit.errors import UserError
 from rlkit.files import atomic_write_bytes
 from rlkit.stats import iqm, stratified_bootstrap_ci, summarize
@@ -72,23 +73,19 @@ def find_runs(folder: Path) -> list[Path]:
 
 
 def read_run(folder: Path) -> RunData:
-    import yaml
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    config = yaml.safe_load((folder / "config.yaml").read_text()) or {}
+    config = load_yaml(folder / "config.yaml")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         accumulator = EventAccumulator(str(folder), size_guidance={"scalars": 0})
         accumulator.Reload()
-    tags = set(accumulator.Tags()["scalars"])
-    start = min(
-        (accumulator.Scalars(tag)[0].wall_time for tag in tags if accumulator.Scalars(tag)),
-        default=0.0,
-    )
-    events = accumulator.Scalars(EVAL_TAG) if EVAL_TAG in tags else []
+    scalars = {tag: accumulator.Scalars(tag) for tag in accumulator.Tags()["scalars"]}
+    start = min((events[0].wall_time for events in scalars.values() if events), default=0.0)
+    events = scalars.get(EVAL_TAG, [])
 
     def last(tag: str) -> float | None:
-        return float(accumulator.Scalars(tag)[-1].value) if tag in tags else None
+        return float(scalars[tag][-1].value) if scalars.get(tag) else None
 
     return RunData(
         folder=folder,
@@ -118,9 +115,10 @@ def carried_forward(xs: np.ndarray, ys: np.ndarray, grid: np.ndarray) -> np.ndar
     """The latest y at or before each grid point (NaN before the first x): a run's score at
     any step is that of its latest evaluation. After a run's last evaluation its value is
     carried on (its final agent; runs stopped early by stop_at_return end sooner)."""
+    if not len(xs):
+        return np.full(len(grid), np.nan)
     index = np.searchsorted(xs, grid, side="right") - 1
-    values = np.where(index >= 0, ys[np.clip(index, 0, None)], np.nan) if len(xs) else None
-    return values if values is not None else np.full(len(grid), np.nan)
+    return np.where(index >= 0, ys[np.clip(index, 0, None)], np.nan)
 
 
 def curve(runs: list[RunData], axis: str, grid: np.ndarray) -> dict[str, np.ndarray]:
@@ -128,26 +126,18 @@ def curve(runs: list[RunData], axis: str, grid: np.ndarray) -> dict[str, np.ndar
     table = np.stack([
         carried_forward(getattr(r, axis), r.returns, grid) for r in runs
     ])  # fmt: skip
-    envs_of_runs = [r.env for r in runs]
-    centre, low, high, count = [], [], [], []
-    for j in range(len(grid)):
-        column = table[:, j]
+    env_of_run = np.array([r.env for r in runs])
+    env_masks = [env_of_run == env for env in np.unique(env_of_run)]
+    centre, low, high = (np.full(len(grid), np.nan) for _ in range(3))
+    count = np.zeros(len(grid), dtype=np.int64)
+    for j, column in enumerate(table.T):
         present = ~np.isnan(column)
-        strata = [
-            column[present & (np.array(envs_of_runs) == env)] for env in sorted(set(envs_of_runs))
-        ]
-        values = column[present]
-        count.append(len(values))
-        if len(values) == 0:
-            centre.append(np.nan), low.append(np.nan), high.append(np.nan)
-            continue
-        centre.append(iqm(values))
-        lo, hi = stratified_bootstrap_ci(strata, reps=CURVE_REPS, seed=j)
-        low.append(lo), high.append(hi)
-    return {
-        "x": grid, "iqm": np.array(centre), "low": np.array(low), "high": np.array(high),
-        "runs": np.array(count), "table": table,
-    }  # fmt: skip
+        count[j] = present.sum()
+        if count[j]:
+            centre[j] = iqm(column[present])
+            strata = [column[present & mask] for mask in env_masks]
+            low[j], high[j] = stratified_bootstrap_ci(strata, reps=CURVE_REPS, seed=j)
+    return {"x": grid, "iqm": centre, "low": low, "high": high, "runs": count, "table": table}
 
 
 def load_groups(folders: list[Path], allow_mixed: bool) -> list[Group]:
