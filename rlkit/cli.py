@@ -1,5 +1,5 @@
-"""Command line: `rlkit train CONFIG ...` (also over many seeds), `rlkit eval PATH ...` and
-`rlkit report DIR ...`.
+"""Command line: `rlkit train CONFIG ...` (also over many seeds), `rlkit eval PATH ...`,
+`rlkit report DIR ...` and `rlkit tune CONFIG ...` (hyperparameter search).
 
 A user's mistake (missing file, bad key, unknown env, ...) prints one line on stderr and exits
 with code 2; a traceback means a bug in rlkit.
@@ -137,6 +137,61 @@ def build_parser() -> argparse.ArgumentParser:
         "needs the video extra)",
     )
 
+    tune = sub.add_parser(
+        "tune", help="hyperparameter search with Optuna over the config's search: block"
+    )
+    tune.add_argument(
+        "config", metavar="CONFIG", nargs="?", help="YAML config with a search: block"
+    )
+    tune.add_argument("--trials", type=int, help="trials in the study in all (all workers)")
+    tune.add_argument(
+        "--seeds-per-trial", type=int, default=2, metavar="K",
+        help="seeds each trial trains, scored by their IQM (default 2)",
+    )  # fmt: skip
+    tune.add_argument(
+        "--sampler", choices=("random", "tpe"), default="random",
+        help="random search (default) or Optuna's TPE",
+    )  # fmt: skip
+    tune.add_argument(
+        "--pruner", choices=("median", "none"), default="median",
+        help="stop trials below the median of the others at the same evaluation (default)",
+    )  # fmt: skip
+    tune.add_argument("--study", help="study name (default: the config's name); runs/<study>/")
+    tune.add_argument(
+        "--storage", metavar="URL",
+        help="Optuna storage (default sqlite:///runs/<study>/study.db); e.g. "
+        "postgresql://user:password@host/db to share the study between machines",
+    )  # fmt: skip
+    tune.add_argument(
+        "--jobs", type=int, metavar="J",
+        help="trials this process runs at once (default: cores / seeds per trial)",
+    )  # fmt: skip
+    tune.add_argument(
+        "--steps", type=int, help="environment steps per trial (default: the config's)"
+    )
+    tune.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config value for every trial (repeatable)",
+    )  # fmt: skip
+    tune.add_argument(
+        "--ray", metavar="ADDRESS",
+        help="run the trials as Ray Tune trials on the Ray cluster at ADDRESS (host:port)",
+    )  # fmt: skip
+    tune.add_argument(
+        "--retry-failed", action="store_true",
+        help="rerun, with the same values, a trial whose worker died",
+    )  # fmt: skip
+    tune.add_argument(
+        "--heartbeat", type=int, default=60, metavar="SECONDS",
+        help="how often a worker marks its trials alive; a trial silent for twice this is "
+        "taken as lost (default 60)",
+    )  # fmt: skip
+    tune.add_argument(
+        "--report", metavar="STUDY",
+        help="only write the study's best.yaml, trials.csv and plots (with --storage if not "
+        "the default)",
+    )  # fmt: skip
+
     report = sub.add_parser(
         "report", help="summary and learning curves of runs over seeds (one DIR per config)"
     )
@@ -174,6 +229,7 @@ def read_run_settings(
         if value is not None:
             data[key] = value
     run_data = {key: data.pop(key) for key in RUN_KEYS if key in data}
+    data.pop("search", None)  # what `rlkit tune` varies (rlkit.search); training ignores it
     return config_from_dict(RunConfig, run_data), data
 
 
@@ -219,7 +275,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _progress_mode(args: argparse.Namespace) -> bool | str:
-    return "jsonl" if args.progress_jsonl else not args.no_progress
+    if args.progress_jsonl:  # a seed of `rlkit train --seeds` or a trial of `rlkit tune`
+        from rlkit.experiment import stop_when_parent_dies
+
+        stop_when_parent_dies()
+        return "jsonl"
+    return not args.no_progress
 
 
 def _jobs(args: argparse.Namespace, default: int) -> int:
@@ -493,6 +554,92 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from rlkit import tune
+
+    runs = Path("runs")
+    if args.report is not None:
+        if args.config is not None or args.trials is not None:
+            raise UserError("--report STUDY writes the report of a study; drop CONFIG/--trials")
+        name = _study_name(args.report)
+        url = args.storage or tune.default_storage(name, runs)
+        if args.storage is None and not (runs / name / "study.db").is_file():
+            raise UserError(f"no study {name}: {runs / name / 'study.db'} does not exist")
+        study = tune.load_study(name, tune.open_storage(url))
+        tune.write_report(study, runs / name, log=_say)
+        return 0
+    if args.config is None:
+        raise UserError("give a CONFIG file with a search: block (or --report STUDY)")
+    if args.trials is None or args.trials < 1:
+        raise UserError(f"--trials must be at least 1, got {args.trials}")
+    if args.seeds_per_trial < 1:
+        raise UserError(f"--seeds-per-trial must be at least 1, got {args.seeds_per_trial}")
+    if args.steps is not None and args.steps < 1:
+        raise UserError(f"--steps must be at least 1, got {args.steps}")
+    if args.heartbeat < 1:
+        raise UserError(f"--heartbeat must be at least 1 second, got {args.heartbeat}")
+    jobs = _jobs(args, default=max(1, _default_jobs() // args.seeds_per_trial))
+    name = _study_name(args.study or Path(args.config).stem)
+    tune.need("optuna", "tune")
+    if args.ray is not None:
+        tune.need("ray.tune", "ray")
+    setup = tune.read_setup(args.config, args.overrides, args.seeds_per_trial, args.steps)
+    folder = runs / name
+    made = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    url = args.storage or tune.default_storage(name, runs)
+    try:
+        # Ray keeps its trials alive itself; the heartbeats are for rlkit's own workers.
+        heartbeat = None if args.ray else args.heartbeat
+        storage = tune.open_storage(url, heartbeat, args.retry_failed)
+        known = {s.study_name for s in storage.get_all_studies()}
+        if name not in known and any(folder.glob("trial_*")):
+            raise UserError(
+                f"{folder} holds trial folders of a study that is not in {url}; choose another "
+                "--study, or remove the folder"
+            )
+        study = tune.load_or_create_study(
+            name, storage, setup, tune.make_sampler(args.sampler),
+            tune.make_pruner(args.pruner, setup.evaluations),
+        )  # fmt: skip
+    except BaseException:
+        if made:  # nothing of a study that could not be opened is left behind
+            import shutil
+
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    _say(
+        f"rlkit: study {name} ({tune._hide_password(url)}): {args.trials} trials of "
+        f"{len(setup.seeds)} seeds x {setup.steps:,} steps, "
+        + (f"on Ray at {args.ray}" if args.ray else f"{jobs} at a time here")
+        + f"; {args.sampler} sampler, {args.pruner} pruner; folder {folder}"
+    )
+    if args.ray is not None:
+        from rlkit.tune_ray import run_on_ray
+
+        code = run_on_ray(args.ray, study, setup, folder, args.trials, args.pruner)
+    else:
+        code = tune.Worker(study, setup, folder, args.trials, jobs, args.heartbeat).run()
+    tune.write_report(study, folder, log=_say)
+    if code == EXIT_INTERRUPTED:
+        _say("rlkit: interrupted; continue the study with the same command")
+    return code
+
+
+def _study_name(name: str) -> str:
+    from rlkit.tune import STUDY_NAME
+
+    if not STUDY_NAME.match(name):
+        raise UserError(
+            f"study name {name!r}: use letters, digits, '_', '.' and '-' (it names a folder)"
+        )
+    return name
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from rlkit.report import write_report
 
@@ -513,6 +660,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_train(args)
         if args.command == "report":
             return cmd_report(args)
+        if args.command == "tune":
+            return cmd_tune(args)
         return cmd_eval(args)
     except UserError as error:
         print(f"rlkit {args.command}: error: {error}", file=sys.stderr)

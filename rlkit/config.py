@@ -232,15 +232,23 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             raise ConfigError(f"--set {key}: cannot parse value {raw!r}") from None
-        node = result
-        parts = key.split(".")
-        for part in parts[:-1]:
-            child = node.get(part)
-            if child is None:
-                child = {}
-            elif not isinstance(child, dict):
-                raise ConfigError(f"--set {key}: {part!r} is not a section")
-            node[part] = child = dict(child)
-            node = child
-        node[parts[-1]] = value
+        result = set_dotted(result, key, value, where=f"--set {key}")
+    return result
+
+
+def set_dotted(data: Mapping[str, Any], key: str, value: Any, where: str) -> dict[str, Any]:
+    """A copy of nested config data with the dotted `key` set to `value` (sections on the way
+    copied, or made); ConfigError, prefixed with `where`, if a part of the path is a value."""
+    result = dict(data)
+    node = result
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = {}
+        elif not isinstance(child, Mapping):
+            raise ConfigError(f"{where}: {part!r} is not a section")
+        node[part] = child = dict(child)
+        node = child
+    node[parts[-1]] = value
     return result

@@ -70,6 +70,7 @@ class SeedRun:
     detail: str = ""
     refusal: str | None = None  # its one-line error, if it refused to start (exit 2)
     reported: bool = False
+    evaluations: list[tuple[int, float]] = field(default_factory=list)  # (step, mean return)
     reader: threading.Thread | None = field(default=None, repr=False)
 
 
@@ -85,6 +86,7 @@ class Experiment:
             for s in info["seeds"]
         ]
         self.stop_requested = 0
+        self.pending: list[SeedRun] = []
         self.fresh = False  # created by this process: no seed has trained yet
         self.config_error: str | None = None  # the message of a config every seed refused
 
@@ -92,14 +94,19 @@ class Experiment:
 
     @classmethod
     def create(cls, config: Path, parent: Path, seeds: list[int], jobs: int,
-               train_args: list[str], total_steps: int) -> Experiment:  # fmt: skip
+               train_args: list[str], total_steps: int,
+               config_text: bytes | None = None) -> Experiment:  # fmt: skip
+        """A fresh folder for the seeds of `config` (its text: `config_text` if given, else
+        the file's)."""
         if parent.exists() and any(parent.iterdir()):
             raise UserError(
                 f"folder {parent} already exists and is not empty; choose another --run-dir "
                 f"or continue it with --resume {parent}"
             )
         (parent / "logs").mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(parent / CONFIG_FILE, config.read_bytes())
+        atomic_write_bytes(
+            parent / CONFIG_FILE, config.read_bytes() if config_text is None else config_text
+        )
         info = {
             "config": str(config),
             "seeds": seeds,
@@ -173,7 +180,9 @@ class Experiment:
             except ValueError:
                 continue
             run.step = int(line.get("step", run.step))
-            if line.get("return") is not None:
+            if "eval" in line:
+                run.evaluations.append((run.step, float(line["eval"])))
+            elif line.get("return") is not None:
                 run.recent_return = float(line["return"])
 
     def _finish(self, run: SeedRun, code: int) -> None:
@@ -233,12 +242,6 @@ class Experiment:
         Ctrl-C, 1 if a seed failed (the others still run to the end), 2 if the seeds refused
         the config (then `config_error` says why, and a fresh folder is removed). `header` is
         printed once a seed trains, so that a refused config prints its error alone."""
-        todo = [
-            r for r in self.runs if r.seed not in self.info["finished"] and r.status == "pending"
-        ]
-        for run in self.runs:
-            if run.seed in self.info["finished"]:
-                run.status, run.step = "done", self.total_steps
         display = _Display(self, progress, header)
         # Ctrl-C, and SIGTERM (a job scheduler's stop) alike: stop the seeds, each saving.
         previous = {
@@ -246,38 +249,70 @@ class Experiment:
             for sig in (signal.SIGINT, signal.SIGTERM)
         }
         try:
-            pending = list(todo)
-            while True:
-                running = [r for r in self.runs if r.status == "running"]
-                for run in running:
-                    code = run.process.poll()
-                    if code is not None:
-                        self._finish(run, code)
-                waiting = self._undecided_refusal()
-                if self.config_error is not None:
-                    self.discard()
-                    return EXIT_USER_ERROR
-                for run in self.runs:
-                    ended = run.status in ("done", "failed", "interrupted")
-                    if ended and not run.reported and not waiting:
-                        run.reported = True
-                        display.report(run)
-                running = [r for r in self.runs if r.status == "running"]
-                while pending and len(running) < jobs and not self.stop_requested and not waiting:
-                    run = pending.pop(0)
-                    self._start(run)
-                    running.append(run)
-                if not running and (not pending or self.stop_requested):
-                    break
+            self.begin()
+            while self.poll(jobs, display):
                 display.update()
                 time.sleep(0.05)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             display.close()
+        return self.exit_code()
+
+    def begin(self) -> None:
+        """Before the first poll: the finished seeds marked done, the others queued."""
+        for run in self.runs:
+            if run.seed in self.info["finished"]:
+                run.status, run.step = "done", self.total_steps
+        self.pending = [r for r in self.runs if r.status == "pending"]
+
+    def poll(self, jobs: int, display: _Display | None = None) -> bool:
+        """One look at the seeds, without waiting: note the ones that ended (to `display`),
+        start pending ones up to `jobs` running. False once none runs and none will start
+        (then see `exit_code`); a config every seed refused is discarded here."""
+        for run in self.runs:
+            if run.status == "running":
+                code = run.process.poll()
+                if code is not None:
+                    self._finish(run, code)
+        waiting = self._undecided_refusal()
+        if self.config_error is not None:
+            self.discard()
+            return False
+        for run in self.runs:
+            ended = run.status in ("done", "failed", "interrupted")
+            if ended and not run.reported and not waiting:
+                run.reported = True
+                if display is not None:
+                    display.report(run)
+        running = [r for r in self.runs if r.status == "running"]
+        while self.pending and len(running) < jobs and not self.stop_requested and not waiting:
+            run = self.pending.pop(0)
+            self._start(run)
+            running.append(run)
+        return bool(running) or bool(self.pending and not self.stop_requested)
+
+    def exit_code(self) -> int:
+        """After the last poll: as `run` returns."""
+        if self.config_error is not None:
+            return EXIT_USER_ERROR
         if self.stop_requested:
             return EXIT_INTERRUPTED
         return 1 if any(r.status == "failed" for r in self.runs) else 0
+
+
+def stop_when_parent_dies(interval: float = 1.0) -> None:
+    """In a seed: once the parent process is gone (SIGKILLed, say), stop as Ctrl-C would,
+    saving a checkpoint, rather than train on with no one to watch (the seeds run in their
+    own sessions, so the parent's terminal signals never reach them)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=watch, name="rlkit-parent-watch", daemon=True).start()
 
 
 def _last_line(path: Path) -> str:

@@ -53,6 +53,10 @@ class Progress:
         """Leave `seconds` (an evaluation) out of the steps/s figure."""
         self.excluded += seconds
 
+    def evaluation(self, step: int, mean_return: float) -> None:
+        """A periodic evaluation's mean return (`rlkit tune` scores and prunes trials by it)."""
+        self.view.evaluation(step, mean_return)
+
     def recent_return(self) -> float | None:
         return sum(self.returns) / len(self.returns) if self.returns else None
 
@@ -86,6 +90,9 @@ class TqdmView:
             self.bar.postfix = f"return {recent:.1f}, {progress.steps_per_second():,.0f} steps/s"
             self.bar.update(shown - self.bar.n)
 
+    def evaluation(self, step: int, mean_return: float) -> None:
+        pass  # the terminal shows the training return; eval/* is in TensorBoard
+
     def close(self) -> None:
         self.bar.close()  # draws the final state
 
@@ -107,7 +114,8 @@ class _LogLines:
 
 class JsonLinesView:
     """The same reports as machine-readable lines, {"step", "return", "sps"}, at most every
-    `interval` seconds and at the end, for a parent process that shows many runs at once."""
+    `interval` seconds and at the end, and each periodic evaluation, {"step", "eval"}, for a
+    parent process that shows (or scores) many runs at once."""
 
     def __init__(self, stream: TextIO | None = None, interval: float = 1.0) -> None:
         self.stream = stream or sys.stdout
@@ -124,8 +132,20 @@ class JsonLinesView:
             "return": progress.recent_return(),
             "sps": round(progress.steps_per_second(), 1),
         }
-        self.stream.write(json.dumps(line) + "\n")
-        self.stream.flush()
+        self._write(line)
+
+    def _write(self, line: dict) -> None:
+        if self.stream is None:
+            return
+        try:
+            self.stream.write(json.dumps(line) + "\n")
+            self.stream.flush()
+        except BrokenPipeError:  # the parent is gone; the run stops on its own (Ctrl-C)
+            self.stream = None
+
+    def evaluation(self, step: int, mean_return: float) -> None:
+        """At once, never held back: {"step", "eval"}."""
+        self._write({"step": step, "eval": mean_return})
 
     def close(self) -> None:
         pass

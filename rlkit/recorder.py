@@ -142,6 +142,7 @@ class RunMonitor:
         self.last_time += seconds
         if self.bar is not None:
             self.bar.exclude(seconds)
+            self.bar.evaluation(step, values["eval/mean_return"])
         if self.recorder is None:
             return
         self.recorder.scalars(values, step)
