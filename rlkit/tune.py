@@ -126,8 +126,9 @@ def read_setup(
     data = apply_overrides(load_yaml(config_path), overrides)
     if SEARCH_KEY not in data:
         raise ConfigError(
-            f"{config_path} has no {SEARCH_KEY}: block; add one, e.g.\n"
-            f"  {SEARCH_KEY}:\n    optimizer.lr: {{log_uniform: [1.0e-5, 1.0e-2]}}"
+            f"{config_path} has no {SEARCH_KEY}: block of keys to vary, such as "
+            f"`{SEARCH_KEY}: {{optimizer.lr: {{log_uniform: [1.0e-5, 1.0e-2]}}}}` (README, "
+            '"Hyperparameter search")'
         )
     search = data.pop(SEARCH_KEY)
     space = SearchSpace.parse(search)
@@ -220,12 +221,22 @@ def open_storage(url: str, heartbeat: int | None = None, retry_failed: bool = Fa
             kwargs["heartbeat_stale_trial_callback"] = (
                 optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=None)
             )
-    try:
-        return optuna.storages.RDBStorage(url, **kwargs)
-    except ImportError as error:
-        raise UserError(f"--storage {url}: {error}") from None
-    except Exception as error:  # sqlalchemy's errors: bad URL, refused connection, ...
-        raise UserError(f"--storage {_hide_password(url)}: {_first_line(error)}") from None
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(url, **kwargs)
+        except (IntegrityError, ProgrammingError):
+            # Two workers making Optuna's tables in a new database at once: one of them loses
+            # the race to CREATE TABLE; the tables are there for its next try.
+            if attempt == 4:
+                raise
+            time.sleep(0.5 + attempt)
+        except ImportError as error:
+            raise UserError(f"--storage {url}: {error}") from None
+        except Exception as error:  # sqlalchemy's errors: bad URL, refused connection, ...
+            raise UserError(f"--storage {_hide_password(url)}: {_first_line(error)}") from None
+    raise AssertionError("unreachable")
 
 
 def _with_driver(url: str) -> str:
