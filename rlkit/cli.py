@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -48,7 +48,7 @@ class RunConfig(Config):
     keep_checkpoints: int = 3
     """How many of the newest checkpoints to keep."""
     torch_threads: int = 0
-    """torch.set_num_threads for the run (0: torch's default)."""
+    """Threads of torch and of numpy's BLAS for the run (0: their defaults)."""
 
     def validate(self) -> None:
         require(self.total_steps >= 1, f"total_steps must be >= 1, got {self.total_steps}")
@@ -228,9 +228,26 @@ def read_run_settings(
     for key, value in flags.items():
         if value is not None:
             data[key] = value
+    return split_run_settings(data)
+
+
+def split_run_settings(data: Mapping[str, Any]) -> tuple[RunConfig, dict[str, Any]]:
+    """Config data -> (run settings, the agent's keys, not yet checked)."""
+    data = dict(data)
     run_data = {key: data.pop(key) for key in RUN_KEYS if key in data}
     data.pop("search", None)  # what `rlkit tune` varies (rlkit.search); training ignores it
     return config_from_dict(RunConfig, run_data), data
+
+
+def limit_threads(threads: int) -> None:
+    """`torch_threads`: torch's intra-op threads, and numpy's BLAS threads alike (the acting
+    path of the policy-gradient agents multiplies in numpy, and OpenBLAS keeps a pool of its
+    own: with 4 seeds on 2 cores, its spinning threads made 256-wide PPO runs ~30x slower)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(threads)
+    threadpool_limits(limits=threads, user_api="blas")
 
 
 def _default_run_dir(config_path: str, seed: int) -> Path:
@@ -247,7 +264,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         return cmd_train_seeds(args)
     if args.jobs is not None:
         raise UserError("--jobs runs seeds in parallel; give --seeds too")
-    import torch
 
     import agents
 
@@ -263,7 +279,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"or continue it with --resume {run_dir}"
         )
     if run.torch_threads:
-        torch.set_num_threads(run.torch_threads)
+        limit_threads(run.torch_threads)
     agent = agents.agent_class(run.agent)(config=agent_config)
     print(
         f"rlkit: training {run.agent} on {agent_config.env} for {run.total_steps:,} steps "
@@ -391,7 +407,6 @@ def cmd_resume(args: argparse.Namespace) -> int:
         return cmd_resume_seeds(args, run_dir)
     if args.jobs is not None:
         raise UserError(f"{run_dir} is a single run, not a folder of `rlkit train --seeds`")
-    import torch
 
     import agents
     from rlkit.checkpoint import remove_stray_files
@@ -405,7 +420,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     for reason in agent.skipped_checkpoints:
         print(f"rlkit: skipped damaged checkpoint {reason}", file=sys.stderr)
     if run.torch_threads:
-        torch.set_num_threads(run.torch_threads)
+        limit_threads(run.torch_threads)
     print(
         f"rlkit: resuming {run.agent} on {agent.config.env} at step {agent.global_step:,} "
         f"of {run.total_steps:,} on {agent.device}; run folder {run_dir}",

@@ -120,7 +120,7 @@ def read_setup(
     """Read and check the config and its search block: every key must be one the agent has,
     and the values at the ends of each range must pass the agent's own checks."""
     import agents
-    from rlkit.cli import RUN_KEYS
+    from rlkit.cli import RUN_KEYS, split_run_settings
     from rlkit.config import config_from_dict
 
     data = apply_overrides(load_yaml(config_path), overrides)
@@ -139,7 +139,7 @@ def read_setup(
                 f"{SEARCH_KEY}.{dimension.key}: {top} is a setting of the run, not a "
                 "hyperparameter" + ("; use --steps" if top == "total_steps" else "")
             )
-    run, agent_data = read_run_settings_data(data)
+    run, agent_data = split_run_settings(data)
     steps = run.total_steps if steps is None else steps
     agent_cls = agents.agent_class(run.agent)
     base = config_from_dict(agent_cls.Config, agent_data, also_known=RUN_KEYS)
@@ -157,7 +157,7 @@ def read_setup(
         for value in dimension.extremes():
             trial_data = set_dotted(data, dimension.key, value, f"{SEARCH_KEY}.{dimension.key}")
             try:
-                agent_data = read_run_settings_data(trial_data)[1]
+                agent_data = split_run_settings(trial_data)[1]
                 config_from_dict(agent_cls.Config, agent_data, also_known=RUN_KEYS)
             except ConfigError as error:
                 message = str(error)
@@ -171,17 +171,6 @@ def read_setup(
                 ) from None
     seeds = [base.seed + i for i in range(seeds_per_trial)]
     return TuneSetup(data, dict(search), seeds, steps, base.eval_interval)
-
-
-def read_run_settings_data(data: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
-    """(run settings, agent keys) of config data already read (see cli.read_run_settings)."""
-    from rlkit.cli import RUN_KEYS, RunConfig
-    from rlkit.config import config_from_dict
-
-    data = dict(data)
-    run_data = {key: data.pop(key) for key in RUN_KEYS if key in data}
-    data.pop(SEARCH_KEY, None)
-    return config_from_dict(RunConfig, run_data), data
 
 
 # ----------------------------------------------------------------------------- storage
