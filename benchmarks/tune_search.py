@@ -67,15 +67,16 @@ def main() -> None:
     storage = f"sqlite:///{out}/runs/search/study.db"
     study = optuna.load_study(study_name="search", storage=storage)
     trials = study.get_trials()
-    print(f"\nsearch wall time: {search_seconds / 60:.1f} min; trials by state: "
-          + ", ".join(f"{s.name} {sum(t.state == s for t in trials)}"
-                      for s in optuna.trial.TrialState if any(t.state == s for t in trials)))  # fmt: skip
+    states = [t.state.name for t in trials]
+    counts = ", ".join(f"{name} {states.count(name)}" for name in sorted(set(states)))
+    print(f"\nsearch wall time: {search_seconds / 60:.1f} min; trials by state: {counts}")
     print("\n| trial | state | score | optimizer.lr | network.hidden_sizes | evaluations |")
     print("|---|---|---|---|---|---|")
     for t in trials:
         score = "" if t.value is None else f"{t.value:.1f}"
-        print(f"| {t.number} | {t.state.name} | {score} | {t.params.get('optimizer.lr', 0):.2e} "
-              f"| {t.params.get('network.hidden_sizes')} | {len(t.intermediate_values)} |")  # fmt: skip
+        lr, width = t.params.get("optimizer.lr", 0), t.params.get("network.hidden_sizes")
+        print(f"| {t.number} | {t.state.name} | {score} | {lr:.2e} | {width} "
+              f"| {len(t.intermediate_values)} |")  # fmt: skip
     best = study.best_trial
     print(f"\nbest: trial {best.number}, score {best.value:.1f}, {best.params}")
 
@@ -92,9 +93,10 @@ def main() -> None:
     for which in ("final", "best"):
         stats = config[which]
         per_seed = ", ".join(f"{s[which]:.1f}" for s in config["seeds"])
-        print(f"{which} agents, greedy test return: IQM {stats['iqm']:.1f} (95% CI "
-              f"{stats['iqm_ci95'][0]:.1f} .. {stats['iqm_ci95'][1]:.1f}), min {stats['min']:.1f}, "
-              f"{stats['reached']}/{stats['n']} >= {stats['threshold']:g}; per seed: {per_seed}")  # fmt: skip
+        low, high = stats["iqm_ci95"]
+        print(f"{which} agents, greedy test return: IQM {stats['iqm']:.1f} (95% CI {low:.1f} .. "
+              f"{high:.1f}), min {stats['min']:.1f}, {stats['reached']}/{stats['n']} >= "
+              f"{stats['threshold']:g}; per seed: {per_seed}")  # fmt: skip
 
 
 if __name__ == "__main__":

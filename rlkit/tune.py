@@ -210,21 +210,23 @@ def open_storage(url: str, heartbeat: int | None = None, retry_failed: bool = Fa
             kwargs["heartbeat_stale_trial_callback"] = (
                 optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=None)
             )
-    from sqlalchemy.exc import IntegrityError, ProgrammingError
-
     for attempt in range(5):
         try:
             return optuna.storages.RDBStorage(url, **kwargs)
-        except (IntegrityError, ProgrammingError):
-            # Two workers making Optuna's tables in a new database at once: one of them loses
-            # the race to CREATE TABLE; the tables are there for its next try.
-            if attempt == 4:
-                raise
-            time.sleep(0.5 + attempt)
         except ImportError as error:
             raise UserError(f"--storage {url}: {error}") from None
         except Exception as error:  # sqlalchemy's errors: bad URL, refused connection, ...
-            raise UserError(f"--storage {_hide_password(url)}: {_first_line(error)}") from None
+            # Two workers making Optuna's tables in a new database at once: one of them loses
+            # the race to CREATE TABLE ("already exists" in SQLite, a duplicate key in
+            # PostgreSQL's catalog, or a second row for the schema version); the tables are there
+            # for its next try.
+            lost_race = re.search(
+                r"already exists|duplicate key|unique constraint", str(error), re.IGNORECASE
+            )
+            if not lost_race or attempt == 4:
+                message = f"--storage {_hide_password(url)}: {_first_line(error)}"
+                raise UserError(message) from None
+            time.sleep(0.5 + attempt)
     raise AssertionError("unreachable")
 
 

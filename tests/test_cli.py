@@ -153,3 +153,28 @@ def test_existing_run_folder_is_not_overwritten(trained_run):
     result = rlkit("train", "configs/dqn_cartpole.yaml", "--run-dir", run_dir, *TINY)
     assert result.returncode == 2 and "already exists" in result.stderr
     assert sorted(p.name for p in run_dir.iterdir()) == before
+
+
+def test_torch_threads_limits_numpys_blas_pool_too():
+    # The policy-gradient agents act through numpy; OpenBLAS's own pool must follow
+    # torch_threads, or side-by-side seeds fight over the cores (README, "Many seeds").
+    import numpy as np  # noqa: F401  (BLAS loaded)
+    import threadpoolctl
+    import torch
+
+    from rlkit.cli import limit_threads
+
+    blas = [p for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
+    assert blas, "numpy's BLAS not found"
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):  # restored afterwards
+        threads = torch.get_num_threads()
+        try:
+            limit_threads(1)
+            assert torch.get_num_threads() == 1
+            assert all(
+                p["num_threads"] == 1
+                for p in threadpoolctl.threadpool_info()
+                if p["user_api"] == "blas"
+            )
+        finally:
+            torch.set_num_threads(threads)

@@ -262,3 +262,19 @@ def test_without_optuna_it_says_what_to_install(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                             text=True, timeout=120)  # fmt: skip
     _one_line_error(result, "rlkit tune needs ray: pip install 'rlkit[ray]'")
+
+
+def test_workers_opening_a_new_database_at_once_both_get_it(tmp_path):
+    # Both make Optuna's tables; the loser of the CREATE TABLE race tries again.
+    (tmp_path / "runs").mkdir()
+    code = "from rlkit.tune import open_storage; open_storage('sqlite:///runs/study.db', 60)"
+    for _ in range(4):
+        (tmp_path / "runs" / "study.db").unlink(missing_ok=True)
+        command = [sys.executable, "-c", code]
+        pair = [
+            subprocess.Popen(command, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)
+        ]
+        for process in pair:
+            _, err = process.communicate(timeout=120)
+            assert process.returncode == 0, err
