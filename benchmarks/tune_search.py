@@ -23,10 +23,11 @@ import sys
 import time
 from pathlib import Path
 
+import learning  # noqa: F401  (puts the repository on sys.path)
 import optuna
-from learning import parse_seeds  # (puts the repository on sys.path)
 
 from rlkit.device import describe_cpu
+from rlkit.experiment import parse_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
 RLKIT = [sys.executable, "-m", "rlkit.cli"]

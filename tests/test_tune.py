@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "ppo_cartpole.yaml"
 # Trials of 1,024 steps with 4 evaluations: a few seconds each, most of it starting Python.
 TINY = ["--steps", "1024", "--set", "eval_interval=256", "--set", "eval_episodes=2",
-        "--set", "checkpoint_interval=0"]  # fmt: skip
+        "--set", "checkpoint_interval=0", "--set", "n_epochs=4"]  # fmt: skip
 
 
 def tune_command(*args) -> list[str]:
@@ -126,7 +126,7 @@ def _seed_processes(folder: Path) -> list[str]:
 
 
 LONGER = ["--steps", "4096", "--set", "eval_interval=1024", "--set", "eval_episodes=2",
-          "--set", "checkpoint_interval=0"]  # fmt: skip
+          "--set", "checkpoint_interval=0", "--set", "n_epochs=4"]  # fmt: skip
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc to find the seeds")
