@@ -351,7 +351,6 @@ class Worker:
         self.active: list[TrialRun] = []
         self.stop_requested = 0
         self.last_beat = 0.0
-        self.ran = 0
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
         self.threads = max(1, cores // (jobs * len(setup.seeds)))
 
@@ -506,7 +505,6 @@ class Worker:
             per_seed = [r.evaluations for r in experiment.runs]
             score = trial_score(per_seed)
             self.study.tell(trial, score)
-            self.ran += 1
             best = self.study.best_trial
             self.log(f"rlkit: trial {trial.number} scored {score:.2f} ({minutes:.1f} min); "
                      f"best so far: trial {best.number}, {best.value:.2f}")  # fmt: skip
@@ -541,6 +539,8 @@ def write_report(study: Any, folder: Path, log: Any = print) -> None:
     Optuna's optimization history and parameter importances as PNGs, in `folder`."""
     from optuna.trial import TrialState
 
+    if STUDY_SETUP not in study.user_attrs:
+        raise UserError(f"study {study.study_name} was not made by rlkit tune: no report")
     setup = TuneSetup(**study.user_attrs[STUDY_SETUP])
     space = setup.space
     folder.mkdir(parents=True, exist_ok=True)

@@ -129,15 +129,26 @@ LONGER = ["--steps", "4096", "--set", "eval_interval=1024", "--set", "eval_episo
           "--set", "checkpoint_interval=0", "--set", "n_epochs=4"]  # fmt: skip
 
 
+def _one_seed_trials(study: str, trials: int, *more) -> list:
+    """Trials of one seed, 4,096 steps: long enough to be killed in the middle of one."""
+    return [CONFIG, "--trials", trials, "--seeds-per-trial", 1, "--jobs", 1, "--study", study,
+            "--pruner", "none", *more, *LONGER]  # fmt: skip
+
+
+def _start_worker(tmp_path, args, running: int) -> subprocess.Popen:
+    """A worker, once the study has `running` trials running (its own among them)."""
+    worker = _worker(tmp_path, *args)
+    db = tmp_path / "runs" / args[args.index("--study") + 1] / "study.db"
+    _wait_for(lambda: _running_trials(db) == running, 120, f"{running} running trial(s)")
+    return worker
+
+
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc to find the seeds")
 def test_sigkilled_worker_its_trial_fails_the_others_go_on(tmp_path):
-    args = [CONFIG, "--trials", 4, "--seeds-per-trial", 1, "--jobs", 1, "--study", "fault",
-            "--pruner", "none", "--heartbeat", 1, *LONGER]  # fmt: skip
+    args = _one_seed_trials("fault", 4, "--heartbeat", 1)
     db = tmp_path / "runs" / "fault" / "study.db"
-    victim = _worker(tmp_path, *args)
-    _wait_for(lambda: _running_trials(db) == 1, 120, "the first trial")
-    survivor = _worker(tmp_path, *args)
-    _wait_for(lambda: _running_trials(db) == 2, 120, "a trial of each worker")
+    victim = _start_worker(tmp_path, args, running=1)
+    survivor = _start_worker(tmp_path, args, running=2)
     time.sleep(1.0)
     victim.send_signal(signal.SIGKILL)
     victim.communicate()
@@ -163,11 +174,8 @@ def test_sigkilled_worker_its_trial_fails_the_others_go_on(tmp_path):
 
 
 def test_killed_trial_is_retried_with_its_values(tmp_path):
-    args = [CONFIG, "--trials", 2, "--seeds-per-trial", 1, "--jobs", 1, "--study", "retry",
-            "--pruner", "none", "--heartbeat", 1, *LONGER]  # fmt: skip
-    db = tmp_path / "runs" / "retry" / "study.db"
-    worker = _worker(tmp_path, *args)
-    _wait_for(lambda: _running_trials(db) == 1, 120, "the first trial")
+    args = _one_seed_trials("retry", 2, "--heartbeat", 1)
+    worker = _start_worker(tmp_path, args, running=1)
     time.sleep(1.0)
     worker.send_signal(signal.SIGKILL)
     worker.communicate()
@@ -182,11 +190,8 @@ def test_killed_trial_is_retried_with_its_values(tmp_path):
 
 
 def test_ctrl_c_ends_trials_as_interrupted_and_a_rerun_fills_their_slots(tmp_path):
-    args = [CONFIG, "--trials", 2, "--seeds-per-trial", 1, "--jobs", 1, "--study", "stop",
-            "--pruner", "none", *LONGER]  # fmt: skip
-    db = tmp_path / "runs" / "stop" / "study.db"
-    worker = _worker(tmp_path, *args)
-    _wait_for(lambda: _running_trials(db) == 1, 120, "the first trial")
+    args = _one_seed_trials("stop", 2)
+    worker = _start_worker(tmp_path, args, running=1)
     time.sleep(2.0)
     worker.send_signal(signal.SIGINT)
     _, err = worker.communicate(timeout=120)

@@ -1,0 +1,81 @@
+"""rlkit.gaussian against torch.distributions, and the tanh squash correction against a numeric
+change of variables."""
+
+import numpy as np
+import pytest
+import torch
+from torch.distributions import Independent, Normal, TransformedDistribution
+from torch.distributions.transforms import TanhTransform
+
+from rlkit.gaussian import (
+    diagonal_entropy,
+    diagonal_log_prob,
+    from_bounds,
+    squashed_sample,
+    tanh_log_det,
+    to_bounds,
+)
+
+
+def _params(seed=0, batch=64, dim=3):
+    g = torch.Generator().manual_seed(seed)
+    mean = torch.randn(batch, dim, generator=g, dtype=torch.float64)
+    log_std = torch.rand(batch, dim, generator=g, dtype=torch.float64) * 3 - 2
+    noise = torch.randn(batch, dim, generator=g, dtype=torch.float64)
+    return mean, log_std, noise
+
+
+def test_diagonal_log_prob_and_entropy_match_torch():
+    mean, log_std, noise = _params()
+    u = mean + log_std.exp() * noise
+    reference = Independent(Normal(mean, log_std.exp()), 1)
+    torch.testing.assert_close(diagonal_log_prob(u, mean, log_std), reference.log_prob(u))
+    torch.testing.assert_close(diagonal_entropy(log_std), reference.entropy())
+
+
+def test_squashed_log_prob_matches_torchs_tanh_transform():
+    mean, log_std, noise = _params(seed=1)
+    action, log_prob = squashed_sample(mean, log_std, noise)
+    reference = TransformedDistribution(
+        Independent(Normal(mean, log_std.exp()), 1), [TanhTransform()]
+    )
+    # Away from the edges, where torch's inverse atanh is accurate.
+    inside = action.abs().amax(dim=1) < 0.999
+    assert inside.sum() > 40
+    torch.testing.assert_close(log_prob[inside], reference.log_prob(action)[inside])
+    assert (action.abs() < 1).all()
+
+
+def test_squash_correction_is_the_numeric_change_of_variables():
+    # p(a) = p(u) / |da/du|: compare log(1 - tanh(u)^2) with log of a finite difference.
+    u = torch.linspace(-6, 6, 101, dtype=torch.float64).reshape(-1, 1)
+    h = 1e-6
+    slope = (torch.tanh(u + h) - torch.tanh(u - h)) / (2 * h)
+    torch.testing.assert_close(tanh_log_det(u), slope.log().squeeze(1), rtol=1e-6, atol=1e-6)
+
+
+def test_squash_correction_stays_finite_where_tanh_rounds_to_one():
+    u = torch.tensor([[20.0], [-40.0], [100.0]])
+    naive = torch.log(1 - torch.tanh(u).pow(2)).squeeze(1)
+    assert torch.isinf(naive).all()  # what the stable form avoids
+    stable = tanh_log_det(u)
+    assert torch.isfinite(stable).all()
+    torch.testing.assert_close(stable, 2 * (np.log(2) - u.abs()).squeeze(1))
+
+
+def test_squashed_sample_gradients_reach_mean_and_log_std():
+    mean, log_std, noise = (t.float().requires_grad_(i < 2) for i, t in enumerate(_params(2)))
+    action, log_prob = squashed_sample(mean, log_std, noise)
+    (action.sum() + log_prob.sum()).backward()
+    assert mean.grad is not None and log_std.grad is not None
+    assert torch.isfinite(mean.grad).all() and torch.isfinite(log_std.grad).all()
+
+
+@pytest.mark.parametrize("array", [np.asarray, torch.as_tensor])
+def test_bounds_round_trip(array):
+    low, high = array(np.array([-2.0, 0.0, -1.0])), array(np.array([2.0, 10.0, 3.0]))
+    a = array(np.array([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0], [0.0, 0.5, -0.5]]))
+    scaled = to_bounds(a, low, high)
+    np.testing.assert_allclose(np.asarray(scaled)[:2], np.stack([low, high]))
+    np.testing.assert_allclose(np.asarray(scaled)[2], [0.0, 7.5, 0.0])
+    np.testing.assert_allclose(np.asarray(from_bounds(scaled, low, high)), np.asarray(a))
