@@ -9,21 +9,26 @@ from agents.a2c import A2C, A2CConfig
 from agents.dqn import DQN, DQNConfig
 from agents.ppo import PPO, PPOConfig
 from agents.reinforce import Reinforce, ReinforceConfig
+from agents.sac import SAC, SACConfig
 from rlkit.errors import AgentFileError, UserError
 from rlkit.serialization import load_tensors
 
-AGENTS: dict[str, type] = {"dqn": DQN, "ppo": PPO, "a2c": A2C, "reinforce": Reinforce}
+AGENTS: dict[str, type] = {
+    "dqn": DQN, "ppo": PPO, "a2c": A2C, "reinforce": Reinforce, "sac": SAC,
+}  # fmt: skip
 
 __all__ = [
     "A2C",
     "AGENTS",
     "DQN",
     "PPO",
+    "SAC",
     "A2CConfig",
     "DQNConfig",
     "PPOConfig",
     "Reinforce",
     "ReinforceConfig",
+    "SACConfig",
     "agent_class",
     "from_checkpoint",
     "load",

@@ -22,7 +22,7 @@ from rlkit.agent import (
     clip_gradients,
     crossed,
     generator_state,
-    multiples_between,
+    off_policy_train_calls,
     restore_generator,
 )
 from rlkit.buffers import PrioritizedReplayBuffer, ReplayBuffer, describe_capacity
@@ -230,12 +230,8 @@ class DQN(Agent):
     # ------------------------------------------------------------------ training
 
     def _train_calls(self, previous_step: int, step: int) -> int:
-        """Training calls due when the step counter moves from `previous_step` to `step`: one per
-        multiple of train_freq passed after learning_starts. With N copies the counter moves by
-        N, so several can be due at once; counting them keeps the number of gradient steps per
-        environment step the same whatever N is."""
         cfg = self.config
-        return multiples_between(max(previous_step, cfg.learning_starts), step, cfg.train_freq)
+        return off_policy_train_calls(previous_step, step, cfg.learning_starts, cfg.train_freq)
 
     def _planned_updates(self, start: int, end: int) -> int:
         """Gradient steps that `learn` will take between env steps `start` and `end`."""

@@ -145,13 +145,31 @@ def restore_generator(generator: torch.Generator, saved: Any) -> None:
         generator.manual_seed(seed_from_state(saved["state"]))
 
 
-def check_spaces(agent: str, env_id: str, observation_space: gym.Space, action_space: gym.Space):
-    """rlkit's agents take a flat vector observation and choose among a finite set of actions;
-    say so in user terms before anything runs."""
-    if not isinstance(action_space, gym.spaces.Discrete):
+def check_spaces(
+    agent: str,
+    env_id: str,
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    continuous: bool = False,
+):
+    """rlkit's agents take a flat vector observation and choose among a finite set of actions
+    or, if `continuous`, a vector in a bounded Box; say so in user terms before anything runs."""
+    if continuous:
+        if not isinstance(action_space, gym.spaces.Box) or len(action_space.shape) != 1:
+            raise EnvError(
+                f"{agent} needs a continuous action space (a Box of shape (n,)), but {env_id} "
+                f"has {action_space}; use dqn, reinforce, a2c or ppo for Discrete actions"
+            )
+        if not (np.isfinite(action_space.low).all() and np.isfinite(action_space.high).all()):
+            raise EnvError(
+                f"{agent} squashes its actions into the action space's bounds, but {env_id}'s "
+                f"{action_space} is unbounded; wrap the env with gymnasium.wrappers.RescaleAction "
+                "or ClipAction to bounds of your choice"
+            )
+    elif not isinstance(action_space, gym.spaces.Discrete):
         raise EnvError(
             f"{agent} needs a Discrete action space, but {env_id} has {action_space}; "
-            "use an agent for continuous actions or discretise the actions with a wrapper"
+            "use an agent for continuous actions (sac) or discretise the actions with a wrapper"
         )
     if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
         raise EnvError(
@@ -185,6 +203,7 @@ class Agent:
 
     Config: ClassVar[type[Config]]
     name: ClassVar[str]
+    continuous_actions: ClassVar[bool] = False  # True: a bounded Box of actions, else Discrete
     metric_tags: ClassVar[tuple[str, ...]] = (
         "rollout/episodic_return",
         "eval/mean_return",
@@ -202,10 +221,17 @@ class Agent:
         )
         self.observation_space = self.env.single_observation_space
         self.action_space = self.env.single_action_space
-        check_spaces(type(self).__name__, cfg.env, self.observation_space, self.action_space)
+        check_spaces(
+            type(self).__name__, cfg.env, self.observation_space, self.action_space,
+            type(self).continuous_actions,
+        )  # fmt: skip
         self.obs_shape = tuple(self.observation_space.shape)
         self.obs_dim = int(np.prod(self.obs_shape))
-        self.n_actions = int(self.action_space.n)
+        # Discrete: how many actions there are; Box: how many action dimensions.
+        if isinstance(self.action_space, gym.spaces.Discrete):
+            self.n_actions = int(self.action_space.n)
+        else:
+            self.n_actions = int(self.action_space.shape[0])
         self.global_step = 0  # environment steps taken, summed over copies
         self.n_updates = 0  # gradient steps taken
         self.n_episodes = 0
@@ -701,6 +727,14 @@ def clip_gradients(grads: list[torch.Tensor], grad_norm: float, max_norm: float 
     factor = max_norm / (grad_norm + 1e-6)
     if factor < 1.0:
         torch._foreach_mul_(grads, factor)
+
+
+def off_policy_train_calls(previous: int, step: int, learning_starts: int, train_freq: int):
+    """Training calls due when the step counter moves from `previous` to `step`: one per
+    multiple of train_freq passed after learning_starts. With N env copies the counter moves by
+    N, so several can be due at once; counting them keeps the number of gradient steps per
+    environment step the same whatever N is (DQN, SAC)."""
+    return multiples_between(max(previous, learning_starts), step, train_freq)
 
 
 def crossed(previous: int, current: int, interval: int) -> bool:

@@ -14,7 +14,7 @@ from rlkit.sumtree import SumTree
 
 class ReplayBatch(NamedTuple):
     obs: torch.Tensor  # (B, *obs_shape)
-    actions: torch.Tensor  # (B,) int64
+    actions: torch.Tensor  # (B,) int64, or (B, n) float32 for continuous actions
     rewards: torch.Tensor  # (B,) float32
     next_obs: torch.Tensor  # (B, *obs_shape): the true next observation, also at episode ends
     terminated: torch.Tensor  # (B,) bool: the MDP ended; the target must not bootstrap
@@ -87,7 +87,10 @@ class ReplayBuffer:
         obs_dtype: torch.dtype = torch.float32,
         memory_fraction: float = 0.9,
         staging_rows: int = 4096,
+        action_shape: tuple[int, ...] = (),
     ) -> None:
+        """`action_shape` (): one discrete action per row (int64); (n,): a vector of n floats
+        (continuous actions)."""
         if capacity < 1:
             raise ValueError(f"replay buffer capacity must be at least 1, got {capacity}")
         self.capacity = int(capacity)
@@ -98,7 +101,8 @@ class ReplayBuffer:
         n = self.capacity
         self.obs = torch.zeros((n, *self.obs_shape), dtype=obs_dtype, device=self.device)
         self.next_obs = torch.zeros((n, *self.obs_shape), dtype=obs_dtype, device=self.device)
-        self.actions = torch.zeros(n, dtype=torch.int64, device=self.device)
+        action_dtype = torch.float32 if action_shape else torch.int64
+        self.actions = torch.zeros((n, *action_shape), dtype=action_dtype, device=self.device)
         self.rewards = torch.zeros(n, dtype=torch.float32, device=self.device)
         self.terminated = torch.zeros(n, dtype=torch.bool, device=self.device)
         self.truncated = torch.zeros(n, dtype=torch.bool, device=self.device)

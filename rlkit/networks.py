@@ -11,6 +11,7 @@ from torch import nn
 from torch.distributions import Categorical
 
 from rlkit.config import Config, check_choice, require
+from rlkit.gaussian import LOG_STD_MAX, LOG_STD_MIN
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -130,6 +131,55 @@ class QNetwork(nn.Module):
             return self.net(obs)
         features = self.trunk(obs)
         return dueling_aggregate(self.value_head(features), self.advantage_head(features))
+
+
+class TwinQNetwork(nn.Module):
+    """Two MLP regressors over Q(s, a), the action an input next to the observation (the
+    critics of SAC and TD3): (obs (B, obs_dim), actions (B, action_dim)) -> (Q1, Q2), each (B,).
+    Two independent estimates, so that the target can take the smaller one (clipped double Q)."""
+
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        hidden_sizes: Sequence[int] = (256, 256),
+        activation: str = "relu",
+        init: str = "torch_default",
+        gain: float | None = None,
+    ) -> None:
+        super().__init__()
+        width = obs_dim + action_dim
+        self.q1 = mlp(width, hidden_sizes, 1, activation, init, 1.0, gain)
+        self.q2 = mlp(width, hidden_sizes, 1, activation, init, 1.0, gain)
+
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        x = torch.cat((obs, actions), dim=1)
+        return self.q1(x).squeeze(1), self.q2(x).squeeze(1)
+
+
+class SquashedGaussianPolicy(nn.Module):
+    """MLP: observation batch -> (mean, log std) of a Gaussian over pre-squash actions u, with
+    a = tanh(u) in (-1, 1) (SAC's actor; rlkit.gaussian samples it). The log std comes from
+    the network, clamped to [LOG_STD_MIN, LOG_STD_MAX]."""
+
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        hidden_sizes: Sequence[int] = (256, 256),
+        activation: str = "relu",
+        init: str = "torch_default",
+        gain: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.trunk = mlp_trunk(obs_dim, hidden_sizes, activation, init, gain)
+        self.mean = linear_head(hidden_sizes[-1], action_dim, init, 1.0)
+        self.log_std = linear_head(hidden_sizes[-1], action_dim, init, 1.0)
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.trunk(obs)
+        log_std = self.log_std(features).clamp(LOG_STD_MIN, LOG_STD_MAX)
+        return self.mean(features), log_std
 
 
 class PolicyNetwork(nn.Module):

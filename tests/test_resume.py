@@ -56,6 +56,15 @@ CASES = {
         3000,
         dict(n_envs=2, batch_episodes=4, network={"hidden_sizes": [32, 32]}),
     ),
+    # continuous actions: float actions in the buffer, the actor's noise, alpha tuned.
+    "sac": (
+        "sac",
+        800,
+        dict(
+            env="Pendulum-v1", n_envs=2, learning_starts=200, buffer_size=2000, batch_size=32,
+            log_interval=100, network={"hidden_sizes": [32, 32]},
+        ),
+    ),
 }  # fmt: skip
 
 
@@ -68,8 +77,10 @@ def _train(
     every: int = 2,
     device: str = "cpu",
 ):
+    overrides = dict(overrides)
+    env = overrides.pop("env", "CartPole-v1")
     agent = agents.agent_class(name)(
-        env="CartPole-v1", seed=3, device=device, eval_interval=steps // 4, **EVAL, **overrides
+        env=env, seed=3, device=device, eval_interval=steps // 4, **EVAL, **overrides
     )
     agent.learn(
         steps,
@@ -123,7 +134,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, case, device):
     assert tensors_a.keys() == tensors_b.keys()
     groups = {key.split(".")[0] for key in tensors_a}
     assert {"model", "optimizer", "rng", "env"} <= groups
-    if name == "dqn":
+    if name in ("dqn", "sac"):
         assert any(key.startswith("extra.buffer.obs") for key in tensors_a)
     # Wall-clock times (the episode statistics' start times) are the one thing that differs.
     compared = [key for key in tensors_a if not key.endswith("episode_start_times")]

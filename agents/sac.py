@@ -1,0 +1,320 @@
+"""Soft Actor-Critic (Haarnoja et al. 2018, with the automatic temperature of the 2018 "SAC
+Algorithms and Applications" paper) for continuous actions.
+
+A tanh-squashed Gaussian actor (rlkit.gaussian), twin Q(s, a) MLP regressors with
+Polyak-averaged targets, and the entropy temperature alpha tuned to keep the policy's entropy
+near `target_entropy` (default -|A|). Read top to bottom: the config, the set-up, acting,
+`_train_step` (the interaction loop's turn) and `_update` (one gradient step, the algorithm).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch.func import functional_call
+
+import envs
+from rlkit.agent import (
+    Agent,
+    AgentConfig,
+    clip_gradients,
+    crossed,
+    generator_state,
+    off_policy_train_calls,
+    restore_generator,
+)
+from rlkit.buffers import ReplayBuffer, describe_capacity
+from rlkit.config import check_non_negative, check_unit_interval, require
+from rlkit.gaussian import squashed_sample, to_bounds
+from rlkit.guard import DivergenceConfig
+from rlkit.networks import NetworkConfig, SquashedGaussianPolicy, TwinQNetwork
+from rlkit.optim import LRScheduleConfig, OptimizerConfig, build_optimizer
+from rlkit.targets import td_target
+
+
+def _sac_network() -> NetworkConfig:
+    return NetworkConfig(hidden_sizes=[256, 256], activation="relu", init="torch_default")
+
+
+@dataclasses.dataclass
+class SACConfig(AgentConfig):
+    """SAC's settings after the ones every agent has (env, n_envs, seed, device, eval_*).
+    Defaults are Stable-Baselines3's."""
+
+    gamma: float = 0.99
+    """Discount factor."""
+    buffer_size: int = 1_000_000
+    """Replay buffer capacity in transitions."""
+    batch_size: int = 256
+    """Transitions per gradient step."""
+    learning_starts: int = 100
+    """Environment steps of uniformly random actions before the first gradient step."""
+    train_freq: int = 1
+    """Environment steps (summed over copies) between two training calls."""
+    gradient_steps: int = 1
+    """Gradient steps per training call."""
+    tau: float = 0.005
+    """Polyak factor of the target critics: target <- target + tau (online - target)."""
+    ent_coef: float | None = None
+    """Entropy temperature alpha; null: tuned automatically towards target_entropy."""
+    initial_ent_coef: float = 1.0
+    """alpha at the start when it is tuned."""
+    target_entropy: float | None = None
+    """Entropy the tuned alpha aims at (null: -(number of action dimensions))."""
+    max_grad_norm: float | None = None
+    """Clip the global gradient norm to this value (null: no clipping, as SB3)."""
+    network: NetworkConfig = dataclasses.field(default_factory=_sac_network)
+    """Actor and critic shape (each its own MLP): hidden_sizes, activation, init."""
+    optimizer: OptimizerConfig = dataclasses.field(
+        default_factory=lambda: OptimizerConfig(lr=3e-4)
+    )
+    """One optimizer over the actor, the critics and alpha (same learning rate, as SB3)."""
+    lr_schedule: LRScheduleConfig = dataclasses.field(default_factory=LRScheduleConfig)
+    """Learning-rate schedule over the gradient updates of one `learn` call."""
+    log_interval: int = 1_000
+    """Environment steps between two writes of the training scalars."""
+    divergence: DivergenceConfig = dataclasses.field(default_factory=DivergenceConfig)
+    """Divergence guard: skip non-finite updates, roll back, stop (see rlkit.guard)."""
+
+    def validate(self) -> None:
+        super().validate()
+        check_unit_interval("gamma", self.gamma)
+        require(self.buffer_size >= 1, f"buffer_size must be >= 1, got {self.buffer_size}")
+        require(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        require(
+            self.batch_size <= self.buffer_size,
+            f"batch_size ({self.batch_size}) is larger than buffer_size ({self.buffer_size})",
+        )
+        check_non_negative("learning_starts", self.learning_starts)
+        require(self.train_freq >= 1, f"train_freq must be >= 1, got {self.train_freq}")
+        require(self.gradient_steps >= 1, f"gradient_steps must be >= 1, got {self.gradient_steps}")
+        require(0.0 < self.tau <= 1.0, f"tau must be in (0, 1], got {self.tau}")
+        if self.ent_coef is not None:
+            check_non_negative("ent_coef", self.ent_coef)
+        require(
+            math.isfinite(self.initial_ent_coef) and self.initial_ent_coef > 0,
+            f"initial_ent_coef must be > 0, got {self.initial_ent_coef}",
+        )
+        if self.max_grad_norm is not None:
+            require(
+                math.isfinite(self.max_grad_norm) and self.max_grad_norm > 0,
+                f"max_grad_norm must be > 0 or null, got {self.max_grad_norm}",
+            )
+        require(self.log_interval >= 1, f"log_interval must be >= 1, got {self.log_interval}")
+
+
+class EntropyTemperature(torch.nn.Module):
+    """log alpha as a parameter (a module, so that it is saved and restored with the rest)."""
+
+    def __init__(self, initial: float) -> None:
+        super().__init__()
+        self.log_alpha = torch.nn.Parameter(torch.tensor(math.log(initial)))
+
+
+class SAC(Agent):
+    """`agents.SAC(env="Pendulum-v1", seed=0, ...)`; keyword arguments are SACConfig fields."""
+
+    Config = SACConfig
+    name = "sac"
+    continuous_actions = True
+
+    def __init__(
+        self, env: str | None = None, config: SACConfig | Mapping | None = None, **overrides: Any
+    ):
+        super().__init__(env, config, **overrides)
+        cfg, net = self.config, self.config.network
+        shape = (net.hidden_sizes, net.activation, net.init, net.gain)
+        self.actor = SquashedGaussianPolicy(self.obs_dim, self.n_actions, *shape).to(self.device)
+        self.critic = TwinQNetwork(self.obs_dim, self.n_actions, *shape).to(self.device)
+        self.critic_target = TwinQNetwork(self.obs_dim, self.n_actions, *shape).to(self.device)
+        self.critic_target.load_state_dict(self.critic.state_dict())
+        self.critic_target.requires_grad_(False)
+        self.temperature = EntropyTemperature(cfg.initial_ent_coef).to(self.device)
+        self.tune_alpha = cfg.ent_coef is None
+        self.temperature.requires_grad_(self.tune_alpha)
+        self.target_entropy = (
+            -float(self.n_actions) if cfg.target_entropy is None else cfg.target_entropy
+        )
+        self.optimizer = build_optimizer(
+            [*self.actor.parameters(), *self.critic.parameters(), self.temperature.log_alpha],
+            cfg.optimizer,
+        )
+        self.networks = {
+            "actor": self.actor,
+            "critic": self.critic,
+            "critic_target": self.critic_target,
+            "temperature": self.temperature,
+        }
+        self._make_guard()
+        self._parameters = [p for p in self.optimizer.param_groups[0]["params"]]
+        self._critic_parameters = list(self.critic.parameters())
+        self._target_parameters = list(self.critic_target.parameters())
+        # Bounds of the env's actions: the actor's tanh output in [-1, 1] is scaled to them.
+        self.action_low = self.action_space.low.astype(np.float32)
+        self.action_high = self.action_space.high.astype(np.float32)
+        self.sample_generator = torch.Generator(device=self.device)
+        self.sample_generator.manual_seed(cfg.seed)  # replay sampling and the actor's noise
+        self.train_stats: dict[str, float] = {}
+        self.train_count = 0
+        self.buffer: ReplayBuffer | None = None  # allocated when training starts
+        ReplayBuffer.check_fits(cfg.buffer_size, self.obs_shape, self.device)
+
+    def describe_memory(self) -> str:
+        return describe_capacity(self.config.buffer_size, self.obs_shape, self.device)
+
+    def alpha(self) -> torch.Tensor:
+        if self.tune_alpha:
+            return self.temperature.log_alpha.detach().exp()
+        return torch.tensor(self.config.ent_coef, device=self.device)
+
+    # ------------------------------------------------------------------ acting
+
+    def _act(self, obs: torch.Tensor, deterministic: bool) -> np.ndarray:
+        """Env actions (scaled to the bounds): tanh(mean) if deterministic, else a sample."""
+        actions = self._policy_actions(obs, deterministic)
+        return to_bounds(actions, self.action_low, self.action_high)
+
+    def _policy_actions(self, obs: torch.Tensor, deterministic: bool) -> np.ndarray:
+        """Actions in [-1, 1], as the critics and the buffer see them."""
+        with torch.inference_mode():
+            mean, log_std = self.actor(obs)
+            if deterministic:
+                return torch.tanh(mean).cpu().numpy()
+            noise = torch.randn(mean.shape, generator=self.sample_generator, device=self.device)
+            return squashed_sample(mean, log_std, noise)[0].cpu().numpy()
+
+    # ------------------------------------------------------------------ training
+
+    def _train_calls(self, previous_step: int, step: int) -> int:
+        cfg = self.config
+        return off_policy_train_calls(previous_step, step, cfg.learning_starts, cfg.train_freq)
+
+    def _prepare_run(self, start_step: int, end_step: int) -> None:
+        cfg = self.config
+        if self.buffer is None:
+            self.buffer = ReplayBuffer(
+                cfg.buffer_size, self.obs_shape, self.device, action_shape=(self.n_actions,)
+            )
+        n = cfg.n_envs
+        calls = sum(self._train_calls(s - n, s) for s in range(start_step + n, end_step + 1, n))
+        self._make_lr_scheduler(calls * cfg.gradient_steps)
+
+    def _train_step(self, monitor, start_step: int, end_step: int) -> dict | None:
+        """One step of the env copies: act (uniformly at random until learning_starts), store
+        the transitions, take the gradient steps that are due."""
+        cfg = self.config
+        if self.global_step < cfg.learning_starts:
+            actions = self.rng.uniform(-1.0, 1.0, (cfg.n_envs, self.n_actions)).astype(np.float32)
+        else:
+            obs = torch.as_tensor(self._obs, dtype=torch.float32, device=self.device)
+            actions = self._policy_actions(obs.reshape(cfg.n_envs, -1), deterministic=False)
+        env_actions = to_bounds(actions, self.action_low, self.action_high)
+        next_obs, rewards, terminated, truncated, infos = self.env.step(env_actions)
+        real_next_obs = envs.real_next_obs(next_obs, infos)
+        transition = (self._obs, actions, rewards, real_next_obs, terminated, truncated)
+        self.buffer.add(*transition, cfg.gamma)
+        self._obs = next_obs
+        previous_step, self.global_step = self.global_step, self.global_step + cfg.n_envs
+        self.n_episodes += monitor.record_episodes(infos, self.global_step)
+        for _ in range(self._train_calls(previous_step, self.global_step) * cfg.gradient_steps):
+            self._record(self._update())
+        if not (monitor.recording and crossed(previous_step, self.global_step, cfg.log_interval)):
+            return None
+        return self._mean_stats_and_reset()
+
+    def _update(self) -> dict[str, float] | None:
+        """One gradient step of the critics, the actor and alpha on one replay batch (their
+        three losses summed: each reaches only its own parameters); None if the guard skipped
+        it."""
+        cfg = self.config
+        batch = self.buffer.sample(cfg.batch_size, self.sample_generator, _FIELDS)
+        alpha = self.alpha()
+        with torch.no_grad():  # the soft target: min of the target critics minus alpha log pi
+            next_mean, next_log_std = self.actor(batch.next_obs)
+            next_actions, next_log_prob = squashed_sample(
+                next_mean, next_log_std, self._noise(next_mean)
+            )
+            next_q = torch.min(*self.critic_target(batch.next_obs, next_actions))
+            target = td_target(
+                batch.rewards, next_q - alpha * next_log_prob, batch.terminated, batch.discounts
+            )
+        q1, q2 = self.critic(batch.obs, batch.actions)
+        critic_loss = 0.5 * ((q1 - target).pow(2).mean() + (q2 - target).pow(2).mean())
+        # The actor climbs min Q(s, a~pi) - alpha log pi through the action; the critics' own
+        # weights are held fixed in that term (detached), so only the critic loss moves them.
+        mean, log_std = self.actor(batch.obs)
+        actions, log_prob = squashed_sample(mean, log_std, self._noise(mean))
+        frozen = {k: v.detach() for k, v in self.critic.named_parameters()}
+        q_pi = torch.min(*functional_call(self.critic, frozen, (batch.obs, actions)))
+        actor_loss = (alpha * log_prob - q_pi).mean()
+        loss = critic_loss + actor_loss
+        if self.tune_alpha:  # alpha rises when the entropy (-log pi) is below the target
+            log_alpha = self.temperature.log_alpha
+            alpha_loss = -(log_alpha * (log_prob.detach() + self.target_entropy)).mean()
+            loss = loss + alpha_loss
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grads = [p.grad for p in self._parameters if p.grad is not None]
+        grad_norm = torch.nn.utils.get_total_norm(grads, foreach=True)
+        values = torch.stack((
+            loss.detach(), critic_loss.detach(), actor_loss.detach(), grad_norm,
+            torch.min(q1, q2).mean().detach(), -log_prob.mean().detach(), log_std.exp().mean(),
+        )).tolist()  # fmt: skip
+        clip_gradients(grads, values[3], cfg.max_grad_norm)
+        applied = self.guard.step(values[0], values[3])
+        self.lr_scheduler.step()
+        if not applied:
+            return None
+        self.n_updates += 1
+        with torch.no_grad():
+            torch._foreach_lerp_(self._target_parameters, self._critic_parameters, cfg.tau)
+        return dict(zip(_STAT_TAGS, [*values[1:], float(alpha)], strict=True))
+
+    def _noise(self, like: torch.Tensor) -> torch.Tensor:
+        return torch.randn(like.shape, generator=self.sample_generator, device=self.device)
+
+    def _record(self, stats: dict[str, float] | None) -> None:
+        if stats is None:
+            return
+        for tag, value in stats.items():
+            self.train_stats[tag] = self.train_stats.get(tag, 0.0) + value
+        self.train_count += 1
+
+    def _mean_stats_and_reset(self) -> dict[str, float]:
+        scalars = {tag: total / self.train_count for tag, total in self.train_stats.items()}
+        self.train_stats, self.train_count = {}, 0
+        if scalars:
+            scalars["train/learning_rate"] = self.optimizer.param_groups[0]["lr"]
+        return scalars
+
+    # ------------------------------------------------------------------ saving
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {
+            "buffer": self.buffer.state_dict() if self.buffer is not None else None,
+            "train_stats": {"sums": dict(self.train_stats), "count": self.train_count},
+            "sample_generator": generator_state(self.sample_generator),
+        }
+
+    def _restore_extra_state(self, state: dict[str, Any]) -> None:
+        restore_generator(self.sample_generator, state["sample_generator"])
+        self.train_stats = {k: float(v) for k, v in state["train_stats"]["sums"].items()}
+        self.train_count = int(state["train_stats"]["count"])
+        if state["buffer"] is not None:
+            cfg = self.config
+            self.buffer = ReplayBuffer(
+                cfg.buffer_size, self.obs_shape, self.device, action_shape=(self.n_actions,)
+            )
+            self.buffer.load_state_dict(state["buffer"])
+
+
+_FIELDS = {"obs", "actions", "rewards", "next_obs", "terminated", "discounts"}
+_STAT_TAGS = (
+    "train/critic_loss", "train/actor_loss", "train/grad_norm", "train/mean_q",
+    "train/entropy", "train/action_std", "train/alpha",
+)  # fmt: skip
