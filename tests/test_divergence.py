@@ -139,3 +139,18 @@ def test_non_finite_env_output_names_the_copy_and_step(poison, what, agent_name)
     agent = agents.agent_class(agent_name)(env=env_id, n_envs=2, device="cpu")
     with pytest.raises(EnvError, match=f"environment copy 1 returned a non-finite {what}.*step 7"):
         agent.learn(200)
+
+
+def test_sac_survives_an_absurd_learning_rate(tmp_path):
+    # SAC's one optimizer covers actor, critics and alpha: a rollback restores all of them.
+    agent = agents.SAC(
+        env="Pendulum-v1", seed=0, device="cpu", learning_starts=100, buffer_size=5000,
+        batch_size=32, log_interval=100, network={"hidden_sizes": [32, 32]},
+        optimizer={"name": "sgd", "lr": 1e6}, divergence={"max_rollbacks": 100, "lr_factor": 0.1},
+    )  # fmt: skip
+    with contextlib.suppress(DivergenceError):  # allowed: what matters is what was kept
+        agent.learn(1500, run_dir=tmp_path, checkpoint_interval=500)
+    assert agent.guard.skipped_updates >= 1
+    assert all(bool(torch.isfinite(p).all()) for p in agent.critic.parameters())
+    assert all(bool(torch.isfinite(p).all()) for p in agent.actor.parameters())
+    _assert_checkpoints_finite(tmp_path)
