@@ -19,6 +19,7 @@ import envs
 from rlkit.agent import (
     Agent,
     AgentConfig,
+    check_replay_settings,
     clip_gradients,
     crossed,
     generator_state,
@@ -28,7 +29,6 @@ from rlkit.agent import (
 from rlkit.buffers import PrioritizedReplayBuffer, ReplayBuffer, describe_capacity
 from rlkit.config import (
     check_choice,
-    check_non_negative,
     check_positive,
     check_unit_interval,
     require,
@@ -105,16 +105,7 @@ class DQNConfig(AgentConfig):
 
     def validate(self) -> None:
         super().validate()
-        check_unit_interval("gamma", self.gamma)
-        require(self.buffer_size >= 1, f"buffer_size must be >= 1, got {self.buffer_size}")
-        require(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
-        require(
-            self.batch_size <= self.buffer_size,
-            f"batch_size ({self.batch_size}) is larger than buffer_size ({self.buffer_size})",
-        )
-        check_non_negative("learning_starts", self.learning_starts)
-        require(self.train_freq >= 1, f"train_freq must be >= 1, got {self.train_freq}")
-        require(self.gradient_steps >= 1, f"gradient_steps must be >= 1, got {self.gradient_steps}")
+        check_replay_settings(self)
         require(
             self.target_update_interval >= 1,
             f"target_update_interval must be >= 1, got {self.target_update_interval}",

@@ -22,6 +22,7 @@ import envs
 from rlkit.agent import (
     Agent,
     AgentConfig,
+    check_replay_settings,
     clip_gradients,
     crossed,
     generator_state,
@@ -29,7 +30,7 @@ from rlkit.agent import (
     restore_generator,
 )
 from rlkit.buffers import ReplayBuffer, describe_capacity
-from rlkit.config import check_non_negative, check_unit_interval, require
+from rlkit.config import check_non_negative, require
 from rlkit.gaussian import squashed_sample, to_bounds
 from rlkit.guard import DivergenceConfig
 from rlkit.networks import NetworkConfig, SquashedGaussianPolicy, TwinQNetwork
@@ -70,9 +71,7 @@ class SACConfig(AgentConfig):
     """Clip the global gradient norm to this value (null: no clipping, as SB3)."""
     network: NetworkConfig = dataclasses.field(default_factory=_sac_network)
     """Actor and critic shape (each its own MLP): hidden_sizes, activation, init."""
-    optimizer: OptimizerConfig = dataclasses.field(
-        default_factory=lambda: OptimizerConfig(lr=3e-4)
-    )
+    optimizer: OptimizerConfig = dataclasses.field(default_factory=lambda: OptimizerConfig(lr=3e-4))
     """One optimizer over the actor, the critics and alpha (same learning rate, as SB3)."""
     lr_schedule: LRScheduleConfig = dataclasses.field(default_factory=LRScheduleConfig)
     """Learning-rate schedule over the gradient updates of one `learn` call."""
@@ -83,16 +82,7 @@ class SACConfig(AgentConfig):
 
     def validate(self) -> None:
         super().validate()
-        check_unit_interval("gamma", self.gamma)
-        require(self.buffer_size >= 1, f"buffer_size must be >= 1, got {self.buffer_size}")
-        require(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
-        require(
-            self.batch_size <= self.buffer_size,
-            f"batch_size ({self.batch_size}) is larger than buffer_size ({self.buffer_size})",
-        )
-        check_non_negative("learning_starts", self.learning_starts)
-        require(self.train_freq >= 1, f"train_freq must be >= 1, got {self.train_freq}")
-        require(self.gradient_steps >= 1, f"gradient_steps must be >= 1, got {self.gradient_steps}")
+        check_replay_settings(self)
         require(0.0 < self.tau <= 1.0, f"tau must be in (0, 1], got {self.tau}")
         if self.ent_coef is not None:
             check_non_negative("ent_coef", self.ent_coef)
@@ -127,11 +117,11 @@ class SAC(Agent):
         self, env: str | None = None, config: SACConfig | Mapping | None = None, **overrides: Any
     ):
         super().__init__(env, config, **overrides)
-        cfg, net = self.config, self.config.network
-        shape = (net.hidden_sizes, net.activation, net.init, net.gain)
-        self.actor = SquashedGaussianPolicy(self.obs_dim, self.n_actions, *shape).to(self.device)
-        self.critic = TwinQNetwork(self.obs_dim, self.n_actions, *shape).to(self.device)
-        self.critic_target = TwinQNetwork(self.obs_dim, self.n_actions, *shape).to(self.device)
+        cfg = self.config
+        shape = (self.obs_dim, self.n_actions, cfg.network)
+        self.actor = SquashedGaussianPolicy(*shape).to(self.device)
+        self.critic = TwinQNetwork(*shape).to(self.device)
+        self.critic_target = TwinQNetwork(*shape).to(self.device)
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.requires_grad_(False)
         self.temperature = EntropyTemperature(cfg.initial_ent_coef).to(self.device)

@@ -30,7 +30,13 @@ from rlkit.checkpoint import (
     unflatten_state,
     write_checkpoint,
 )
-from rlkit.config import Config, config_from_dict, require
+from rlkit.config import (
+    Config,
+    check_non_negative,
+    check_unit_interval,
+    config_from_dict,
+    require,
+)
 from rlkit.device import resolve_device
 from rlkit.errors import AgentFileError, ConfigError, EnvError
 from rlkit.evaluation import (
@@ -727,6 +733,21 @@ def clip_gradients(grads: list[torch.Tensor], grad_norm: float, max_norm: float 
     factor = max_norm / (grad_norm + 1e-6)
     if factor < 1.0:
         torch._foreach_mul_(grads, factor)
+
+
+def check_replay_settings(cfg: Any) -> None:
+    """The checks every replay agent's config needs (DQN, SAC): gamma, buffer and batch sizes,
+    learning_starts, train_freq, gradient_steps."""
+    check_unit_interval("gamma", cfg.gamma)
+    require(cfg.buffer_size >= 1, f"buffer_size must be >= 1, got {cfg.buffer_size}")
+    require(cfg.batch_size >= 1, f"batch_size must be >= 1, got {cfg.batch_size}")
+    require(
+        cfg.batch_size <= cfg.buffer_size,
+        f"batch_size ({cfg.batch_size}) is larger than buffer_size ({cfg.buffer_size})",
+    )
+    check_non_negative("learning_starts", cfg.learning_starts)
+    require(cfg.train_freq >= 1, f"train_freq must be >= 1, got {cfg.train_freq}")
+    require(cfg.gradient_steps >= 1, f"gradient_steps must be >= 1, got {cfg.gradient_steps}")
 
 
 def off_policy_train_calls(previous: int, step: int, learning_starts: int, train_freq: int):

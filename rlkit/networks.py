@@ -138,19 +138,11 @@ class TwinQNetwork(nn.Module):
     critics of SAC and TD3): (obs (B, obs_dim), actions (B, action_dim)) -> (Q1, Q2), each (B,).
     Two independent estimates, so that the target can take the smaller one (clipped double Q)."""
 
-    def __init__(
-        self,
-        obs_dim: int,
-        action_dim: int,
-        hidden_sizes: Sequence[int] = (256, 256),
-        activation: str = "relu",
-        init: str = "torch_default",
-        gain: float | None = None,
-    ) -> None:
+    def __init__(self, obs_dim: int, action_dim: int, network: NetworkConfig) -> None:
         super().__init__()
-        width = obs_dim + action_dim
-        self.q1 = mlp(width, hidden_sizes, 1, activation, init, 1.0, gain)
-        self.q2 = mlp(width, hidden_sizes, 1, activation, init, 1.0, gain)
+        shape = (network.hidden_sizes, 1, network.activation, network.init, 1.0, network.gain)
+        self.q1 = mlp(obs_dim + action_dim, *shape)
+        self.q2 = mlp(obs_dim + action_dim, *shape)
 
     def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
         x = torch.cat((obs, actions), dim=1)
@@ -162,19 +154,12 @@ class SquashedGaussianPolicy(nn.Module):
     a = tanh(u) in (-1, 1) (SAC's actor; rlkit.gaussian samples it). The log std comes from
     the network, clamped to [LOG_STD_MIN, LOG_STD_MAX]."""
 
-    def __init__(
-        self,
-        obs_dim: int,
-        action_dim: int,
-        hidden_sizes: Sequence[int] = (256, 256),
-        activation: str = "relu",
-        init: str = "torch_default",
-        gain: float | None = None,
-    ) -> None:
+    def __init__(self, obs_dim: int, action_dim: int, network: NetworkConfig) -> None:
         super().__init__()
-        self.trunk = mlp_trunk(obs_dim, hidden_sizes, activation, init, gain)
-        self.mean = linear_head(hidden_sizes[-1], action_dim, init, 1.0)
-        self.log_std = linear_head(hidden_sizes[-1], action_dim, init, 1.0)
+        net = network
+        self.trunk = mlp_trunk(obs_dim, net.hidden_sizes, net.activation, net.init, net.gain)
+        self.mean = linear_head(net.hidden_sizes[-1], action_dim, net.init, 1.0)
+        self.log_std = linear_head(net.hidden_sizes[-1], action_dim, net.init, 1.0)
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.trunk(obs)
