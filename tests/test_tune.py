@@ -52,23 +52,23 @@ def _one_line_error(result, words: str) -> None:
 
 
 def test_two_workers_share_one_sqlite_study(tmp_path):
-    args = [CONFIG, "--trials", 6, "--seeds-per-trial", 2, "--jobs", 1, "--study", "shared",
+    args = [CONFIG, "--trials", 4, "--seeds-per-trial", 2, "--jobs", 1, "--study", "shared",
             "--pruner", "none", *TINY]  # fmt: skip
     workers = [_worker(tmp_path, *args) for _ in range(2)]
     outputs = [w.communicate(timeout=600) for w in workers]
     for worker, (_, err) in zip(workers, outputs, strict=True):
         assert worker.returncode == 0, err
         assert "Traceback" not in err
-    # Both workers ran trials (they shared the study), and together exactly 6.
+    # Both workers ran trials (they shared the study), and together exactly 4.
     started = [err.count("started:") for _, err in outputs]
-    assert all(n >= 1 for n in started) and sum(started) == 6, started
+    assert all(n >= 1 for n in started) and sum(started) == 4, started
     study = _study(tmp_path, "shared")
     trials = study.get_trials()
-    assert [t.number for t in trials] == list(range(6))
+    assert [t.number for t in trials] == list(range(4))
     assert all(t.state == TrialState.COMPLETE for t in trials)
     folders = {t.user_attrs["folder"] for t in trials}
-    assert folders == {f"runs/shared/trial_{n}" for n in range(6)}
-    for n in range(6):
+    assert folders == {f"runs/shared/trial_{n}" for n in range(4)}
+    for n in range(4):
         trial_dir = tmp_path / "runs" / "shared" / f"trial_{n}"
         for seed in (1, 2):
             assert (trial_dir / f"seed_{seed}" / "agent.safetensors").is_file()
@@ -86,7 +86,7 @@ def test_two_workers_share_one_sqlite_study(tmp_path):
     assert run.total_steps == 100_000  # the config's own budget, not the trials'
     rows = (out / "trials.csv").read_text().splitlines()
     assert rows[0].startswith("trial,state,score,optimizer.lr,network.hidden_sizes")
-    assert len(rows) == 7
+    assert len(rows) == 5
     for png in ("optimization_history.png", "param_importances.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -145,7 +145,7 @@ def _start_worker(tmp_path, args, running: int) -> subprocess.Popen:
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc to find the seeds")
 def test_sigkilled_worker_its_trial_fails_the_others_go_on(tmp_path):
-    args = _one_seed_trials("fault", 4, "--heartbeat", 1)
+    args = _one_seed_trials("fault", 3, "--heartbeat", 1)
     db = tmp_path / "runs" / "fault" / "study.db"
     victim = _start_worker(tmp_path, args, running=1)
     survivor = _start_worker(tmp_path, args, running=2)
@@ -158,9 +158,9 @@ def test_sigkilled_worker_its_trial_fails_the_others_go_on(tmp_path):
         assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     trials = _study(tmp_path, "fault").get_trials()
     states = [t.state for t in trials]
-    # The killed worker's trial failed (stale heartbeat); the survivor ran 4 in all besides.
+    # The killed worker's trial failed (stale heartbeat); the survivor ran 3 in all besides.
     assert states.count(TrialState.FAIL) == 1, states
-    assert states.count(TrialState.COMPLETE) == 4, states
+    assert states.count(TrialState.COMPLETE) == 3, states
     assert TrialState.RUNNING not in states
     lost = next(t for t in trials if t.state == TrialState.FAIL)
     # Its seed noticed its parent was gone and stopped (saving a checkpoint).
@@ -170,7 +170,7 @@ def test_sigkilled_worker_its_trial_fails_the_others_go_on(tmp_path):
     again = _tune(tmp_path, *args)
     assert again.returncode == 0, again.stderr
     assert "started:" not in again.stderr
-    assert len(_study(tmp_path, "fault").get_trials()) == 5
+    assert len(_study(tmp_path, "fault").get_trials()) == 4
 
 
 def test_killed_trial_is_retried_with_its_values(tmp_path):
