@@ -152,10 +152,14 @@ class SAC(Agent):
         self.train_stats: dict[str, float] = {}
         self.train_count = 0
         self.buffer: ReplayBuffer | None = None  # allocated when training starts
-        ReplayBuffer.check_fits(cfg.buffer_size, self.obs_shape, self.device)
+        actions = (self.n_actions,)
+        ReplayBuffer.check_fits(cfg.buffer_size, self.obs_shape, self.device, action_shape=actions)
 
     def describe_memory(self) -> str:
-        return describe_capacity(self.config.buffer_size, self.obs_shape, self.device)
+        cfg = self.config
+        return describe_capacity(
+            cfg.buffer_size, self.obs_shape, self.device, action_shape=(self.n_actions,)
+        )
 
     def alpha(self) -> torch.Tensor:
         if self.tune_alpha:

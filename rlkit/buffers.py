@@ -52,10 +52,14 @@ def _format_bytes(n: float) -> str:
 
 
 def describe_capacity(
-    capacity: int, obs_shape: tuple[int, ...], device: torch.device | str, obs_dtype=torch.float32
+    capacity: int,
+    obs_shape: tuple[int, ...],
+    device: torch.device | str,
+    obs_dtype=torch.float32,
+    action_shape: tuple[int, ...] = (),
 ) -> str:
     """'replay buffer: 100,000 transitions, 3.8 MB on cpu' (what the buffer allocates)."""
-    needed = ReplayBuffer.bytes_needed(capacity, obs_shape, obs_dtype)
+    needed = ReplayBuffer.bytes_needed(capacity, obs_shape, obs_dtype, action_shape)
     return f"replay buffer: {capacity:,} transitions, {_format_bytes(needed)} on {device}"
 
 
@@ -97,7 +101,10 @@ class ReplayBuffer:
         self.obs_shape = tuple(obs_shape)
         self.device = torch.device(device)
         self.obs_dtype = obs_dtype
-        self.check_fits(capacity, obs_shape, self.device, obs_dtype, memory_fraction)
+        self.action_shape = tuple(action_shape)
+        self.check_fits(
+            capacity, obs_shape, self.device, obs_dtype, memory_fraction, self.action_shape
+        )
         n = self.capacity
         self.obs = torch.zeros((n, *self.obs_shape), dtype=obs_dtype, device=self.device)
         self.next_obs = torch.zeros((n, *self.obs_shape), dtype=obs_dtype, device=self.device)
@@ -138,10 +145,11 @@ class ReplayBuffer:
         device: torch.device | str,
         obs_dtype: torch.dtype = torch.float32,
         memory_fraction: float = 0.9,
+        action_shape: tuple[int, ...] = (),
     ) -> None:
         """Raise BufferTooLargeError, before allocating, if the buffer would not fit in memory."""
         device = torch.device(device)
-        needed = cls.bytes_needed(capacity, obs_shape, obs_dtype)
+        needed = cls.bytes_needed(capacity, obs_shape, obs_dtype, action_shape)
         available = available_memory_bytes(device)
         if needed > memory_fraction * available:
             raise BufferTooLargeError(
@@ -150,19 +158,28 @@ class ReplayBuffer:
             )
 
     @staticmethod
-    def bytes_needed(capacity: int, obs_shape: tuple[int, ...], obs_dtype=torch.float32) -> int:
-        """Bytes the buffer allocates per row: two observations, action (8), reward, discount and
-        Monte Carlo return (4 each), three flags (1 each)."""
+    def bytes_needed(
+        capacity: int,
+        obs_shape: tuple[int, ...],
+        obs_dtype=torch.float32,
+        action_shape: tuple[int, ...] = (),
+    ) -> int:
+        """Bytes the buffer allocates per row: two observations, the action (8 for a discrete
+        one, 4 per dimension of a continuous one), reward, discount and Monte Carlo return (4
+        each), three flags (1 each)."""
         item_size = torch.empty(0, dtype=obs_dtype).element_size()
         obs_bytes = int(np.prod(obs_shape, dtype=np.int64)) * item_size
-        return int(capacity) * (2 * obs_bytes + 8 + 3 * 4 + 3)
+        action_bytes = 4 * int(np.prod(action_shape, dtype=np.int64)) if action_shape else 8
+        return int(capacity) * (2 * obs_bytes + action_bytes + 3 * 4 + 3)
 
     @property
     def nbytes(self) -> int:
         return sum(getattr(self, name).nbytes for name in self.FIELDS)
 
     def describe(self) -> str:
-        return describe_capacity(self.capacity, self.obs_shape, self.device, self.obs_dtype)
+        return describe_capacity(
+            self.capacity, self.obs_shape, self.device, self.obs_dtype, self.action_shape
+        )
 
     def __len__(self) -> int:
         return self.size

@@ -84,6 +84,9 @@ def test_sampling_is_reproducible_with_a_seeded_generator():
 def test_memory_is_what_capacity_says():
     buffer = ReplayBuffer(1000, (4,))
     assert buffer.nbytes == ReplayBuffer.bytes_needed(1000, (4,)) == 1000 * (2 * 16 + 8 + 3 * 4 + 3)
+    continuous = ReplayBuffer(1000, (4,), action_shape=(6,))
+    assert continuous.actions.shape == (1000, 6) and continuous.actions.dtype == torch.float32
+    assert continuous.nbytes == ReplayBuffer.bytes_needed(1000, (4,), action_shape=(6,))
     assert "1,000 transitions" in buffer.describe()
 
 
