@@ -141,7 +141,7 @@ class SAC(Agent):
             "temperature": self.temperature,
         }
         self._make_guard()
-        self._parameters = [p for p in self.optimizer.param_groups[0]["params"]]
+        self._parameters = list(self.optimizer.param_groups[0]["params"])
         self._critic_parameters = list(self.critic.parameters())
         self._target_parameters = list(self.critic_target.parameters())
         # Bounds of the env's actions: the actor's tanh output in [-1, 1] is scaled to them.
@@ -190,13 +190,18 @@ class SAC(Agent):
 
     def _prepare_run(self, start_step: int, end_step: int) -> None:
         cfg = self.config
-        if self.buffer is None:
-            self.buffer = ReplayBuffer(
-                cfg.buffer_size, self.obs_shape, self.device, action_shape=(self.n_actions,)
-            )
+        self._allocate_replay()
         n = cfg.n_envs
         calls = sum(self._train_calls(s - n, s) for s in range(start_step + n, end_step + 1, n))
         self._make_lr_scheduler(calls * cfg.gradient_steps)
+
+    def _allocate_replay(self) -> None:
+        """The replay buffer (float action vectors), on first use."""
+        if self.buffer is None:
+            self.buffer = ReplayBuffer(
+                self.config.buffer_size, self.obs_shape, self.device,
+                action_shape=(self.n_actions,),
+            )  # fmt: skip
 
     def _train_step(self, monitor, start_step: int, end_step: int) -> dict | None:
         """One step of the env copies: act (uniformly at random until learning_starts), store
@@ -205,8 +210,8 @@ class SAC(Agent):
         if self.global_step < cfg.learning_starts:
             actions = self.rng.uniform(-1.0, 1.0, (cfg.n_envs, self.n_actions)).astype(np.float32)
         else:
-            obs = torch.as_tensor(self._obs, dtype=torch.float32, device=self.device)
-            actions = self._policy_actions(obs.reshape(cfg.n_envs, -1), deterministic=False)
+            obs, _ = self._obs_tensor(self._obs)
+            actions = self._policy_actions(obs, deterministic=False)
         env_actions = to_bounds(actions, self.action_low, self.action_high)
         next_obs, rewards, terminated, truncated, infos = self.env.step(env_actions)
         real_next_obs = envs.real_next_obs(next_obs, infos)
@@ -300,10 +305,7 @@ class SAC(Agent):
         self.train_stats = {k: float(v) for k, v in state["train_stats"]["sums"].items()}
         self.train_count = int(state["train_stats"]["count"])
         if state["buffer"] is not None:
-            cfg = self.config
-            self.buffer = ReplayBuffer(
-                cfg.buffer_size, self.obs_shape, self.device, action_shape=(self.n_actions,)
-            )
+            self._allocate_replay()
             self.buffer.load_state_dict(state["buffer"])
 
 

@@ -306,20 +306,14 @@ def _jobs(args: argparse.Namespace, default: int) -> int:
     return jobs
 
 
-def _default_jobs() -> int:
-    import os
-
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
-
-
 def cmd_train_seeds(args: argparse.Namespace) -> int:
     """`rlkit train CONFIG --seeds LIST`: every seed a single run in its own process."""
-    from rlkit.experiment import Experiment, parse_seeds
+    from rlkit.experiment import Experiment, available_cores, parse_seeds, thread_args
 
     seeds = parse_seeds(args.seeds)
     if args.seed is not None:
         raise UserError("--seed and --seeds exclude each other")
-    jobs = min(_jobs(args, default=_default_jobs()), len(seeds))
+    jobs = min(_jobs(args, default=available_cores()), len(seeds))
     # The run settings, read without loading torch: the seeds start at once and check the
     # rest of the config themselves; a mistake there ends all of them and is one error here.
     run, data = read_run_settings(args.config, args.overrides, total_steps=args.steps)
@@ -328,8 +322,7 @@ def cmd_train_seeds(args: argparse.Namespace) -> int:
         train_args.append(f"--steps={args.steps}")
     if args.device is not None:
         train_args.append(f"--device={args.device}")
-    if not run.torch_threads:  # divide the cores among the seeds running at once
-        train_args.append(f"--set=torch_threads={max(1, _default_jobs() // jobs)}")
+    train_args += thread_args(run.torch_threads, jobs)  # the cores shared among the seeds
     stamp = time.strftime("%Y%m%d-%H%M%S")
     parent = (
         Path(args.run_dir) if args.run_dir else Path("runs") / f"{Path(args.config).stem}_{stamp}"
@@ -593,7 +586,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
         raise UserError(f"--steps must be at least 1, got {args.steps}")
     if args.heartbeat < 1:
         raise UserError(f"--heartbeat must be at least 1 second, got {args.heartbeat}")
-    jobs = _jobs(args, default=max(1, _default_jobs() // args.seeds_per_trial))
+    from rlkit.experiment import available_cores
+
+    jobs = _jobs(args, default=max(1, available_cores() // args.seeds_per_trial))
     name = _study_name(args.study or Path(args.config).stem)
     tune.need("optuna", "tune")
     if args.ray is not None:
@@ -624,7 +619,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
             shutil.rmtree(folder, ignore_errors=True)
         raise
     _say(
-        f"rlkit: study {name} ({tune._hide_password(url)}): {args.trials} trials of "
+        f"rlkit: study {name} ({tune.hide_password(url)}): {args.trials} trials of "
         f"{len(setup.seeds)} seeds x {setup.steps:,} steps, "
         + (f"on Ray at {args.ray}" if args.ray else f"{jobs} at a time here")
         + f"; {args.sampler} sampler, {args.pruner} pruner; folder {folder}"

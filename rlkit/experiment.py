@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -243,19 +244,13 @@ class Experiment:
         the config (then `config_error` says why, and a fresh folder is removed). `header` is
         printed once a seed trains, so that a refused config prints its error alone."""
         display = _Display(self, progress, header)
-        # Ctrl-C, and SIGTERM (a job scheduler's stop) alike: stop the seeds, each saving.
-        previous = {
-            sig: signal.signal(sig, lambda *_: self.request_stop())
-            for sig in (signal.SIGINT, signal.SIGTERM)
-        }
         try:
-            self.begin()
-            while self.poll(jobs, display):
-                display.update()
-                time.sleep(0.05)
+            with stop_signals(self.request_stop):
+                self.begin()
+                while self.poll(jobs, display):
+                    display.update()
+                    time.sleep(0.05)
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
             display.close()
         return self.exit_code()
 
@@ -292,6 +287,14 @@ class Experiment:
             running.append(run)
         return bool(running) or bool(self.pending and not self.stop_requested)
 
+    def failure(self) -> str | None:
+        """After the last poll: why the experiment failed (a config every seed refused, or
+        the seeds that failed, with their logs), or None."""
+        failed = [r for r in self.runs if r.status == "failed"]
+        if self.config_error is not None or not failed:
+            return self.config_error
+        return "; ".join(f"seed {r.seed}: {r.detail} (log {r.log})" for r in failed)
+
     def exit_code(self) -> int:
         """After the last poll: as `run` returns."""
         if self.config_error is not None:
@@ -299,6 +302,36 @@ class Experiment:
         if self.stop_requested:
             return EXIT_INTERRUPTED
         return 1 if any(r.status == "failed" for r in self.runs) else 0
+
+
+@contextlib.contextmanager
+def stop_signals(request_stop: Callable[[], None]) -> Iterator[None]:
+    """Within: Ctrl-C and SIGTERM (a job scheduler's stop) alike call `request_stop` (which
+    passes them on to the children, each saving); the previous handlers come back after."""
+    previous = {
+        sig: signal.signal(sig, lambda *_: request_stop())
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity; 1 where that is unknown)."""
+    return max(1, len(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else 1
+
+
+def thread_args(configured: int, processes: int, cores: int | None = None) -> list[str]:
+    """`rlkit train` options that share `cores` (default: all available) among `processes`
+    runs at once, one `torch_threads` each, unless the config sets its own (`configured`):
+    more threads than cores make them wait on each other (README, "Many seeds")."""
+    if configured:
+        return []
+    cores = available_cores() if cores is None else cores
+    return [f"--set=torch_threads={max(1, cores // processes)}"]
 
 
 def stop_when_parent_dies(interval: float = 1.0) -> None:

@@ -23,9 +23,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import os
 import re
-import signal
 import sys
 import time
 import warnings
@@ -37,6 +35,7 @@ import yaml
 
 from rlkit.config import ConfigError, apply_overrides, load_yaml, set_dotted
 from rlkit.errors import UserError
+from rlkit.experiment import available_cores, stop_signals
 from rlkit.files import atomic_write_bytes
 from rlkit.search import SEARCH_KEY, SearchSpace
 
@@ -81,6 +80,14 @@ def trial_score(per_seed: Sequence[Sequence[tuple[int, float]]]) -> float:
     return float(iqm([last_third_mean(evaluations) for evaluations in per_seed]))
 
 
+def new_scores(experiment: Any, reported: int, held_back: int = 0) -> list[tuple[int, float]]:
+    """(k, the trial's score after its k-th evaluation) for each evaluation past the first
+    `reported` that every seed has made, but the last `held_back` of them."""
+    per_seed = [r.evaluations for r in experiment.runs]
+    made = min(len(e) for e in per_seed) - held_back
+    return [(k, trial_score([e[:k] for e in per_seed])) for k in range(reported + 1, made + 1)]
+
+
 # ----------------------------------------------------------------------------- set-up
 
 
@@ -112,6 +119,22 @@ class TuneSetup:
         if steps is not None:
             data["total_steps"] = steps
         return data
+
+    def create_trial(self, folder: Path, number: int, values: Mapping[str, Any],
+                     cores: int | None = None) -> Any:  # fmt: skip
+        """The seeds folder of trial `number` (an Experiment, begun): its config with the
+        trial's values, its seeds all at once, sharing `cores` (default: all available)."""
+        from rlkit.experiment import Experiment, thread_args
+
+        config = self.trial_config(values, steps=self.steps)
+        parent = folder / f"trial_{number}"
+        experiment = Experiment.create(
+            parent / "experiment.yaml", parent, self.seeds, len(self.seeds),
+            thread_args(config.get("torch_threads", 0), len(self.seeds), cores), self.steps,
+            config_text=yaml.safe_dump(config, sort_keys=False).encode(),
+        )  # fmt: skip
+        experiment.begin()
+        return experiment
 
 
 def read_setup(
@@ -224,7 +247,7 @@ def open_storage(url: str, heartbeat: int | None = None, retry_failed: bool = Fa
                 r"already exists|duplicate key|unique constraint", str(error), re.IGNORECASE
             )
             if not lost_race or attempt == 4:
-                message = f"--storage {_hide_password(url)}: {_first_line(error)}"
+                message = f"--storage {hide_password(url)}: {_first_line(error)}"
                 raise UserError(message) from None
             time.sleep(0.5 + attempt)
     raise AssertionError("unreachable")
@@ -241,7 +264,7 @@ def _with_driver(url: str) -> str:
     return url
 
 
-def _hide_password(url: str) -> str:
+def hide_password(url: str) -> str:
     return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
 
 
@@ -323,10 +346,9 @@ def counts_toward_budget(trial: Any) -> bool:
 
 @dataclasses.dataclass
 class TrialRun:
-    """A trial of this worker: its Optuna trial, values, seeds and how far it is scored."""
+    """A trial of this worker: its Optuna trial, its seeds and how far it is scored."""
 
     trial: Any
-    values: dict[str, Any]
     experiment: Any
     reported: int = 0
     score: float | None = None
@@ -351,8 +373,7 @@ class Worker:
         self.active: list[TrialRun] = []
         self.stop_requested = 0
         self.last_beat = 0.0
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-        self.threads = max(1, cores // (jobs * len(setup.seeds)))
+        self.cores_per_trial = max(1, available_cores() // jobs)
 
     def request_stop(self) -> None:
         """Ctrl-C: no new trials; the seeds of the running ones stop and save."""
@@ -367,12 +388,8 @@ class Worker:
         """Run trials until the budget is spent; 130 if stopped by Ctrl-C, else 0."""
         from rlkit.errors import EXIT_INTERRUPTED
 
-        previous = {
-            sig: signal.signal(sig, lambda *_: self.request_stop())
-            for sig in (signal.SIGINT, signal.SIGTERM)
-        }
-        try:
-            idle_since = None
+        with stop_signals(self.request_stop):
+            waiting_said = False
             while True:
                 for run in list(self.active):
                     self._watch(run)
@@ -385,17 +402,14 @@ class Worker:
                 if not self.active:
                     if self.stop_requested or not self._others_running():
                         break
-                    if idle_since is None:
-                        idle_since = time.monotonic()
+                    if not waiting_said:
+                        waiting_said = True
                         self.log("rlkit: the budget is taken; waiting for the trials of other "
                                  "workers to end (or go stale)")  # fmt: skip
                     time.sleep(min(5.0, (self.heartbeat or 5) / 2))
                     continue
-                idle_since = None
+                waiting_said = False
                 time.sleep(0.1)
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
         return EXIT_INTERRUPTED if self.stop_requested else 0
 
     # ---------------------------------------------------------------- trials
@@ -437,44 +451,33 @@ class Worker:
                 return None
         try:
             values = self.space.suggest(trial)
-            return self._start(trial, values)
+            experiment = self.setup.create_trial(
+                self.folder, trial.number, values, self.cores_per_trial
+            )
         except UserError as error:
             trial.set_user_attr(OUTCOME, "failed")
             trial.set_user_attr(DETAIL, str(error))
             self.study.tell(trial, state=TrialState.FAIL)
             self.log(f"rlkit: trial {trial.number} FAILED: {error}")
             return None
-
-    def _start(self, trial: Any, values: dict[str, Any]) -> TrialRun:
-        from rlkit.experiment import Experiment
-
-        config = self.setup.trial_config(values, steps=self.setup.steps)
-        text = yaml.safe_dump(config, sort_keys=False).encode()
-        parent = self.folder / f"trial_{trial.number}"
-        train_args = [] if config.get("torch_threads") else [f"--set=torch_threads={self.threads}"]
-        experiment = Experiment.create(
-            parent / "experiment.yaml", parent, self.setup.seeds, len(self.setup.seeds),
-            train_args, self.setup.steps, config_text=text,
-        )  # fmt: skip
-        experiment.begin()
-        trial.set_user_attr("folder", str(parent))
+        trial.set_user_attr("folder", str(experiment.parent))
+        seeds = ", ".join(map(str, self.setup.seeds))
         self.log(f"rlkit: trial {trial.number} started: {format_values(values)} "
-                 f"(seeds {', '.join(map(str, self.setup.seeds))}; {parent})")  # fmt: skip
-        return TrialRun(trial, values, experiment)
+                 f"(seeds {seeds}; {experiment.parent})")  # fmt: skip
+        return TrialRun(trial, experiment)
 
     def _watch(self, run: TrialRun) -> None:
         """Poll a trial's seeds: report each evaluation all of them have made; prune; end."""
         experiment = run.experiment
         going = experiment.poll(len(self.setup.seeds))
-        per_seed = [r.evaluations for r in experiment.runs]
-        done = min(len(e) for e in per_seed)
-        while run.reported < done and not run.pruned:
-            run.reported += 1
-            run.score = trial_score([e[: run.reported] for e in per_seed])
-            run.trial.report(run.score, run.reported)
+        scores = [] if run.pruned else new_scores(experiment, run.reported)
+        for k, score in scores:
+            run.reported, run.score = k, score
+            run.trial.report(score, k)
             if run.trial.should_prune() and not self.stop_requested:
                 run.pruned = True
                 experiment.request_stop()
+                break
         if not going:
             self._end(run)
 
@@ -484,7 +487,7 @@ class Worker:
         self.active.remove(run)
         trial, experiment = run.trial, run.experiment
         minutes = (time.monotonic() - run.started) / 60
-        failed = [r for r in experiment.runs if r.status == "failed"]
+        failure = experiment.failure()
         if run.pruned:
             self.study.tell(trial, state=TrialState.PRUNED)
             self.log(f"rlkit: trial {trial.number} pruned at evaluation {run.reported} "
@@ -493,14 +496,11 @@ class Worker:
             trial.set_user_attr(OUTCOME, "interrupted")
             self.study.tell(trial, state=TrialState.FAIL)
             self.log(f"rlkit: trial {trial.number} interrupted")
-        elif experiment.config_error is not None or failed:
-            detail = experiment.config_error or "; ".join(
-                f"seed {r.seed}: {r.detail} (log {r.log})" for r in failed
-            )
+        elif failure is not None:
             trial.set_user_attr(OUTCOME, "failed")
-            trial.set_user_attr(DETAIL, detail)
+            trial.set_user_attr(DETAIL, failure)
             self.study.tell(trial, state=TrialState.FAIL)
-            self.log(f"rlkit: trial {trial.number} FAILED: {detail}")
+            self.log(f"rlkit: trial {trial.number} FAILED: {failure}")
         else:
             per_seed = [r.evaluations for r in experiment.runs]
             score = trial_score(per_seed)

@@ -21,46 +21,40 @@ from ray.tune.search.optuna import OptunaSearch
 
 from rlkit.errors import EXIT_INTERRUPTED, UserError
 from rlkit.search import SearchSpace
-from rlkit.tune import OUTCOME, TuneSetup, counts_toward_budget, format_values, trial_score
+from rlkit.tune import (
+    OUTCOME,
+    TuneSetup,
+    counts_toward_budget,
+    format_values,
+    new_scores,
+    trial_score,
+)
 
 TRIAL_NUMBER = "__rlkit_trial"  # the Optuna trial number, added to a Ray trial's config
 METRIC = "score"
 
 
 def ray_trial(config: dict[str, Any], setup: dict[str, Any], folder: str) -> None:
-    """One Ray trial (runs in a Ray worker): train the seeds, report after each evaluation."""
-    import yaml
+    """One Ray trial (runs in a Ray worker, on one CPU slot): train the seeds, report after
+    each evaluation."""
     from ray import tune as ray_tune
-
-    from rlkit.experiment import Experiment
 
     tune_setup = TuneSetup(**setup)
     number = config[TRIAL_NUMBER]
     values = tune_setup.space.values_of(config)
-    trial_config = tune_setup.trial_config(values, steps=tune_setup.steps)
     parent = Path(folder) / f"trial_{number}"
     if parent.exists():  # Ray restarts a trial whose node was lost: it starts over
         shutil.rmtree(parent)
-    experiment = Experiment.create(
-        parent / "experiment.yaml", parent, tune_setup.seeds, len(tune_setup.seeds),
-        ["--set=torch_threads=1"], tune_setup.steps,
-        config_text=yaml.safe_dump(trial_config, sort_keys=False).encode(),
-    )  # fmt: skip
-    experiment.begin()
+    experiment = tune_setup.create_trial(Path(folder), number, values, cores=1)
     reported = 0
     while experiment.poll(len(tune_setup.seeds)):
-        per_seed = [r.evaluations for r in experiment.runs]
-        while reported < min(len(e) for e in per_seed) - 1:  # the last one is reported final
-            reported += 1
-            score = trial_score([e[:reported] for e in per_seed])
-            ray_tune.report({METRIC: score, "evaluation": reported, "final": False})
+        for k, score in new_scores(experiment, reported, held_back=1):  # the last: as final
+            ray_tune.report({METRIC: score, "evaluation": k, "final": False})
+            reported = k
         time.sleep(0.1)
-    failed = [r for r in experiment.runs if r.status == "failed"]
-    if experiment.config_error is not None or failed:
-        detail = experiment.config_error or "; ".join(
-            f"seed {r.seed}: {r.detail} (log {r.log})" for r in failed
-        )
-        raise RuntimeError(f"trial {number} failed: {detail}")
+    failure = experiment.failure()
+    if failure is not None:
+        raise RuntimeError(f"trial {number} failed: {failure}")
     per_seed = [r.evaluations for r in experiment.runs]
     score = trial_score(per_seed)
     ray_tune.report({METRIC: score, "evaluation": min(map(len, per_seed)), "final": True})
