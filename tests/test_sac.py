@@ -104,11 +104,12 @@ def test_saved_agent_acts_the_same_and_loads_without_pickle(tmp_path):
 
 @pytest.mark.slow
 def test_sac_learns_pendulum_quickly():
-    # configs/sac_pendulum.yaml's values. At 6,000 steps the validation mean of seeds 1-10 was
-    # -183, -168, -171, -181, -160, -296, -152, -380, -255, -221 (benchmarks/learning.py run of
-    # the README); at 2,000 steps, still near random, -989 to -1,131. A threshold of -600 holds
-    # on every one of them with a margin of 220, whatever the CPU's rounding does to seed 1.
+    # configs/sac_pendulum.yaml's values, 12,000 steps, greedy over 20 test episodes: seeds
+    # 1-10 scored -125.7, -114.4, -126.1, -109.7, -131.6, -127.8, -133.1, -126.0, -127.4,
+    # -136.4 (AMD EPYC; random actions score about -1,200). -300 holds on every one with a
+    # margin of 160, whatever another CPU's rounding does to seed 1's run. (At 6,000 steps
+    # seed 8 was still at -614: too early for a test that must hold on any seed.)
     agent = agents.SAC(env="Pendulum-v1", seed=1, learning_starts=100, optimizer={"lr": 1e-3})
-    agent.learn(6000)
+    agent.learn(12_000)
     result = agent.evaluate(20)
-    assert result.mean_return > -600, result.returns
+    assert result.mean_return > -300, result.returns
