@@ -99,6 +99,13 @@ def set_state(vector_env: Any, tensors: dict[str, torch.Tensor], data: dict[str,
             else:
                 value = saved["value"]
             setattr(obj, attr, value)
+        if hasattr(obj, "checked_step") and hasattr(obj, "_previous_data"):
+            # gymnasium's PassiveEnvChecker compares its first step with the reset before it,
+            # and its second step with its first, through `_previous_data`, which is not part
+            # of the state: the original run made (and checked) those calls, so a run resumed
+            # before its first or second step must not check them again.
+            obj.checked_step = True
+            obj.checked_data_reuse = True
 
 
 _BIT_GENERATORS = {

@@ -180,3 +180,16 @@ def test_eval_uses_the_newest_checkpoint_of_an_unfinished_run(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["episodes"] == 2
+
+
+def test_resume_from_a_checkpoint_taken_before_the_first_step(tmp_path):
+    # Ctrl-C can land before a run's first step (a seed of --seeds stopped at once): gymnasium's
+    # env checker then still wants the data of the reset, which no checkpoint holds.
+    agent = agents.PPO(env="CartPole-v1", seed=1, n_envs=2, n_steps=16, batch_size=32)
+    agent.stop_requested = True
+    agent.learn(512, run_dir=tmp_path)
+    assert agent.global_step == 0
+    agent.save_checkpoint(tmp_path)
+    resumed = agents.from_checkpoint(tmp_path)
+    resumed.learn(resume=True, run_dir=tmp_path)
+    assert resumed.global_step >= 512
