@@ -129,10 +129,10 @@ LONGER = ["--steps", "4096", "--set", "eval_interval=1024", "--set", "eval_episo
           "--set", "checkpoint_interval=0", "--set", "n_epochs=4"]  # fmt: skip
 
 
-def _one_seed_trials(study: str, trials: int, *more) -> list:
-    """Trials of one seed, 4,096 steps: long enough to be killed in the middle of one."""
+def _one_seed_trials(study: str, trials: int, *more, steps: int = 4096) -> list:
+    """Trials of one seed, `steps` steps: long enough to be killed in the middle of one."""
     return [CONFIG, "--trials", trials, "--seeds-per-trial", 1, "--jobs", 1, "--study", study,
-            "--pruner", "none", *more, *LONGER]  # fmt: skip
+            "--pruner", "none", *more, *LONGER, "--steps", steps]  # fmt: skip
 
 
 def _start_worker(tmp_path, args, running: int) -> subprocess.Popen:
@@ -145,7 +145,9 @@ def _start_worker(tmp_path, args, running: int) -> subprocess.Popen:
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc to find the seeds")
 def test_sigkilled_worker_its_trial_fails_the_others_go_on(tmp_path):
-    args = _one_seed_trials("fault", 3, "--heartbeat", 1)
+    # Longer trials: the victim's first trial must still run once the survivor has started
+    # (4,096 steps once ended in that time on CI, and the kill then hit an idle worker).
+    args = _one_seed_trials("fault", 3, "--heartbeat", 1, steps=16384)
     db = tmp_path / "runs" / "fault" / "study.db"
     victim = _start_worker(tmp_path, args, running=1)
     survivor = _start_worker(tmp_path, args, running=2)
