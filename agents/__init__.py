@@ -10,11 +10,12 @@ from agents.dqn import DQN, DQNConfig
 from agents.ppo import PPO, PPOConfig
 from agents.reinforce import Reinforce, ReinforceConfig
 from agents.sac import SAC, SACConfig
+from agents.td3 import TD3, TD3Config
 from rlkit.errors import AgentFileError, UserError
 from rlkit.serialization import load_tensors
 
 AGENTS: dict[str, type] = {
-    "dqn": DQN, "ppo": PPO, "a2c": A2C, "reinforce": Reinforce, "sac": SAC,
+    "dqn": DQN, "ppo": PPO, "a2c": A2C, "reinforce": Reinforce, "sac": SAC, "td3": TD3,
 }  # fmt: skip
 
 __all__ = [
@@ -23,12 +24,14 @@ __all__ = [
     "DQN",
     "PPO",
     "SAC",
+    "TD3",
     "A2CConfig",
     "DQNConfig",
     "PPOConfig",
     "Reinforce",
     "ReinforceConfig",
     "SACConfig",
+    "TD3Config",
     "agent_class",
     "from_checkpoint",
     "load",

@@ -18,7 +18,7 @@ import torch
 from rlkit.agent import Agent
 from rlkit.config import check_unit_interval
 from rlkit.optim import OptimizerConfig, build_optimizer
-from rlkit.policy_gradient import CategoricalLogits, explained_variance, gae, normalize, value_loss
+from rlkit.policy_gradient import explained_variance, gae, normalize, value_loss
 from rlkit.rollout import (
     OnPolicyConfig,
     RolloutBuffer,
@@ -52,6 +52,7 @@ class A2C(Agent):
     """`agents.A2C(env="CartPole-v1", seed=0, ...)`; keyword arguments are A2CConfig fields."""
 
     Config = A2CConfig
+    action_kinds = frozenset({"discrete", "continuous"})
     name = "a2c"
 
     def __init__(
@@ -59,10 +60,14 @@ class A2C(Agent):
     ):
         super().__init__(env, config, **overrides)
         cfg = self.config
-        self.model = build_actor_critic(cfg, self.obs_dim, self.n_actions).to(self.device)
+        model = build_actor_critic(cfg, self.obs_dim, self.n_actions, self.continuous)
+        self.model = model.to(self.device)
         self.optimizer = build_optimizer(self.model.parameters(), cfg.optimizer)
         self._parameters = list(self.model.parameters())  # walking the modules costs per call
-        self.buffer = RolloutBuffer(cfg.n_steps, cfg.n_envs, self.obs_dim, self.device)
+        self.buffer = RolloutBuffer(
+            cfg.n_steps, cfg.n_envs, self.obs_dim, self.device,
+            self.n_actions if self.continuous else None,
+        )  # fmt: skip
         self.n_rollouts = 0
         self.networks = {"model": self.model}
         self._make_guard()
@@ -71,7 +76,7 @@ class A2C(Agent):
         return f"rollout storage: {self.buffer.nbytes / 1024:.1f} KB on {self.device}"
 
     def _act(self, obs: torch.Tensor, deterministic: bool) -> np.ndarray:
-        return actor_critic_actions(self.model, obs, deterministic)
+        return self._env_actions(actor_critic_actions(self.model, obs, deterministic))
 
     def _prepare_run(self, start_step: int, end_step: int) -> None:
         cfg = self.config
@@ -81,8 +86,9 @@ class A2C(Agent):
         """One rollout of n_steps x n_envs steps and one gradient step on it."""
         cfg = self.config
         self._obs, last_values, self.global_step, episodes = collect_rollout(
-            self.env, self.model, self.buffer, self._obs, cfg.gamma, monitor, self.global_step
-        )
+            self.env, self.model, self.buffer, self._obs, cfg.gamma, monitor, self.global_step,
+            env_actions=self._env_actions,
+        )  # fmt: skip
         self.n_episodes += episodes
         stats = self._update(last_values)
         stats["train/learning_rate"] = self.optimizer.param_groups[0]["lr"]
@@ -102,8 +108,8 @@ class A2C(Agent):
         advantages, returns = advantages.reshape(-1), returns.reshape(-1)
         if cfg.normalize_advantage:
             advantages = normalize(advantages)
-        logits, values = self.model(b.flat("obs"))
-        distribution = CategoricalLogits(logits)
+        head, values = self.model(b.flat("obs"))
+        distribution = self.model.distribution(head)
         log_probs = distribution.log_prob(b.flat("actions"))
         policy_loss = -(log_probs * advantages).mean()
         v_loss = value_loss(values, returns)

@@ -23,6 +23,7 @@ from rlkit.agent import (
     clip_gradients,
     crossed,
     generator_state,
+    off_policy_planned_updates,
     off_policy_train_calls,
     restore_generator,
 )
@@ -224,15 +225,9 @@ class DQN(Agent):
         cfg = self.config
         return off_policy_train_calls(previous_step, step, cfg.learning_starts, cfg.train_freq)
 
-    def _planned_updates(self, start: int, end: int) -> int:
-        """Gradient steps that `learn` will take between env steps `start` and `end`."""
-        n = self.config.n_envs
-        calls = sum(self._train_calls(step - n, step) for step in range(start + n, end + 1, n))
-        return calls * self.config.gradient_steps
-
     def _prepare_run(self, start_step: int, end_step: int) -> None:
         self._allocate_replay()
-        self._make_lr_scheduler(self._planned_updates(start_step, end_step))
+        self._make_lr_scheduler(off_policy_planned_updates(self.config, start_step, end_step))
 
     def _train_step(self, monitor, start_step: int, end_step: int) -> dict | None:
         """One step of the env copies: act epsilon-greedily, store the transitions, and take

@@ -22,7 +22,6 @@ from rlkit.config import check_choice, check_unit_interval, require
 from rlkit.mlp_grad import PlainMLP
 from rlkit.optim import build_optimizer
 from rlkit.policy_gradient import (
-    CategoricalLogits,
     PPOLoss,
     clipped_surrogate_loss,
     explained_variance,
@@ -90,6 +89,7 @@ class PPO(Agent):
     """`agents.PPO(env="CartPole-v1", seed=0, ...)`; keyword arguments are PPOConfig fields."""
 
     Config = PPOConfig
+    action_kinds = frozenset({"discrete", "continuous"})
     name = "ppo"
 
     def __init__(
@@ -97,7 +97,8 @@ class PPO(Agent):
     ):
         super().__init__(env, config, **overrides)
         cfg = self.config
-        self.model = build_actor_critic(cfg, self.obs_dim, self.n_actions).to(self.device)
+        model = build_actor_critic(cfg, self.obs_dim, self.n_actions, self.continuous)
+        self.model = model.to(self.device)
         self.optimizer = build_optimizer(self.model.parameters(), cfg.optimizer)
         self._parameters = list(self.model.parameters())  # walking the modules costs per call
         # The hand-written path (rlkit.mlp_grad): actor and critic gradients in one flat buffer,
@@ -106,6 +107,7 @@ class PPO(Agent):
         model = self.model
         if (
             cfg.fast_mlp
+            and not model.continuous  # the written-out loss gradient is the categorical one
             and not model.shared
             and cfg.clip_range_vf is None
             and PlainMLP.supports(model.policy.net)
@@ -119,7 +121,10 @@ class PPO(Agent):
         self._numpy_policy = None  # acting in numpy (CPU only)
         if self._actor is not None and self.device.type == "cpu":
             self._numpy_policy = NumpyActorCritic(self._actor, self._critic, self.rng)
-        self.buffer = RolloutBuffer(cfg.n_steps, cfg.n_envs, self.obs_dim, self.device)
+        self.buffer = RolloutBuffer(
+            cfg.n_steps, cfg.n_envs, self.obs_dim, self.device,
+            self.n_actions if self.continuous else None,
+        )  # fmt: skip
         self.n_rollouts = 0
         self.networks = {"model": self.model}
         self._make_guard()
@@ -128,7 +133,7 @@ class PPO(Agent):
         return f"rollout storage: {self.buffer.nbytes / 1024:.1f} KB on {self.device}"
 
     def _act(self, obs: torch.Tensor, deterministic: bool) -> np.ndarray:
-        return actor_critic_actions(self.model, obs, deterministic)
+        return self._env_actions(actor_critic_actions(self.model, obs, deterministic))
 
     def _greedy_policy(self):
         if self._numpy_policy is None:
@@ -150,7 +155,7 @@ class PPO(Agent):
         self.model.eval()
         self._obs, last_values, self.global_step, episodes = collect_rollout(
             self.env, self.model, self.buffer, self._obs, cfg.gamma, monitor, self.global_step,
-            self._numpy_policy,
+            self._numpy_policy, self._env_actions,
         )  # fmt: skip
         self.n_episodes += episodes
         advantages, returns = gae(
@@ -235,8 +240,8 @@ class PPO(Agent):
             self._actor.backward(parts.grad_logits, actor_inputs)
             self._critic.backward(parts.grad_values.unsqueeze(1), critic_inputs)
             return parts, torch.linalg.vector_norm(self._flat_grad)
-        logits, values = self.model(obs)
-        distribution = CategoricalLogits(logits)
+        head, values = self.model(obs)
+        distribution = self.model.distribution(head)
         log_ratio = distribution.log_prob(actions) - old_log_probs
         policy_loss = clipped_surrogate_loss(log_ratio.exp(), advantages, clip_range)
         v_loss = value_loss(values, returns, old_values, cfg.clip_range_vf)

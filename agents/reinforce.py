@@ -22,7 +22,7 @@ from rlkit.agent import Agent
 from rlkit.config import require
 from rlkit.nstep import discounted_returns
 from rlkit.optim import build_optimizer
-from rlkit.policy_gradient import CategoricalLogits, explained_variance, normalize, value_loss
+from rlkit.policy_gradient import explained_variance, normalize, value_loss
 from rlkit.rollout import OnPolicyConfig, actor_critic_actions, build_actor_critic
 
 
@@ -47,6 +47,7 @@ class Reinforce(Agent):
     ReinforceConfig fields."""
 
     Config = ReinforceConfig
+    action_kinds = frozenset({"discrete", "continuous"})
     name = "reinforce"
 
     def __init__(
@@ -57,7 +58,8 @@ class Reinforce(Agent):
     ):
         super().__init__(env, config, **overrides)
         cfg = self.config
-        self.model = build_actor_critic(cfg, self.obs_dim, self.n_actions).to(self.device)
+        model = build_actor_critic(cfg, self.obs_dim, self.n_actions, self.continuous)
+        self.model = model.to(self.device)
         self.optimizer = build_optimizer(self.model.parameters(), cfg.optimizer)
         self._parameters = list(self.model.parameters())  # walking the modules costs per call
         # The current episode of each copy: observations, actions, rewards.
@@ -71,7 +73,7 @@ class Reinforce(Agent):
         return "episode storage: grows with the episodes of one batch"
 
     def _act(self, obs: torch.Tensor, deterministic: bool) -> np.ndarray:
-        return actor_critic_actions(self.model, obs, deterministic)
+        return self._env_actions(actor_critic_actions(self.model, obs, deterministic))
 
     def _finish_episode(self, i: int, final_obs: np.ndarray | None) -> tuple:
         """The finished episode of copy i as (obs, actions, returns) arrays; `final_obs` is
@@ -97,8 +99,9 @@ class Reinforce(Agent):
         cfg = self.config
         obs_tensor = torch.as_tensor(self._obs, dtype=torch.float32, device=self.device)
         with torch.no_grad():
-            actions = CategoricalLogits(self.model.logits(obs_tensor)).sample().cpu().numpy()
-        next_obs, rewards, terminated, truncated, infos = self.env.step(actions)
+            actions = self.model.distribution(self.model.logits(obs_tensor)).sample()
+        actions = actions.cpu().numpy()
+        next_obs, rewards, terminated, truncated, infos = self.env.step(self._env_actions(actions))
         for i, episode in enumerate(self._episodes):
             episode[0].append(self._obs[i])
             episode[1].append(actions[i])
@@ -128,8 +131,8 @@ class Reinforce(Agent):
         )
         actions = torch.as_tensor(np.concatenate([e[1] for e in batch]), device=self.device)
         returns = torch.as_tensor(np.concatenate([e[2] for e in batch]), device=self.device)
-        logits, values = self.model(obs)
-        distribution = CategoricalLogits(logits)
+        head, values = self.model(obs)
+        distribution = self.model.distribution(head)
         log_probs = distribution.log_prob(actions)
         weights = returns - values.detach() if cfg.baseline else returns
         if cfg.normalize_returns:

@@ -18,22 +18,30 @@ import numpy as np
 import torch
 from torch.func import functional_call
 
-import envs
 from rlkit.agent import (
     Agent,
     AgentConfig,
     check_replay_settings,
     clip_gradients,
     crossed,
-    generator_state,
+    off_policy_planned_updates,
     off_policy_train_calls,
-    restore_generator,
 )
-from rlkit.buffers import ReplayBuffer, describe_capacity
+from rlkit.buffers import ReplayBuffer
 from rlkit.config import check_non_negative, require
 from rlkit.gaussian import squashed_sample, to_bounds
 from rlkit.guard import DivergenceConfig
 from rlkit.networks import NetworkConfig, SquashedGaussianPolicy, TwinQNetwork
+from rlkit.off_policy import (
+    TrainScalars,
+    allocate_replay,
+    check_replay_fits,
+    describe_replay,
+    replay_state,
+    restore_replay_state,
+    step_and_store,
+    uniform_actions,
+)
 from rlkit.optim import LRScheduleConfig, OptimizerConfig, build_optimizer
 from rlkit.targets import td_target
 
@@ -111,7 +119,7 @@ class SAC(Agent):
 
     Config = SACConfig
     name = "sac"
-    continuous_actions = True
+    action_kinds = frozenset({"continuous"})
 
     def __init__(
         self, env: str | None = None, config: SACConfig | Mapping | None = None, **overrides: Any
@@ -144,22 +152,14 @@ class SAC(Agent):
         self._parameters = list(self.optimizer.param_groups[0]["params"])
         self._critic_parameters = list(self.critic.parameters())
         self._target_parameters = list(self.critic_target.parameters())
-        # Bounds of the env's actions: the actor's tanh output in [-1, 1] is scaled to them.
-        self.action_low = self.action_space.low.astype(np.float32)
-        self.action_high = self.action_space.high.astype(np.float32)
         self.sample_generator = torch.Generator(device=self.device)
         self.sample_generator.manual_seed(cfg.seed)  # replay sampling and the actor's noise
-        self.train_stats: dict[str, float] = {}
-        self.train_count = 0
+        self.train_stats = TrainScalars()
         self.buffer: ReplayBuffer | None = None  # allocated when training starts
-        actions = (self.n_actions,)
-        ReplayBuffer.check_fits(cfg.buffer_size, self.obs_shape, self.device, action_shape=actions)
+        check_replay_fits(self)
 
     def describe_memory(self) -> str:
-        cfg = self.config
-        return describe_capacity(
-            cfg.buffer_size, self.obs_shape, self.device, action_shape=(self.n_actions,)
-        )
+        return describe_replay(self)
 
     def alpha(self) -> torch.Tensor:
         if self.tune_alpha:
@@ -189,42 +189,25 @@ class SAC(Agent):
         return off_policy_train_calls(previous_step, step, cfg.learning_starts, cfg.train_freq)
 
     def _prepare_run(self, start_step: int, end_step: int) -> None:
-        cfg = self.config
-        self._allocate_replay()
-        n = cfg.n_envs
-        calls = sum(self._train_calls(s - n, s) for s in range(start_step + n, end_step + 1, n))
-        self._make_lr_scheduler(calls * cfg.gradient_steps)
-
-    def _allocate_replay(self) -> None:
-        """The replay buffer (float action vectors), on first use."""
-        if self.buffer is None:
-            self.buffer = ReplayBuffer(
-                self.config.buffer_size, self.obs_shape, self.device,
-                action_shape=(self.n_actions,),
-            )  # fmt: skip
+        allocate_replay(self)
+        self._make_lr_scheduler(off_policy_planned_updates(self.config, start_step, end_step))
 
     def _train_step(self, monitor, start_step: int, end_step: int) -> dict | None:
         """One step of the env copies: act (uniformly at random until learning_starts), store
         the transitions, take the gradient steps that are due."""
         cfg = self.config
         if self.global_step < cfg.learning_starts:
-            actions = self.rng.uniform(-1.0, 1.0, (cfg.n_envs, self.n_actions)).astype(np.float32)
+            actions = uniform_actions(self)
         else:
-            obs, _ = self._obs_tensor(self._obs)
-            actions = self._policy_actions(obs, deterministic=False)
-        env_actions = to_bounds(actions, self.action_low, self.action_high)
-        next_obs, rewards, terminated, truncated, infos = self.env.step(env_actions)
-        real_next_obs = envs.real_next_obs(next_obs, infos)
-        transition = (self._obs, actions, rewards, real_next_obs, terminated, truncated)
-        self.buffer.add(*transition, cfg.gamma)
-        self._obs = next_obs
-        previous_step, self.global_step = self.global_step, self.global_step + cfg.n_envs
-        self.n_episodes += monitor.record_episodes(infos, self.global_step)
+            actions = self._policy_actions(self._obs_tensor(self._obs)[0], deterministic=False)
+        previous_step = step_and_store(self, monitor, actions)
         for _ in range(self._train_calls(previous_step, self.global_step) * cfg.gradient_steps):
-            self._record(self._update())
+            self.train_stats.add(self._update())
         if not (monitor.recording and crossed(previous_step, self.global_step, cfg.log_interval)):
             return None
-        return self._mean_stats_and_reset()
+        scalars = self.train_stats.mean_and_reset()
+        scalars["train/learning_rate"] = self.optimizer.param_groups[0]["lr"]
+        return scalars
 
     def _update(self) -> dict[str, float] | None:
         """One gradient step of the critics, the actor and alpha on one replay batch (their
@@ -251,11 +234,10 @@ class SAC(Agent):
         frozen = {k: v.detach() for k, v in self.critic.named_parameters()}
         q_pi = torch.min(*functional_call(self.critic, frozen, (batch.obs, actions)))
         actor_loss = (alpha * log_prob - q_pi).mean()
-        loss = critic_loss + actor_loss
-        if self.tune_alpha:  # alpha rises when the entropy (-log pi) is below the target
-            log_alpha = self.temperature.log_alpha
-            alpha_loss = -(log_alpha * (log_prob.detach() + self.target_entropy)).mean()
-            loss = loss + alpha_loss
+        # alpha rises when the entropy (-log pi) is below the target (0 when alpha is fixed)
+        log_alpha = self.temperature.log_alpha
+        alpha_loss = -(log_alpha * (log_prob.detach() + self.target_entropy)).mean()
+        loss = critic_loss + actor_loss + (alpha_loss if self.tune_alpha else 0.0)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grads = [p.grad for p in self._parameters if p.grad is not None]
@@ -263,6 +245,7 @@ class SAC(Agent):
         values = torch.stack((
             loss.detach(), critic_loss.detach(), actor_loss.detach(), grad_norm,
             torch.min(q1, q2).mean().detach(), -log_prob.mean().detach(), log_std.exp().mean(),
+            alpha_loss.detach(),
         )).tolist()  # fmt: skip
         clip_gradients(grads, values[3], cfg.max_grad_norm)
         applied = self.guard.step(values[0], values[3])
@@ -272,45 +255,25 @@ class SAC(Agent):
         self.n_updates += 1
         with torch.no_grad():
             torch._foreach_lerp_(self._target_parameters, self._critic_parameters, cfg.tau)
-        return dict(zip(_STAT_TAGS, [*values[1:], float(alpha)], strict=True))
+        stats = dict(zip(_STAT_TAGS, [*values[1:], float(alpha)], strict=True))
+        if not self.tune_alpha:
+            del stats["train/alpha_loss"]
+        return stats
 
     def _noise(self, like: torch.Tensor) -> torch.Tensor:
         return torch.randn(like.shape, generator=self.sample_generator, device=self.device)
 
-    def _record(self, stats: dict[str, float] | None) -> None:
-        if stats is None:
-            return
-        for tag, value in stats.items():
-            self.train_stats[tag] = self.train_stats.get(tag, 0.0) + value
-        self.train_count += 1
-
-    def _mean_stats_and_reset(self) -> dict[str, float]:
-        scalars = {tag: total / self.train_count for tag, total in self.train_stats.items()}
-        self.train_stats, self.train_count = {}, 0
-        if scalars:
-            scalars["train/learning_rate"] = self.optimizer.param_groups[0]["lr"]
-        return scalars
-
     # ------------------------------------------------------------------ saving
 
     def _extra_state(self) -> dict[str, Any]:
-        return {
-            "buffer": self.buffer.state_dict() if self.buffer is not None else None,
-            "train_stats": {"sums": dict(self.train_stats), "count": self.train_count},
-            "sample_generator": generator_state(self.sample_generator),
-        }
+        return replay_state(self, self.train_stats)
 
     def _restore_extra_state(self, state: dict[str, Any]) -> None:
-        restore_generator(self.sample_generator, state["sample_generator"])
-        self.train_stats = {k: float(v) for k, v in state["train_stats"]["sums"].items()}
-        self.train_count = int(state["train_stats"]["count"])
-        if state["buffer"] is not None:
-            self._allocate_replay()
-            self.buffer.load_state_dict(state["buffer"])
+        restore_replay_state(self, self.train_stats, state)
 
 
 _FIELDS = {"obs", "actions", "rewards", "next_obs", "terminated", "discounts"}
 _STAT_TAGS = (
     "train/critic_loss", "train/actor_loss", "train/grad_norm", "train/mean_q",
-    "train/entropy", "train/action_std", "train/alpha",
+    "train/entropy", "train/action_std", "train/alpha_loss", "train/alpha",
 )  # fmt: skip

@@ -10,6 +10,7 @@ puts back, so every stored transition is a real one.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -49,9 +50,42 @@ def make_env(env_id: str, **env_kwargs: Any) -> Callable[[], gym.Env]:
     """A thunk that builds one copy of the environment (for vector envs and subprocesses)."""
 
     def thunk() -> gym.Env:
+        if "envs.mujoco" in str(gym.spec(env_id).entry_point):
+            route_mujoco_warnings()
         return gym.make(env_id, **env_kwargs)
 
     return thunk
+
+
+class MuJoCoWarning(RuntimeWarning):
+    """A warning of the MuJoCo engine (such as a deprecated attribute in a model file)."""
+
+
+def route_mujoco_warnings() -> None:
+    """MuJoCo writes its warnings to MUJOCO_LOG.TXT in the current folder (gymnasium's own
+    model files trigger one with recent MuJoCo releases); send them to Python's warnings
+    instead, which show each once and leave the user's folder alone."""
+    try:
+        import mujoco
+    except ImportError:
+        return  # gym.make then says what is missing
+    mujoco.set_mju_user_warning(
+        lambda text: warnings.warn(f"MuJoCo: {text.strip()}", MuJoCoWarning, stacklevel=1)
+    )
+
+
+# Envs whose physics engine is an optional extra of rlkit, by the gymnasium module they live in.
+EXTRAS = {"box2d": "box2d", "mujoco": "mujoco"}
+
+
+def missing_dependency(env_id: str, error: Exception) -> str:
+    """One line naming the install for an env whose engine is missing (gymnasium's own hint
+    names its extras, not rlkit's)."""
+    entry_point = str(gym.spec(env_id).entry_point)
+    for module, extra in EXTRAS.items():
+        if f"envs.{module}" in entry_point:
+            return f"{env_id} needs the {extra} extra: pip install 'rlkit[{extra}]'"
+    return f"cannot make environment {env_id!r}: {error}"
 
 
 VECTORIZATIONS = ("sync", "async")
@@ -130,6 +164,8 @@ def make(
             [make_env(env_id, **env_kwargs) for _ in range(int(n_envs))],
             autoreset_mode=AutoresetMode.SAME_STEP,
         )
+    except gym.error.DependencyNotInstalled as error:
+        raise EnvError(missing_dependency(env_id, error)) from None
     except gym.error.Error as error:
         raise EnvError(f"cannot make environment {env_id!r}: {error}") from None
     except TypeError as error:  # unexpected keyword arguments for the env constructor

@@ -47,7 +47,9 @@ from rlkit.evaluation import (
     seed_for_testing,
     seed_for_validation,
 )
+from rlkit.gaussian import to_bounds
 from rlkit.guard import DivergenceError, DivergenceGuard
+from rlkit.normalization import Normalizer, NormalizeVector
 from rlkit.recorder import Recorder, RunMonitor
 from rlkit.serialization import load_tensors, save_tensors
 
@@ -175,7 +177,8 @@ def check_spaces(
     elif not isinstance(action_space, gym.spaces.Discrete):
         raise EnvError(
             f"{agent} needs a Discrete action space, but {env_id} has {action_space}; "
-            "use an agent for continuous actions (sac) or discretise the actions with a wrapper"
+            "use an agent for continuous actions (sac, td3, ppo, a2c, reinforce) or discretise "
+            "the actions with a wrapper"
         )
     if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
         raise EnvError(
@@ -209,7 +212,9 @@ class Agent:
 
     Config: ClassVar[type[Config]]
     name: ClassVar[str]
-    continuous_actions: ClassVar[bool] = False  # True: a bounded Box of actions, else Discrete
+    # The action spaces the agent takes: "discrete" (Discrete) and/or "continuous" (a bounded
+    # Box of shape (n,)).
+    action_kinds: ClassVar[frozenset[str]] = frozenset({"discrete"})
     metric_tags: ClassVar[tuple[str, ...]] = (
         "rollout/episodic_return",
         "eval/mean_return",
@@ -227,17 +232,31 @@ class Agent:
         )
         self.observation_space = self.env.single_observation_space
         self.action_space = self.env.single_action_space
+        kinds = type(self).action_kinds
+        box = isinstance(self.action_space, gym.spaces.Box)
         check_spaces(
             type(self).__name__, cfg.env, self.observation_space, self.action_space,
-            type(self).continuous_actions,
+            "continuous" in kinds and (box or "discrete" not in kinds),
         )  # fmt: skip
         self.obs_shape = tuple(self.observation_space.shape)
         self.obs_dim = int(np.prod(self.obs_shape))
         # Discrete: how many actions there are; Box: how many action dimensions.
-        if isinstance(self.action_space, gym.spaces.Discrete):
-            self.n_actions = int(self.action_space.n)
-        else:
+        self.continuous = box
+        if box:
             self.n_actions = int(self.action_space.shape[0])
+            # The policies act in [-1, 1] per dimension; the env gets that scaled to its bounds.
+            self.action_low = self.action_space.low.astype(np.float32)
+            self.action_high = self.action_space.high.astype(np.float32)
+        else:
+            self.n_actions = int(self.action_space.n)
+        # Observation normalization and reward scaling (the policy-gradient agents' options):
+        # statistics saved with the agent; the training env gives what the networks see.
+        self.normalizer: Normalizer | None = None
+        if getattr(cfg, "normalize_obs", False) or getattr(cfg, "normalize_reward", False):
+            self.normalizer = Normalizer(
+                self.obs_dim, cfg.n_envs, cfg.gamma, cfg.normalize_obs, cfg.normalize_reward
+            )
+            self.env = NormalizeVector(self.env, self.normalizer)
         self.global_step = 0  # environment steps taken, summed over copies
         self.n_updates = 0  # gradient steps taken
         self.n_episodes = 0
@@ -264,8 +283,18 @@ class Agent:
                 f"observation shape {obs.shape} does not match the agent's "
                 f"{self.obs_shape} (or a batch of them)"
             )
+        if self.normalizer is not None:
+            obs = self.normalizer.obs(obs)
         tensor = torch.as_tensor(obs, device=self.device)
         return (tensor.reshape(1, -1) if single else tensor.reshape(obs.shape[0], -1)), single
+
+    def _env_actions(self, actions: np.ndarray) -> np.ndarray:
+        """The env's actions for the policy's: continuous ones clipped to [-1, 1] and scaled
+        to the Box's bounds (float32); discrete ones as they are."""
+        if not self.continuous:
+            return actions
+        clipped = np.clip(actions, -1.0, 1.0)
+        return to_bounds(clipped, self.action_low, self.action_high).astype(np.float32)
 
     def act(self, obs: Any, deterministic: bool = True) -> np.ndarray:
         """Actions for one observation (a scalar) or a batch (an array); `deterministic` picks
@@ -623,6 +652,9 @@ class Agent:
         if seed is None:
             seed = seed_for_testing(self.config.seed)
         greedy = self._greedy_policy() if deterministic else None
+        if greedy is not None and self.normalizer is not None:
+            fast, normalize = greedy, self.normalizer.obs
+            greedy = lambda obs: fast(normalize(obs))  # noqa: E731
         with self._random_state_kept():
             return evaluate(
                 greedy or (lambda obs: self.act(obs, deterministic=deterministic)),
@@ -658,16 +690,23 @@ class Agent:
 
     # ------------------------------------------------------------------ saving
 
+    def _saved_modules(self) -> dict[str, torch.nn.Module]:
+        """`self.networks`, and the normalization statistics where the agent has them."""
+        if self.normalizer is None:
+            return self.networks
+        return {**self.networks, "normalizer": self.normalizer}
+
     def _state_tensors(self) -> dict[str, torch.Tensor]:
-        """Named tensors that make up the agent: the weights of `self.networks`."""
+        """Named tensors that make up the agent: the weights of `self.networks` (and the
+        normalization statistics)."""
         return {
             f"{name}.{key}": value
-            for name, network in self.networks.items()
+            for name, network in self._saved_modules().items()
             for key, value in network.state_dict().items()
         }
 
     def _load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        for name, network in self.networks.items():
+        for name, network in self._saved_modules().items():
             network.load_state_dict(prefixed(tensors, f"{name}."))
 
     def save(self, path: str | Path, evaluation: Mapping[str, Any] | None = None) -> Path:
@@ -756,6 +795,17 @@ def off_policy_train_calls(previous: int, step: int, learning_starts: int, train
     N, so several can be due at once; counting them keeps the number of gradient steps per
     environment step the same whatever N is (DQN, SAC)."""
     return multiples_between(max(previous, learning_starts), step, train_freq)
+
+
+def off_policy_planned_updates(cfg: Any, start: int, end: int) -> int:
+    """Gradient steps a replay agent takes between env steps `start` and `end` (what the
+    learning-rate schedule spans)."""
+    n = cfg.n_envs
+    steps = range(start + n, end + 1, n)
+    calls = sum(
+        off_policy_train_calls(s - n, s, cfg.learning_starts, cfg.train_freq) for s in steps
+    )
+    return calls * cfg.gradient_steps
 
 
 def crossed(previous: int, current: int, interval: int) -> bool:

@@ -12,6 +12,7 @@ from torch.distributions import Categorical
 
 from rlkit.config import Config, check_choice, require
 from rlkit.gaussian import LOG_STD_MAX, LOG_STD_MIN
+from rlkit.policy_gradient import CategoricalLogits, DiagonalGaussian
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -167,6 +168,21 @@ class SquashedGaussianPolicy(nn.Module):
         return self.mean(features), log_std
 
 
+class DeterministicPolicy(nn.Module):
+    """MLP: observation batch -> one action in (-1, 1) per dimension, tanh of the last layer
+    (TD3's actor; the agent scales it to the env's bounds)."""
+
+    def __init__(self, obs_dim: int, action_dim: int, network: NetworkConfig) -> None:
+        super().__init__()
+        net = network
+        self.net = mlp(
+            obs_dim, net.hidden_sizes, action_dim, net.activation, net.init, 1.0, net.gain
+        )
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.net(obs))
+
+
 class PolicyNetwork(nn.Module):
     """MLP classifier: observation batch -> categorical distribution over discrete actions."""
 
@@ -200,8 +216,10 @@ class PolicyNetwork(nn.Module):
 
 
 class ActorCritic(nn.Module):
-    """A policy (categorical over actions) and a state-value function V(s) for policy-gradient
-    agents: two separate MLPs by default, or one shared trunk with two linear heads."""
+    """A policy and a state-value function V(s) for policy-gradient agents: two separate MLPs
+    by default, or one shared trunk with two linear heads. The policy head gives logits of a
+    categorical over discrete actions or, if `continuous`, the mean of a diagonal Gaussian
+    over action dimensions with a state-independent learned log std (`distribution`)."""
 
     def __init__(
         self,
@@ -212,9 +230,14 @@ class ActorCritic(nn.Module):
         init: str = "orthogonal",
         shared: bool = False,
         gain: float | None = None,
+        continuous: bool = False,
+        log_std_init: float = 0.0,
     ) -> None:
         super().__init__()
         self.shared = shared
+        self.continuous = continuous
+        if continuous:  # n_actions: action dimensions
+            self.log_std = nn.Parameter(torch.full((n_actions,), float(log_std_init)))
         if shared:
             width = hidden_sizes[-1]
             self.trunk = mlp_trunk(obs_dim, hidden_sizes, activation, init, gain)
@@ -237,9 +260,16 @@ class ActorCritic(nn.Module):
         return self.value(obs).squeeze(-1)
 
     def logits(self, obs: torch.Tensor) -> torch.Tensor:
+        """The policy head: logits, or the Gaussian's mean for continuous actions."""
         if self.shared:
             return self.policy_head(self.trunk(obs))
         return self.policy(obs)
+
+    def distribution(self, head: torch.Tensor) -> CategoricalLogits | DiagonalGaussian:
+        """The action distribution for the policy head's output (`forward`'s first item)."""
+        if self.continuous:
+            return DiagonalGaussian(head, self.log_std)
+        return CategoricalLogits(head)
 
 
 @dataclasses.dataclass

@@ -14,6 +14,8 @@ from typing import NamedTuple
 
 import torch
 
+from rlkit.gaussian import diagonal_entropy, diagonal_log_prob
+
 
 def gae(
     rewards: torch.Tensor,
@@ -180,3 +182,24 @@ class CategoricalLogits:
     def entropy(self) -> torch.Tensor:
         log_probs = self.log_probs.clamp(min=torch.finfo(self.log_probs.dtype).min)
         return -(log_probs * self.probs).sum(-1)
+
+
+class DiagonalGaussian:
+    """The policy over Box actions: u ~ N(mean, diag(exp(log_std))^2), with a state-independent
+    log std (one learned parameter per action dimension, as PPO's paper and SB3). The same
+    calls as CategoricalLogits, so the agents' updates read the same for both; the math is
+    rlkit.gaussian's (tested against torch.distributions)."""
+
+    __slots__ = ("log_std", "mean")
+
+    def __init__(self, mean: torch.Tensor, log_std: torch.Tensor) -> None:
+        self.mean, self.log_std = mean, log_std.expand_as(mean)
+
+    def sample(self) -> torch.Tensor:
+        return self.mean + self.log_std.exp() * torch.randn_like(self.mean)
+
+    def log_prob(self, actions: torch.Tensor) -> torch.Tensor:
+        return diagonal_log_prob(actions, self.mean, self.log_std)
+
+    def entropy(self) -> torch.Tensor:
+        return diagonal_entropy(self.log_std)

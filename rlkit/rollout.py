@@ -10,6 +10,7 @@ that terminated gets no such bonus.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -26,7 +27,6 @@ from rlkit.guard import DivergenceConfig
 from rlkit.mlp_grad import PlainMLP
 from rlkit.networks import ActorCritic, NetworkConfig
 from rlkit.optim import LRScheduleConfig, OptimizerConfig
-from rlkit.policy_gradient import CategoricalLogits
 from rlkit.recorder import RunMonitor
 
 
@@ -63,6 +63,14 @@ class OnPolicyConfig(AgentConfig):
     """Learning-rate schedule, stepped once per rollout."""
     log_interval: int = 1
     """Rollouts between two writes of the training scalars."""
+    log_std_init: float = 0.0
+    """Continuous actions: the Gaussian policy's initial log std per action dimension, in units
+    of half the action range (0: std 1, the whole range)."""
+    normalize_obs: bool = False
+    """Normalize observations by running mean and std (saved with the agent; SB3's
+    VecNormalize)."""
+    normalize_reward: bool = False
+    """Scale rewards by the running std of the discounted return (saved with the agent)."""
     divergence: DivergenceConfig = dataclasses.field(default_factory=DivergenceConfig)
     """Divergence guard: skip non-finite updates, roll back, stop (see rlkit.guard)."""
 
@@ -81,29 +89,49 @@ class OnPolicyConfig(AgentConfig):
         require(self.log_interval >= 1, f"log_interval must be >= 1, got {self.log_interval}")
 
 
-def build_actor_critic(config: OnPolicyConfig, obs_dim: int, n_actions: int) -> ActorCritic:
+def build_actor_critic(
+    config: OnPolicyConfig, obs_dim: int, n_actions: int, continuous: bool
+) -> ActorCritic:
+    """`n_actions`: how many actions (Discrete) or action dimensions (`continuous`, a Box)."""
     net = config.network
     return ActorCritic(
-        obs_dim, n_actions, net.hidden_sizes, net.activation, net.init, net.shared, net.gain
-    )
+        obs_dim, n_actions, net.hidden_sizes, net.activation, net.init, net.shared, net.gain,
+        continuous, config.log_std_init,
+    )  # fmt: skip
 
 
 def actor_critic_actions(model: ActorCritic, obs: torch.Tensor, deterministic: bool) -> np.ndarray:
-    """The policy's actions for a batch: the most probable one, or one sampled."""
+    """The policy's actions for a batch: the most probable one (the Gaussian's mean), or one
+    sampled."""
     with torch.inference_mode():
-        logits = model.logits(obs)
-        actions = logits.argmax(dim=1) if deterministic else CategoricalLogits(logits).sample()
+        head = model.logits(obs)
+        if deterministic:
+            actions = head if model.continuous else head.argmax(dim=1)
+        else:
+            actions = model.distribution(head).sample()
     return actions.cpu().numpy()
 
 
 class RolloutBuffer:
     """One rollout of `n_steps` x `n_envs` steps, preallocated on the training device."""
 
-    def __init__(self, n_steps: int, n_envs: int, obs_dim: int, device: torch.device) -> None:
+    def __init__(
+        self,
+        n_steps: int,
+        n_envs: int,
+        obs_dim: int,
+        device: torch.device,
+        action_dim: int | None = None,
+    ) -> None:
+        """`action_dim`: None for discrete actions (one index per step), else the length of
+        the float action vectors."""
         shape = (n_steps, n_envs)
         self.n_steps, self.n_envs = n_steps, n_envs
         self.obs = torch.zeros((*shape, obs_dim), device=device)
-        self.actions = torch.zeros(shape, dtype=torch.int64, device=device)
+        if action_dim is None:
+            self.actions = torch.zeros(shape, dtype=torch.int64, device=device)
+        else:
+            self.actions = torch.zeros((*shape, action_dim), device=device)
         self.log_probs = torch.zeros(shape, device=device)
         self.rewards = torch.zeros(shape, device=device)
         self.dones = torch.zeros(shape, dtype=torch.bool, device=device)
@@ -163,9 +191,12 @@ def collect_rollout(
     monitor: RunMonitor,
     global_step: int,
     numpy_policy: NumpyActorCritic | None = None,
+    env_actions: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, torch.Tensor, int, int]:
     """Fill `buffer` by acting with `model`'s sampled actions from `obs` (through
-    `numpy_policy` when given: the same model, acting in numpy on the CPU).
+    `numpy_policy` when given: the same model, acting in numpy on the CPU). `env_actions`
+    turns the policy's actions into the env's (continuous ones: clipped and scaled to the
+    bounds); the buffer keeps the policy's own, whose log-probabilities the update needs.
 
     Returns (next observations, V of them for bootstrapping, new global step, finished
     episodes).
@@ -178,11 +209,14 @@ def collect_rollout(
     for t in range(buffer.n_steps):
         obs_tensor = torch.as_tensor(obs, dtype=torch.float32, device=device)
         with torch.no_grad():
-            logits, values = model(obs_tensor)
-            distribution = CategoricalLogits(logits)
+            head, values = model(obs_tensor)
+            distribution = model.distribution(head)
             actions = distribution.sample()
             log_probs = distribution.log_prob(actions)
-        next_obs, rewards, terminated, truncated, infos = env.step(actions.cpu().numpy())
+        step_actions = actions.cpu().numpy()
+        if env_actions is not None:
+            step_actions = env_actions(step_actions)
+        next_obs, rewards, terminated, truncated, infos = env.step(step_actions)
         rewards = np.asarray(rewards, dtype=np.float32).copy()
         cut = np.flatnonzero(truncated & ~terminated)
         if len(cut):  # bootstrap a time-limit cut from the value of where it stopped

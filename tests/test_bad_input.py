@@ -36,7 +36,7 @@ ADAM = {"name": "adam", "lr": 1e-3}
 CASES = [
     # (id, action, exception type, message fragment)
     ("continuous actions", build("dqn", env="Pendulum-v1"), EnvError, "needs a Discrete action"),
-    ("continuous actions ppo", build("ppo", env="Pendulum-v1"), EnvError, "Discrete action"),
+    ("discrete actions td3", build("td3", env="CartPole-v1"), EnvError, "continuous action space"),
     ("tuple observations", build("dqn", env="Blackjack-v1"), EnvError, "flat vector observations"),
     ("lr zero", build("dqn", optimizer={**ADAM, "lr": 0}), ConfigError, "optimizer.lr must be"),
     ("lr negative", build("a2c", optimizer={**ADAM, "lr": -1e-3}), ConfigError, "got -0.001"),

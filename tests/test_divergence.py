@@ -141,9 +141,10 @@ def test_non_finite_env_output_names_the_copy_and_step(poison, what, agent_name)
         agent.learn(200)
 
 
-def test_sac_survives_an_absurd_learning_rate(tmp_path):
-    # SAC's one optimizer covers actor, critics and alpha: a rollback restores all of them.
-    agent = agents.SAC(
+@pytest.mark.parametrize("name", ["sac", "td3"])
+def test_continuous_agents_survive_an_absurd_learning_rate(tmp_path, name):
+    # One optimizer covers actor, critics (and SAC's alpha): a rollback restores all of them.
+    agent = agents.agent_class(name)(
         env="Pendulum-v1", seed=0, device="cpu", learning_starts=100, buffer_size=5000,
         batch_size=32, log_interval=100, network={"hidden_sizes": [32, 32]},
         optimizer={"name": "sgd", "lr": 1e6}, divergence={"max_rollbacks": 100, "lr_factor": 0.1},

@@ -79,3 +79,18 @@ def test_bounds_round_trip(array):
     np.testing.assert_allclose(np.asarray(scaled)[:2], np.stack([low, high]))
     np.testing.assert_allclose(np.asarray(scaled)[2], [0.0, 7.5, 0.0])
     np.testing.assert_allclose(np.asarray(from_bounds(scaled, low, high)), np.asarray(a))
+
+
+def test_policy_gradient_gaussian_matches_torch_normal():
+    from rlkit.policy_gradient import DiagonalGaussian
+
+    torch.manual_seed(0)
+    mean, log_std = torch.randn(64, 3), torch.randn(3)  # one log std per dimension
+    ours = DiagonalGaussian(mean, log_std)
+    reference = torch.distributions.Independent(torch.distributions.Normal(mean, log_std.exp()), 1)
+    actions = ours.sample()
+    assert actions.shape == (64, 3)
+    torch.testing.assert_close(ours.log_prob(actions), reference.log_prob(actions))
+    torch.testing.assert_close(ours.entropy(), reference.entropy())
+    samples = DiagonalGaussian(torch.zeros(20000, 3), log_std).sample()
+    torch.testing.assert_close(samples.std(0), log_std.exp(), rtol=0.03, atol=0.0)

@@ -50,6 +50,15 @@ CASES = {
             lr_schedule={"name": "linear"}, network={"hidden_sizes": [32, 32]},
         ),
     ),
+    # Gaussian policy over Box actions, observation and reward statistics across the cut.
+    "ppo_continuous": (
+        "ppo",
+        2048,
+        dict(
+            env="Pendulum-v1", n_envs=2, n_steps=128, batch_size=64, n_epochs=2,
+            normalize_obs=True, normalize_reward=True, network={"hidden_sizes": [32, 32]},
+        ),
+    ),
     "a2c": ("a2c", 2000, dict(n_envs=4, n_steps=5, network={"hidden_sizes": [32, 32]})),
     "reinforce": (
         "reinforce",
@@ -63,6 +72,15 @@ CASES = {
         dict(
             env="Pendulum-v1", n_envs=2, learning_starts=200, buffer_size=2000, batch_size=32,
             log_interval=100, network={"hidden_sizes": [32, 32]},
+        ),
+    ),
+    # the delayed actor and its target, the exploration noise from the agent's numpy draws.
+    "td3": (
+        "td3",
+        800,
+        dict(
+            env="Pendulum-v1", n_envs=2, learning_starts=200, buffer_size=2000, batch_size=32,
+            log_interval=100, policy_delay=3, network={"hidden_sizes": [32, 32]},
         ),
     ),
 }  # fmt: skip
@@ -134,7 +152,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, case, device):
     assert tensors_a.keys() == tensors_b.keys()
     groups = {key.split(".")[0] for key in tensors_a}
     assert {"model", "optimizer", "rng", "env"} <= groups
-    if name in ("dqn", "sac"):
+    if name in ("dqn", "sac", "td3"):
         assert any(key.startswith("extra.buffer.obs") for key in tensors_a)
     # Wall-clock times (the episode statistics' start times) are the one thing that differs.
     compared = [key for key in tensors_a if not key.endswith("episode_start_times")]

@@ -1,0 +1,273 @@
+"""Twin Delayed DDPG (TD3, Fujimoto, van Hoof and Meger 2018) for continuous actions.
+
+A deterministic tanh actor mu(s), twin Q(s, a) MLP regressors, and the three fixes TD3 makes
+to DDPG: the target takes the smaller of the two target critics (clipped double Q), the actor
+and the target networks move only every `policy_delay` critic updates, and the target action
+is smoothed with clipped Gaussian noise. Exploration adds Gaussian noise to mu(s). Read top to
+bottom: the config, the set-up, acting, `_train_step` (the interaction loop's turn) and
+`_update` (one gradient step, the algorithm).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch.func import functional_call
+
+from rlkit.agent import (
+    Agent,
+    AgentConfig,
+    check_replay_settings,
+    clip_gradients,
+    crossed,
+    off_policy_planned_updates,
+    off_policy_train_calls,
+)
+from rlkit.buffers import ReplayBuffer
+from rlkit.config import check_non_negative, require
+from rlkit.gaussian import to_bounds
+from rlkit.guard import DivergenceConfig
+from rlkit.networks import DeterministicPolicy, NetworkConfig, TwinQNetwork
+from rlkit.off_policy import (
+    TrainScalars,
+    allocate_replay,
+    check_replay_fits,
+    describe_replay,
+    replay_state,
+    restore_replay_state,
+    step_and_store,
+    uniform_actions,
+)
+from rlkit.optim import LRScheduleConfig, OptimizerConfig, build_optimizer
+from rlkit.targets import td_target
+
+
+def _td3_network() -> NetworkConfig:
+    return NetworkConfig(hidden_sizes=[256, 256], activation="relu", init="torch_default")
+
+
+@dataclasses.dataclass
+class TD3Config(AgentConfig):
+    """TD3's settings after the ones every agent has (env, n_envs, seed, device, eval_*).
+    Defaults are Stable-Baselines3's, with CleanRL's exploration noise (SB3 has none unless
+    given one)."""
+
+    gamma: float = 0.99
+    """Discount factor."""
+    buffer_size: int = 1_000_000
+    """Replay buffer capacity in transitions."""
+    batch_size: int = 256
+    """Transitions per gradient step."""
+    learning_starts: int = 100
+    """Environment steps of uniformly random actions before the first gradient step."""
+    train_freq: int = 1
+    """Environment steps (summed over copies) between two training calls."""
+    gradient_steps: int = 1
+    """Gradient steps per training call."""
+    tau: float = 0.005
+    """Polyak factor of the target networks: target <- target + tau (online - target)."""
+    policy_delay: int = 2
+    """Critic updates per actor (and target network) update."""
+    action_noise: float = 0.1
+    """Std of the Gaussian exploration noise added to mu(s), in units of half the action
+    range (actions live in [-1, 1] before scaling to the env's bounds)."""
+    target_policy_noise: float = 0.2
+    """Std of the noise smoothing the target action (same units)."""
+    target_noise_clip: float = 0.5
+    """The smoothing noise is clipped to [-clip, clip]."""
+    max_grad_norm: float | None = None
+    """Clip the global gradient norm to this value (null: no clipping, as SB3)."""
+    network: NetworkConfig = dataclasses.field(default_factory=_td3_network)
+    """Actor and critic shape (each its own MLP): hidden_sizes, activation, init."""
+    optimizer: OptimizerConfig = dataclasses.field(default_factory=lambda: OptimizerConfig(lr=1e-3))
+    """One optimizer over actor and critics, in two parameter groups (same learning rate)."""
+    lr_schedule: LRScheduleConfig = dataclasses.field(default_factory=LRScheduleConfig)
+    """Learning-rate schedule over the gradient updates of one `learn` call."""
+    log_interval: int = 1_000
+    """Environment steps between two writes of the training scalars."""
+    divergence: DivergenceConfig = dataclasses.field(default_factory=DivergenceConfig)
+    """Divergence guard: skip non-finite updates, roll back, stop (see rlkit.guard)."""
+
+    def validate(self) -> None:
+        super().validate()
+        check_replay_settings(self)
+        require(0.0 < self.tau <= 1.0, f"tau must be in (0, 1], got {self.tau}")
+        require(self.policy_delay >= 1, f"policy_delay must be >= 1, got {self.policy_delay}")
+        for name in ("action_noise", "target_policy_noise", "target_noise_clip"):
+            value = getattr(self, name)
+            require(math.isfinite(value), f"{name} must be a finite number, got {value}")
+            check_non_negative(name, value)
+        if self.max_grad_norm is not None:
+            require(
+                math.isfinite(self.max_grad_norm) and self.max_grad_norm > 0,
+                f"max_grad_norm must be > 0 or null, got {self.max_grad_norm}",
+            )
+        require(self.log_interval >= 1, f"log_interval must be >= 1, got {self.log_interval}")
+
+
+def smoothed_actions(
+    actions: torch.Tensor, standard_noise: torch.Tensor, std: float, clip: float
+) -> torch.Tensor:
+    """Target policy smoothing: the target action plus Gaussian noise of `std` clipped to
+    [-clip, clip], kept in [-1, 1]; the target then averages Q over nearby actions instead of
+    trusting one sharp peak of the critic."""
+    return (actions + (standard_noise * std).clamp(-clip, clip)).clamp(-1.0, 1.0)
+
+
+class TD3(Agent):
+    """`agents.TD3(env="Pendulum-v1", seed=0, ...)`; keyword arguments are TD3Config fields."""
+
+    Config = TD3Config
+    name = "td3"
+    action_kinds = frozenset({"continuous"})
+
+    def __init__(
+        self, env: str | None = None, config: TD3Config | Mapping | None = None, **overrides: Any
+    ):
+        super().__init__(env, config, **overrides)
+        cfg = self.config
+        shape = (self.obs_dim, self.n_actions, cfg.network)
+        self.actor = DeterministicPolicy(*shape).to(self.device)
+        self.actor_target = DeterministicPolicy(*shape).to(self.device)
+        self.critic = TwinQNetwork(*shape).to(self.device)
+        self.critic_target = TwinQNetwork(*shape).to(self.device)
+        self.actor_target.load_state_dict(self.actor.state_dict())
+        self.critic_target.load_state_dict(self.critic.state_dict())
+        self.actor_target.requires_grad_(False)
+        self.critic_target.requires_grad_(False)
+        # Two parameter groups: on the critic-only updates the actor has no gradient, and a
+        # group whose parameters all lack one is skipped whole (its Adam step count stays).
+        self.optimizer = build_optimizer(
+            [{"params": list(self.critic.parameters())}, {"params": list(self.actor.parameters())}],
+            cfg.optimizer,
+        )
+        self.networks = {
+            "actor": self.actor,
+            "actor_target": self.actor_target,
+            "critic": self.critic,
+            "critic_target": self.critic_target,
+        }
+        self._make_guard()
+        self._parameters = [*self.critic.parameters(), *self.actor.parameters()]
+        self._online = [*self.critic.parameters(), *self.actor.parameters()]
+        self._targets = [*self.critic_target.parameters(), *self.actor_target.parameters()]
+        self.sample_generator = torch.Generator(device=self.device)
+        self.sample_generator.manual_seed(cfg.seed)  # replay sampling, target smoothing noise
+        self.train_stats = TrainScalars()
+        self.buffer: ReplayBuffer | None = None  # allocated when training starts
+        check_replay_fits(self)
+
+    def describe_memory(self) -> str:
+        return describe_replay(self)
+
+    # ------------------------------------------------------------------ acting
+
+    def _act(self, obs: torch.Tensor, deterministic: bool) -> np.ndarray:
+        """Env actions (scaled to the bounds): mu(s), plus exploration noise if not
+        deterministic."""
+        actions = self._policy_actions(obs, deterministic)
+        return to_bounds(actions, self.action_low, self.action_high)
+
+    def _policy_actions(self, obs: torch.Tensor, deterministic: bool) -> np.ndarray:
+        """Actions in [-1, 1], as the critics and the buffer see them."""
+        with torch.inference_mode():
+            actions = self.actor(obs).cpu().numpy()
+        if deterministic:
+            return actions
+        noise = self.rng.normal(0.0, self.config.action_noise, actions.shape)
+        return np.clip(actions + noise, -1.0, 1.0).astype(np.float32)
+
+    # ------------------------------------------------------------------ training
+
+    def _train_calls(self, previous_step: int, step: int) -> int:
+        cfg = self.config
+        return off_policy_train_calls(previous_step, step, cfg.learning_starts, cfg.train_freq)
+
+    def _prepare_run(self, start_step: int, end_step: int) -> None:
+        allocate_replay(self)
+        self._make_lr_scheduler(off_policy_planned_updates(self.config, start_step, end_step))
+
+    def _train_step(self, monitor, start_step: int, end_step: int) -> dict | None:
+        """One step of the env copies: act (uniformly at random until learning_starts, then
+        mu(s) plus Gaussian noise), store the transitions, take the gradient steps that are
+        due."""
+        cfg = self.config
+        if self.global_step < cfg.learning_starts:
+            actions = uniform_actions(self)
+        else:
+            actions = self._policy_actions(self._obs_tensor(self._obs)[0], deterministic=False)
+        previous_step = step_and_store(self, monitor, actions)
+        for _ in range(self._train_calls(previous_step, self.global_step) * cfg.gradient_steps):
+            self.train_stats.add(self._update())
+        if not (monitor.recording and crossed(previous_step, self.global_step, cfg.log_interval)):
+            return None
+        scalars = self.train_stats.mean_and_reset()
+        scalars["train/learning_rate"] = self.optimizer.param_groups[0]["lr"]
+        return scalars
+
+    def _update(self) -> dict[str, float] | None:
+        """One critic gradient step on one replay batch, and every `policy_delay`-th one also
+        an actor step and the Polyak update of both targets; None if the guard skipped it."""
+        cfg = self.config
+        batch = self.buffer.sample(cfg.batch_size, self.sample_generator, _FIELDS)
+        with torch.no_grad():  # target policy smoothing, then clipped double Q
+            noise = torch.randn(
+                batch.actions.shape, generator=self.sample_generator, device=self.device
+            )
+            next_actions = smoothed_actions(
+                self.actor_target(batch.next_obs), noise, cfg.target_policy_noise,
+                cfg.target_noise_clip,
+            )  # fmt: skip
+            next_q = torch.min(*self.critic_target(batch.next_obs, next_actions))
+            target = td_target(batch.rewards, next_q, batch.terminated, batch.discounts)
+        q1, q2 = self.critic(batch.obs, batch.actions)
+        critic_loss = (q1 - target).pow(2).mean() + (q2 - target).pow(2).mean()
+        loss = critic_loss
+        actor_step = (self.n_updates + 1) % cfg.policy_delay == 0
+        if actor_step:
+            # The actor climbs Q1(s, mu(s)) through the action; the critic's weights are held
+            # fixed in that term (detached), so only the critic loss moves them.
+            frozen = {k: v.detach() for k, v in self.critic.q1.named_parameters()}
+            x = torch.cat((batch.obs, self.actor(batch.obs)), dim=1)
+            actor_loss = -functional_call(self.critic.q1, frozen, (x,)).mean()
+            loss = loss + actor_loss
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grads = [p.grad for p in self._parameters if p.grad is not None]
+        grad_norm = torch.nn.utils.get_total_norm(grads, foreach=True)
+        scalars = [
+            loss.detach(),
+            critic_loss.detach(),
+            grad_norm,
+            torch.min(q1, q2).mean().detach(),
+        ]
+        if actor_step:
+            scalars.append(actor_loss.detach())
+        values = torch.stack(scalars).tolist()
+        clip_gradients(grads, values[2], cfg.max_grad_norm)
+        applied = self.guard.step(values[0], values[2])
+        self.lr_scheduler.step()
+        if not applied:
+            return None
+        self.n_updates += 1
+        if actor_step:
+            with torch.no_grad():
+                torch._foreach_lerp_(self._targets, self._online, cfg.tau)
+        return dict(zip(_STAT_TAGS, values[1:], strict=False))
+
+    # ------------------------------------------------------------------ saving
+
+    def _extra_state(self) -> dict[str, Any]:
+        return replay_state(self, self.train_stats)
+
+    def _restore_extra_state(self, state: dict[str, Any]) -> None:
+        restore_replay_state(self, self.train_stats, state)
+
+
+_FIELDS = {"obs", "actions", "rewards", "next_obs", "terminated", "discounts"}
+_STAT_TAGS = ("train/critic_loss", "train/grad_norm", "train/mean_q", "train/actor_loss")
