@@ -18,31 +18,22 @@ import numpy as np
 import torch
 from torch.func import functional_call
 
-from rlkit.agent import (
-    Agent,
-    AgentConfig,
-    check_replay_settings,
-    clip_gradients,
-    crossed,
-    off_policy_planned_updates,
-    off_policy_train_calls,
-)
+from rlkit.agent import Agent, clip_gradients
 from rlkit.buffers import ReplayBuffer
 from rlkit.config import check_non_negative, require
 from rlkit.gaussian import squashed_sample, to_bounds
-from rlkit.guard import DivergenceConfig
 from rlkit.networks import NetworkConfig, SquashedGaussianPolicy, TwinQNetwork
 from rlkit.off_policy import (
+    OffPolicyConfig,
     TrainScalars,
-    allocate_replay,
     check_replay_fits,
     describe_replay,
+    prepare_run,
     replay_state,
     restore_replay_state,
-    step_and_store,
-    uniform_actions,
+    train_step,
 )
-from rlkit.optim import LRScheduleConfig, OptimizerConfig, build_optimizer
+from rlkit.optim import OptimizerConfig, build_optimizer
 from rlkit.targets import td_target
 
 
@@ -51,59 +42,30 @@ def _sac_network() -> NetworkConfig:
 
 
 @dataclasses.dataclass
-class SACConfig(AgentConfig):
-    """SAC's settings after the ones every agent has (env, n_envs, seed, device, eval_*).
-    Defaults are Stable-Baselines3's."""
+class SACConfig(OffPolicyConfig):
+    """SAC's settings after the replay loop's (rlkit.off_policy.OffPolicyConfig: gamma,
+    buffer_size, batch_size, learning_starts, train_freq, gradient_steps, tau, max_grad_norm,
+    lr_schedule, log_interval, divergence). Defaults are Stable-Baselines3's."""
 
-    gamma: float = 0.99
-    """Discount factor."""
-    buffer_size: int = 1_000_000
-    """Replay buffer capacity in transitions."""
-    batch_size: int = 256
-    """Transitions per gradient step."""
-    learning_starts: int = 100
-    """Environment steps of uniformly random actions before the first gradient step."""
-    train_freq: int = 1
-    """Environment steps (summed over copies) between two training calls."""
-    gradient_steps: int = 1
-    """Gradient steps per training call."""
-    tau: float = 0.005
-    """Polyak factor of the target critics: target <- target + tau (online - target)."""
     ent_coef: float | None = None
     """Entropy temperature alpha; null: tuned automatically towards target_entropy."""
     initial_ent_coef: float = 1.0
     """alpha at the start when it is tuned."""
     target_entropy: float | None = None
     """Entropy the tuned alpha aims at (null: -(number of action dimensions))."""
-    max_grad_norm: float | None = None
-    """Clip the global gradient norm to this value (null: no clipping, as SB3)."""
     network: NetworkConfig = dataclasses.field(default_factory=_sac_network)
     """Actor and critic shape (each its own MLP): hidden_sizes, activation, init."""
     optimizer: OptimizerConfig = dataclasses.field(default_factory=lambda: OptimizerConfig(lr=3e-4))
     """One optimizer over the actor, the critics and alpha (same learning rate, as SB3)."""
-    lr_schedule: LRScheduleConfig = dataclasses.field(default_factory=LRScheduleConfig)
-    """Learning-rate schedule over the gradient updates of one `learn` call."""
-    log_interval: int = 1_000
-    """Environment steps between two writes of the training scalars."""
-    divergence: DivergenceConfig = dataclasses.field(default_factory=DivergenceConfig)
-    """Divergence guard: skip non-finite updates, roll back, stop (see rlkit.guard)."""
 
     def validate(self) -> None:
         super().validate()
-        check_replay_settings(self)
-        require(0.0 < self.tau <= 1.0, f"tau must be in (0, 1], got {self.tau}")
         if self.ent_coef is not None:
             check_non_negative("ent_coef", self.ent_coef)
         require(
             math.isfinite(self.initial_ent_coef) and self.initial_ent_coef > 0,
             f"initial_ent_coef must be > 0, got {self.initial_ent_coef}",
         )
-        if self.max_grad_norm is not None:
-            require(
-                math.isfinite(self.max_grad_norm) and self.max_grad_norm > 0,
-                f"max_grad_norm must be > 0 or null, got {self.max_grad_norm}",
-            )
-        require(self.log_interval >= 1, f"log_interval must be >= 1, got {self.log_interval}")
 
 
 class EntropyTemperature(torch.nn.Module):
@@ -184,30 +146,13 @@ class SAC(Agent):
 
     # ------------------------------------------------------------------ training
 
-    def _train_calls(self, previous_step: int, step: int) -> int:
-        cfg = self.config
-        return off_policy_train_calls(previous_step, step, cfg.learning_starts, cfg.train_freq)
-
     def _prepare_run(self, start_step: int, end_step: int) -> None:
-        allocate_replay(self)
-        self._make_lr_scheduler(off_policy_planned_updates(self.config, start_step, end_step))
+        prepare_run(self, start_step, end_step)
 
     def _train_step(self, monitor, start_step: int, end_step: int) -> dict | None:
-        """One step of the env copies: act (uniformly at random until learning_starts), store
-        the transitions, take the gradient steps that are due."""
-        cfg = self.config
-        if self.global_step < cfg.learning_starts:
-            actions = uniform_actions(self)
-        else:
-            actions = self._policy_actions(self._obs_tensor(self._obs)[0], deterministic=False)
-        previous_step = step_and_store(self, monitor, actions)
-        for _ in range(self._train_calls(previous_step, self.global_step) * cfg.gradient_steps):
-            self.train_stats.add(self._update())
-        if not (monitor.recording and crossed(previous_step, self.global_step, cfg.log_interval)):
-            return None
-        scalars = self.train_stats.mean_and_reset()
-        scalars["train/learning_rate"] = self.optimizer.param_groups[0]["lr"]
-        return scalars
+        """One step of the env copies with the actor's samples (uniformly random actions until
+        learning_starts), then the gradient steps that are due (rlkit.off_policy)."""
+        return train_step(self, monitor, lambda obs: self._policy_actions(obs, False))
 
     def _update(self) -> dict[str, float] | None:
         """One gradient step of the critics, the actor and alpha on one replay batch (their

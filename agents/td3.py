@@ -19,31 +19,22 @@ import numpy as np
 import torch
 from torch.func import functional_call
 
-from rlkit.agent import (
-    Agent,
-    AgentConfig,
-    check_replay_settings,
-    clip_gradients,
-    crossed,
-    off_policy_planned_updates,
-    off_policy_train_calls,
-)
+from rlkit.agent import Agent, clip_gradients
 from rlkit.buffers import ReplayBuffer
 from rlkit.config import check_non_negative, require
 from rlkit.gaussian import to_bounds
-from rlkit.guard import DivergenceConfig
 from rlkit.networks import DeterministicPolicy, NetworkConfig, TwinQNetwork
 from rlkit.off_policy import (
+    OffPolicyConfig,
     TrainScalars,
-    allocate_replay,
     check_replay_fits,
     describe_replay,
+    prepare_run,
     replay_state,
     restore_replay_state,
-    step_and_store,
-    uniform_actions,
+    train_step,
 )
-from rlkit.optim import LRScheduleConfig, OptimizerConfig, build_optimizer
+from rlkit.optim import OptimizerConfig, build_optimizer
 from rlkit.targets import td_target
 
 
@@ -52,25 +43,12 @@ def _td3_network() -> NetworkConfig:
 
 
 @dataclasses.dataclass
-class TD3Config(AgentConfig):
-    """TD3's settings after the ones every agent has (env, n_envs, seed, device, eval_*).
-    Defaults are Stable-Baselines3's, with CleanRL's exploration noise (SB3 has none unless
-    given one)."""
+class TD3Config(OffPolicyConfig):
+    """TD3's settings after the replay loop's (rlkit.off_policy.OffPolicyConfig: gamma,
+    buffer_size, batch_size, learning_starts, train_freq, gradient_steps, tau, max_grad_norm,
+    lr_schedule, log_interval, divergence). Defaults are Stable-Baselines3's, with CleanRL's
+    exploration noise (SB3 has none unless given one)."""
 
-    gamma: float = 0.99
-    """Discount factor."""
-    buffer_size: int = 1_000_000
-    """Replay buffer capacity in transitions."""
-    batch_size: int = 256
-    """Transitions per gradient step."""
-    learning_starts: int = 100
-    """Environment steps of uniformly random actions before the first gradient step."""
-    train_freq: int = 1
-    """Environment steps (summed over copies) between two training calls."""
-    gradient_steps: int = 1
-    """Gradient steps per training call."""
-    tau: float = 0.005
-    """Polyak factor of the target networks: target <- target + tau (online - target)."""
     policy_delay: int = 2
     """Critic updates per actor (and target network) update."""
     action_noise: float = 0.1
@@ -80,34 +58,18 @@ class TD3Config(AgentConfig):
     """Std of the noise smoothing the target action (same units)."""
     target_noise_clip: float = 0.5
     """The smoothing noise is clipped to [-clip, clip]."""
-    max_grad_norm: float | None = None
-    """Clip the global gradient norm to this value (null: no clipping, as SB3)."""
     network: NetworkConfig = dataclasses.field(default_factory=_td3_network)
     """Actor and critic shape (each its own MLP): hidden_sizes, activation, init."""
     optimizer: OptimizerConfig = dataclasses.field(default_factory=lambda: OptimizerConfig(lr=1e-3))
     """One optimizer over actor and critics, in two parameter groups (same learning rate)."""
-    lr_schedule: LRScheduleConfig = dataclasses.field(default_factory=LRScheduleConfig)
-    """Learning-rate schedule over the gradient updates of one `learn` call."""
-    log_interval: int = 1_000
-    """Environment steps between two writes of the training scalars."""
-    divergence: DivergenceConfig = dataclasses.field(default_factory=DivergenceConfig)
-    """Divergence guard: skip non-finite updates, roll back, stop (see rlkit.guard)."""
 
     def validate(self) -> None:
         super().validate()
-        check_replay_settings(self)
-        require(0.0 < self.tau <= 1.0, f"tau must be in (0, 1], got {self.tau}")
         require(self.policy_delay >= 1, f"policy_delay must be >= 1, got {self.policy_delay}")
         for name in ("action_noise", "target_policy_noise", "target_noise_clip"):
             value = getattr(self, name)
             require(math.isfinite(value), f"{name} must be a finite number, got {value}")
             check_non_negative(name, value)
-        if self.max_grad_norm is not None:
-            require(
-                math.isfinite(self.max_grad_norm) and self.max_grad_norm > 0,
-                f"max_grad_norm must be > 0 or null, got {self.max_grad_norm}",
-            )
-        require(self.log_interval >= 1, f"log_interval must be >= 1, got {self.log_interval}")
 
 
 def smoothed_actions(
@@ -184,31 +146,13 @@ class TD3(Agent):
 
     # ------------------------------------------------------------------ training
 
-    def _train_calls(self, previous_step: int, step: int) -> int:
-        cfg = self.config
-        return off_policy_train_calls(previous_step, step, cfg.learning_starts, cfg.train_freq)
-
     def _prepare_run(self, start_step: int, end_step: int) -> None:
-        allocate_replay(self)
-        self._make_lr_scheduler(off_policy_planned_updates(self.config, start_step, end_step))
+        prepare_run(self, start_step, end_step)
 
     def _train_step(self, monitor, start_step: int, end_step: int) -> dict | None:
-        """One step of the env copies: act (uniformly at random until learning_starts, then
-        mu(s) plus Gaussian noise), store the transitions, take the gradient steps that are
-        due."""
-        cfg = self.config
-        if self.global_step < cfg.learning_starts:
-            actions = uniform_actions(self)
-        else:
-            actions = self._policy_actions(self._obs_tensor(self._obs)[0], deterministic=False)
-        previous_step = step_and_store(self, monitor, actions)
-        for _ in range(self._train_calls(previous_step, self.global_step) * cfg.gradient_steps):
-            self.train_stats.add(self._update())
-        if not (monitor.recording and crossed(previous_step, self.global_step, cfg.log_interval)):
-            return None
-        scalars = self.train_stats.mean_and_reset()
-        scalars["train/learning_rate"] = self.optimizer.param_groups[0]["lr"]
-        return scalars
+        """One step of the env copies with mu(s) plus Gaussian noise (uniformly random actions
+        until learning_starts), then the gradient steps that are due (rlkit.off_policy)."""
+        return train_step(self, monitor, lambda obs: self._policy_actions(obs, False))
 
     def _update(self) -> dict[str, float] | None:
         """One critic gradient step on one replay batch, and every `policy_delay`-th one also

@@ -1,12 +1,15 @@
 """One training run of rlkit or Stable-Baselines3, timed, in its own process; prints one JSON
 line. Used by vs_sb3.py and time_to_solve.py, which alternate rlkit and SB3 runs side by side.
 
-    python benchmarks/compare_worker.py {rlkit,sb3} {dqn,ppo} SEED [--config C] [--check-every N]
+    python benchmarks/compare_worker.py {rlkit,sb3} {dqn,ppo,sac} SEED [--config C] \
+        [--check-every N]
 
+DQN and PPO train on CartPole-v1, SAC on Pendulum-v1, each at RL-Zoo's hyperparameters.
 Timing covers building the agent and training (not imports, not evaluation). With
 --check-every, training pauses every N env steps for a greedy evaluation over 20 episodes; the
-pause is excluded from the clock, and the first step at which the mean reaches 475 is reported
-with the training time it took to get there (checks stop after that: only the first counts).
+pause is excluded from the clock, and the first step at which the mean reaches the solve
+threshold (475 on CartPole, -200 on Pendulum) is reported with the training time it took to
+get there (checks stop after that: only the first counts).
 """
 
 from __future__ import annotations
@@ -22,18 +25,22 @@ sys.path.insert(0, str(ROOT))
 
 from rlkit.evaluation import evaluate  # noqa: E402
 
-ENV_ID = "CartPole-v1"
-SOLVED = 475.0
+ENV_IDS = {"dqn": "CartPole-v1", "ppo": "CartPole-v1", "sac": "Pendulum-v1"}
+SOLVED = {"CartPole-v1": 475.0, "Pendulum-v1": -200.0}
 EVAL_EPISODES = 20
-ZOO_CONFIGS = {"dqn": "configs/dqn_cartpole_zoo.yaml", "ppo": "configs/ppo_cartpole_zoo.yaml"}
-TOTAL_STEPS = {"dqn": 50_000, "ppo": 100_000}
+ZOO_CONFIGS = {
+    "dqn": "configs/dqn_cartpole_zoo.yaml",
+    "ppo": "configs/ppo_cartpole_zoo.yaml",
+    "sac": "configs/sac_pendulum.yaml",  # the Zoo's Pendulum-v1 SAC
+}
+TOTAL_STEPS = {"dqn": 50_000, "ppo": 100_000, "sac": 20_000}
 
 
 class Clock:
     """Training wall time with evaluation pauses left out; records when the run first solves."""
 
-    def __init__(self, seed: int) -> None:
-        self.seed = seed
+    def __init__(self, seed: int, env_id: str) -> None:
+        self.seed, self.env_id = seed, env_id
         self.start = time.perf_counter()
         self.paused = 0.0
         self.solved_at: tuple[int, float] | None = None  # (env step, training seconds)
@@ -47,9 +54,9 @@ class Clock:
             return  # only the first solve is measured; later checks would only cost time
         elapsed = self.training_seconds()
         pause_start = time.perf_counter()
-        mean = evaluate(policy, ENV_ID, EVAL_EPISODES, seed=10_000 + self.seed).mean_return
+        mean = evaluate(policy, self.env_id, EVAL_EPISODES, seed=10_000 + self.seed).mean_return
         self.checks.append((step, mean))
-        if mean >= SOLVED and self.solved_at is None:
+        if mean >= SOLVED[self.env_id] and self.solved_at is None:
             self.solved_at = (step, elapsed)
         self.paused += time.perf_counter() - pause_start
 
@@ -67,7 +74,7 @@ def run_rlkit(
     run, agent_config = load_run_config(config, overrides, seed=seed, device="cpu")
     if run.torch_threads:
         torch.set_num_threads(run.torch_threads)
-    clock = Clock(seed)
+    clock = Clock(seed, ENV_IDS[algo])
     agent = agents.agent_class(run.agent)(config=agent_config)
 
     def policy(obs):
@@ -82,27 +89,30 @@ def run_rlkit(
         callback_interval=check_every or 1,
     )
     train_s = clock.training_seconds()
-    final = evaluate(policy, ENV_ID, EVAL_EPISODES, seed=20_000 + seed).mean_return
+    final = evaluate(policy, clock.env_id, EVAL_EPISODES, seed=20_000 + seed).mean_return
     return _result(clock, train_s, agent.global_step, final, torch.get_num_threads())
 
 
 def run_sb3(algo: str, seed: int, check_every: int) -> dict:
     import torch
-    from stable_baselines3 import DQN, PPO
+    from stable_baselines3 import DQN, PPO, SAC
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
 
-    clock = Clock(seed)
-    if algo == "dqn":  # rl-zoo3 dqn.yml, CartPole-v1
+    env_id = ENV_IDS[algo]
+    clock = Clock(seed, env_id)
+    if algo == "sac":  # rl-zoo3 sac.yml, Pendulum-v1: SB3's defaults with learning rate 1e-3
+        model = SAC("MlpPolicy", env_id, learning_rate=1e-3, seed=seed, device="cpu")
+    elif algo == "dqn":  # rl-zoo3 dqn.yml, CartPole-v1
         model = DQN(
-            "MlpPolicy", ENV_ID, learning_rate=2.3e-3, batch_size=64, buffer_size=100_000,
+            "MlpPolicy", env_id, learning_rate=2.3e-3, batch_size=64, buffer_size=100_000,
             learning_starts=1000, gamma=0.99, target_update_interval=10, train_freq=256,
             gradient_steps=128, exploration_fraction=0.16, exploration_final_eps=0.04,
             policy_kwargs={"net_arch": [256, 256]}, seed=seed, device="cpu",
         )  # fmt: skip
     else:  # rl-zoo3 ppo.yml, CartPole-v1 (lin_1e-3 and lin_0.2 schedules)
         model = PPO(
-            "MlpPolicy", make_vec_env(ENV_ID, n_envs=8, seed=seed), n_steps=32, batch_size=256,
+            "MlpPolicy", make_vec_env(env_id, n_envs=8, seed=seed), n_steps=32, batch_size=256,
             gae_lambda=0.8, gamma=0.98, n_epochs=20, ent_coef=0.0,
             learning_rate=lambda progress: progress * 1e-3,
             clip_range=lambda progress: progress * 0.2, seed=seed, device="cpu",
@@ -125,7 +135,7 @@ def run_sb3(algo: str, seed: int, check_every: int) -> dict:
             return due
 
         def _on_step(self) -> bool:
-            if algo == "dqn" and self._due():
+            if algo in ("dqn", "sac") and self._due():
                 clock.check(self.num_timesteps, policy)
             return True
 
@@ -135,7 +145,7 @@ def run_sb3(algo: str, seed: int, check_every: int) -> dict:
 
     model.learn(TOTAL_STEPS[algo], callback=Check() if check_every else None)
     train_s = clock.training_seconds()
-    final = evaluate(policy, ENV_ID, EVAL_EPISODES, seed=20_000 + seed).mean_return
+    final = evaluate(policy, env_id, EVAL_EPISODES, seed=20_000 + seed).mean_return
     return _result(clock, train_s, model.num_timesteps, final, torch.get_num_threads())
 
 
@@ -154,7 +164,7 @@ def _result(clock: Clock, train_s: float, steps: int, final: float, threads: int
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("library", choices=["rlkit", "sb3"])
-    parser.add_argument("algo", choices=["dqn", "ppo"])
+    parser.add_argument("algo", choices=["dqn", "ppo", "sac"])
     parser.add_argument("seed", type=int)
     parser.add_argument("--config", help="rlkit config (default: the zoo config of the algo)")
     parser.add_argument("--check-every", type=int, default=0)

@@ -4,7 +4,8 @@
     .venv/bin/python benchmarks/vs_sb3.py --seeds 1 2 3
 
 For each algorithm (DQN and PPO with RL-Zoo's CartPole-v1 hyperparameters, shipped as
-configs/dqn_cartpole_zoo.yaml and configs/ppo_cartpole_zoo.yaml) and each seed, runs rlkit then
+configs/dqn_cartpole_zoo.yaml and configs/ppo_cartpole_zoo.yaml; SAC with RL-Zoo's Pendulum-v1
+ones, configs/sac_pendulum.yaml) and each seed, runs rlkit then
 SB3 (A B A B ...), each in a fresh process, one at a time. Prints each run's training wall time
 (agent construction + learn, no imports, no evaluation), the rlkit/SB3 ratio of each pair and
 its median, steps/s, and both final greedy evaluation means over 20 episodes.
@@ -35,7 +36,9 @@ def run_worker(*args: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--algos", nargs="+", default=["dqn", "ppo"], choices=["dqn", "ppo"])
+    parser.add_argument(
+        "--algos", nargs="+", default=["dqn", "ppo", "sac"], choices=["dqn", "ppo", "sac"]
+    )
     args = parser.parse_args()
 
     for algo in args.algos:
@@ -50,8 +53,9 @@ def main() -> None:
                 file=sys.stderr,
                 flush=True,
             )
+        env_id = "Pendulum-v1" if algo == "sac" else "CartPole-v1"
         print(
-            f"\n### {algo.upper()} CartPole-v1, zoo hyperparameters "
+            f"\n### {algo.upper()} {env_id}, zoo hyperparameters "
             f"({rows[0][1]['steps']:,} steps)\n"
         )
         print(

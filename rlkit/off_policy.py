@@ -1,21 +1,78 @@
 """What the continuous-action replay agents (SAC, TD3) share around their update step: the
-replay buffer of float action vectors, one step of the env copies with actions in [-1, 1]
-scaled to the env's bounds, and the running means of the training scalars.
+settings of the replay loop, the replay buffer of float action vectors, the interaction loop's
+turn (act, step the env copies with actions in [-1, 1] scaled to the bounds, store, take the
+gradient steps due), and the running means of the training scalars.
 
-Functions over the agent rather than a base class, so that each agent file still reads top to
-bottom: its `_train_step` picks the actions and calls `step_and_store`, then its own `_update`.
+Functions over the agent rather than a base class: each agent file holds its networks,
+its acting and its `_update` (the algorithm), and calls these for the rest.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import torch
 
 import envs
-from rlkit.agent import Agent, generator_state, restore_generator
+from rlkit.agent import (
+    Agent,
+    AgentConfig,
+    check_replay_settings,
+    crossed,
+    generator_state,
+    off_policy_planned_updates,
+    off_policy_train_calls,
+    restore_generator,
+)
 from rlkit.buffers import ReplayBuffer, describe_capacity
+from rlkit.config import require
 from rlkit.gaussian import to_bounds
+from rlkit.guard import DivergenceConfig
+from rlkit.optim import LRScheduleConfig
+
+
+@dataclasses.dataclass
+class OffPolicyConfig(AgentConfig):
+    """The replay-loop settings SAC and TD3 share, after the ones every agent has (env,
+    n_envs, seed, device, eval_*); each agent's config adds its own. Defaults are SB3's."""
+
+    gamma: float = 0.99
+    """Discount factor."""
+    buffer_size: int = 1_000_000
+    """Replay buffer capacity in transitions."""
+    batch_size: int = 256
+    """Transitions per gradient step."""
+    learning_starts: int = 100
+    """Environment steps of uniformly random actions before the first gradient step."""
+    train_freq: int = 1
+    """Environment steps (summed over copies) between two training calls."""
+    gradient_steps: int = 1
+    """Gradient steps per training call."""
+    tau: float = 0.005
+    """Polyak factor of the target networks: target <- target + tau (online - target)."""
+    max_grad_norm: float | None = None
+    """Clip the global gradient norm to this value (null: no clipping, as SB3)."""
+    lr_schedule: LRScheduleConfig = dataclasses.field(default_factory=LRScheduleConfig)
+    """Learning-rate schedule over the gradient updates of one `learn` call."""
+    log_interval: int = 1_000
+    """Environment steps between two writes of the training scalars."""
+    divergence: DivergenceConfig = dataclasses.field(default_factory=DivergenceConfig)
+    """Divergence guard: skip non-finite updates, roll back, stop (see rlkit.guard)."""
+
+    def validate(self) -> None:
+        super().validate()
+        check_replay_settings(self)
+        require(0.0 < self.tau <= 1.0, f"tau must be in (0, 1], got {self.tau}")
+        if self.max_grad_norm is not None:
+            require(
+                math.isfinite(self.max_grad_norm) and self.max_grad_norm > 0,
+                f"max_grad_norm must be > 0 or null, got {self.max_grad_norm}",
+            )
+        require(self.log_interval >= 1, f"log_interval must be >= 1, got {self.log_interval}")
 
 
 def check_replay_fits(agent: Agent) -> None:
@@ -40,6 +97,37 @@ def allocate_replay(agent: Agent) -> ReplayBuffer:
             cfg.buffer_size, agent.obs_shape, agent.device, action_shape=(agent.n_actions,)
         )
     return agent.buffer
+
+
+def prepare_run(agent: Agent, start_step: int, end_step: int) -> None:
+    """Before a `learn` call: the buffer, and the learning-rate schedule over its updates."""
+    allocate_replay(agent)
+    agent._make_lr_scheduler(off_policy_planned_updates(agent.config, start_step, end_step))
+
+
+def train_step(
+    agent: Agent, monitor: Any, policy_actions: Callable[[torch.Tensor], np.ndarray]
+) -> dict[str, float] | None:
+    """The interaction loop's turn: act (uniformly at random until learning_starts, then
+    `policy_actions(obs)`, actions in [-1, 1]), step and store, take the gradient steps that are
+    due (`agent._update()`, its scalars or None when skipped); the scalars' means when a log
+    write is due."""
+    cfg = agent.config
+    if agent.global_step < cfg.learning_starts:
+        actions = uniform_actions(agent)
+    else:
+        actions = policy_actions(agent._obs_tensor(agent._obs)[0])
+    previous_step = step_and_store(agent, monitor, actions)
+    calls = off_policy_train_calls(
+        previous_step, agent.global_step, cfg.learning_starts, cfg.train_freq
+    )
+    for _ in range(calls * cfg.gradient_steps):
+        agent.train_stats.add(agent._update())
+    if not (monitor.recording and crossed(previous_step, agent.global_step, cfg.log_interval)):
+        return None
+    scalars = agent.train_stats.mean_and_reset()
+    scalars["train/learning_rate"] = agent.optimizer.param_groups[0]["lr"]
+    return scalars
 
 
 def uniform_actions(agent: Agent) -> np.ndarray:

@@ -116,3 +116,22 @@ def test_ppo_acrobot_reaches_minus_100_within_200k_steps_on_seeds_1_2_3(tmp_path
     means = {seed: _greedy_eval(tmp_path / f"s{seed}")["mean_return"] for seed in seeds}
     print(f"PPO Acrobot-v1, 200k steps, greedy mean over 20 episodes: {means}")
     assert all(mean >= -100 for mean in means.values()), means
+
+
+@pytest.mark.extended
+def test_ppo_pendulum_reaches_minus_250_within_200k_steps_on_seeds_1_2_3(tmp_path):
+    # Seeds 1-10 ended at -130 to -212 (README, "Results"): the Gaussian policy, reward scaling.
+    seeds = (1, 2, 3)
+    _train_in_parallel("configs/ppo_pendulum.yaml", seeds, tmp_path)
+    means = {seed: _greedy_eval(tmp_path / f"s{seed}")["mean_return"] for seed in seeds}
+    print(f"PPO Pendulum-v1, 200k steps, greedy mean over 20 episodes: {means}")
+    assert all(mean >= -250 for mean in means.values()), means
+
+
+@pytest.mark.extended
+def test_td3_pendulum_reaches_minus_200_within_20k_steps_on_seeds_1_2_3(tmp_path):
+    seeds = (1, 2, 3)
+    _train_in_parallel("configs/td3_pendulum.yaml", seeds, tmp_path)
+    means = {seed: _greedy_eval(tmp_path / f"s{seed}")["mean_return"] for seed in seeds}
+    print(f"TD3 Pendulum-v1, 20k steps, greedy mean over 20 episodes: {means}")
+    assert all(mean >= -200 for mean in means.values()), means
