@@ -55,8 +55,7 @@ def main() -> None:
             )
         env_id = "Pendulum-v1" if algo == "sac" else "CartPole-v1"
         print(
-            f"\n### {algo.upper()} {env_id}, zoo hyperparameters "
-            f"({rows[0][1]['steps']:,} steps)\n"
+            f"\n### {algo.upper()} {env_id}, zoo hyperparameters ({rows[0][1]['steps']:,} steps)\n"
         )
         print(
             "| seed | rlkit s | SB3 s | rlkit/SB3 | rlkit steps/s | SB3 steps/s "

@@ -86,6 +86,9 @@ class AgentConfig(Config):
     train for the whole budget)."""
     stop_patience: int = 1
     """Evaluations in a row at or above `stop_at_return` that stop training."""
+    action_bounds: list[float] | None = None
+    """Continuous actions: [low, high] for the action dimensions the env's Box leaves unbounded
+    (the agent's actions are scaled and clipped to them); null: the Box must be bounded."""
 
     def validate(self) -> None:
         envs.check_env_id(self.env)
@@ -118,6 +121,15 @@ class AgentConfig(Config):
                 "stop_at_return needs periodic evaluation: set eval_interval > 0",
             )
         require(self.stop_patience >= 1, f"stop_patience must be >= 1, got {self.stop_patience}")
+        if self.action_bounds is not None:
+            bounds = self.action_bounds
+            require(
+                isinstance(bounds, list | tuple)
+                and len(bounds) == 2
+                and all(isinstance(b, int | float) and math.isfinite(b) for b in bounds)
+                and bounds[0] < bounds[1],
+                f"action_bounds must be [low, high] with finite low < high, got {bounds}",
+            )
 
 
 class CheckpointWarning(RuntimeWarning):
@@ -159,20 +171,23 @@ def check_spaces(
     observation_space: gym.Space,
     action_space: gym.Space,
     continuous: bool = False,
+    bounds_given: bool = False,
 ):
     """rlkit's agents take a flat vector observation and choose among a finite set of actions
-    or, if `continuous`, a vector in a bounded Box; say so in user terms before anything runs."""
+    or, if `continuous`, a vector in a Box bounded by the env or, with `bounds_given`, by the
+    config's action_bounds; say so in user terms before anything runs."""
     if continuous:
         if not isinstance(action_space, gym.spaces.Box) or len(action_space.shape) != 1:
             raise EnvError(
                 f"{agent} needs a continuous action space (a Box of shape (n,)), but {env_id} "
                 f"has {action_space}; use dqn, reinforce, a2c or ppo for Discrete actions"
             )
-        if not (np.isfinite(action_space.low).all() and np.isfinite(action_space.high).all()):
+        bounded = np.isfinite(action_space.low).all() and np.isfinite(action_space.high).all()
+        if not (bounded or bounds_given):
             raise EnvError(
-                f"{agent} squashes its actions into the action space's bounds, but {env_id}'s "
-                f"{action_space} is unbounded; wrap the env with gymnasium.wrappers.RescaleAction "
-                "or ClipAction to bounds of your choice"
+                f"{agent} scales its actions to the action space's bounds, but {env_id}'s "
+                f"{action_space} is unbounded; set action_bounds: [low, high] (actions are "
+                "clipped to them) or wrap the env with gymnasium.wrappers.RescaleAction"
             )
     elif not isinstance(action_space, gym.spaces.Discrete):
         raise EnvError(
@@ -237,6 +252,7 @@ class Agent:
         check_spaces(
             type(self).__name__, cfg.env, self.observation_space, self.action_space,
             "continuous" in kinds and (box or "discrete" not in kinds),
+            cfg.action_bounds is not None,
         )  # fmt: skip
         self.obs_shape = tuple(self.observation_space.shape)
         self.obs_dim = int(np.prod(self.obs_shape))
@@ -244,9 +260,13 @@ class Agent:
         self.continuous = box
         if box:
             self.n_actions = int(self.action_space.shape[0])
-            # The policies act in [-1, 1] per dimension; the env gets that scaled to its bounds.
-            self.action_low = self.action_space.low.astype(np.float32)
-            self.action_high = self.action_space.high.astype(np.float32)
+            # The policies act in [-1, 1] per dimension; the env gets that scaled to its bounds
+            # (the config's action_bounds where the Box has none).
+            low, high = self.action_space.low, self.action_space.high
+            if cfg.action_bounds is not None:
+                low = np.where(np.isfinite(low), low, cfg.action_bounds[0])
+                high = np.where(np.isfinite(high), high, cfg.action_bounds[1])
+            self.action_low, self.action_high = low.astype(np.float32), high.astype(np.float32)
         else:
             self.n_actions = int(self.action_space.n)
         # Observation normalization and reward scaling (the policy-gradient agents' options):

@@ -16,7 +16,7 @@ import torch
 
 import agents
 from rlkit.agent import check_spaces
-from rlkit.errors import EnvError
+from rlkit.errors import ConfigError, EnvError
 
 from .helpers import read_scalars
 
@@ -37,7 +37,7 @@ def test_discrete_env_and_unbounded_actions_are_refused_in_one_line(name):
         agents.DQN(env="Pendulum-v1")
     unbounded = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
     obs = gym.spaces.Box(-1, 1, (3,), np.float32)
-    with pytest.raises(EnvError, match="unbounded; wrap the env with"):
+    with pytest.raises(EnvError, match="unbounded; set action_bounds"):
         check_spaces("SAC", "X-v0", obs, unbounded, continuous=True)
     result = subprocess.run(
         [sys.executable, "-m", "rlkit.cli", "train", f"configs/{name}_pendulum.yaml",
@@ -77,6 +77,37 @@ def test_policy_gradient_agents_take_box_actions_within_the_bounds(name):
         assert (np.abs(actions) <= 2.0).all()
     # std 1 in units of half the range: samples reach the clipped bounds, the mean does not.
     assert (np.abs(agent.act(obs, deterministic=False)) == 2.0).mean() > 0.1
+
+
+class _UnboundedActions(gym.ActionWrapper):
+    """Pendulum declaring an unbounded action Box, as some custom envs do."""
+
+    def __init__(self, env):
+        super().__init__(env)
+        self.action_space = gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
+
+    def action(self, action):
+        return np.clip(action, -2.0, 2.0)
+
+
+def _unbounded_pendulum():
+    return _UnboundedActions(gym.make("Pendulum-v1").unwrapped)
+
+
+@pytest.mark.parametrize("name", ["ppo", "sac"])
+def test_an_unbounded_box_needs_action_bounds_and_then_trains_within_them(name):
+    env_id = "rlkit-test/UnboundedPendulum-v0"
+    if env_id not in gym.registry:
+        gym.register(env_id, entry_point=_unbounded_pendulum, max_episode_steps=200)
+    settings = {"ppo": dict(n_steps=64, batch_size=32, n_envs=2), "sac": SMALL}[name]
+    with pytest.raises(EnvError, match=r"is unbounded; set action_bounds: \[low, high\]"):
+        agents.agent_class(name)(env=env_id, **settings)
+    with pytest.raises(ConfigError, match="action_bounds must be"):
+        agents.agent_class(name)(env=env_id, action_bounds=[1.0, -1.0], **settings)
+    agent = agents.agent_class(name)(env=env_id, action_bounds=[-1.5, 1.5], **settings)
+    agent.learn(300)
+    actions = agent.act(np.zeros((500, 3), np.float32), deterministic=False)
+    assert (np.abs(actions) <= 1.5).all() and np.abs(actions).max() > 1.0
 
 
 def test_each_loss_moves_only_its_own_parameters():
