@@ -92,6 +92,7 @@ class A2C(Agent):
         self.n_episodes += episodes
         stats = self._update(last_values)
         stats["train/learning_rate"] = self.optimizer.param_groups[0]["lr"]
+        stats.update(self.model.policy_scalars())
         self.lr_scheduler.step()
         self.n_rollouts += 1
         if self.n_rollouts % cfg.log_interval != 0:

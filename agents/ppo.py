@@ -167,6 +167,7 @@ class PPO(Agent):
         self.model.train()
         stats = self._update(clip_range)
         stats["train/learning_rate"] = self.optimizer.param_groups[0]["lr"]
+        stats.update(self.model.policy_scalars())
         stats["train/clip_range"] = clip_range
         self.lr_scheduler.step()
         self.n_rollouts += 1

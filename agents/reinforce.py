@@ -117,6 +117,7 @@ class Reinforce(Agent):
             stats = self._update(self._batch)
             self._batch.clear()
             stats["train/learning_rate"] = self.optimizer.param_groups[0]["lr"]
+            stats.update(self.model.policy_scalars())
             if self.n_updates % cfg.log_interval != 0:
                 stats = None
         if self.n_updates:  # torch expects an optimizer step before the first one

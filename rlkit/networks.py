@@ -265,6 +265,12 @@ class ActorCritic(nn.Module):
             return self.policy_head(self.trunk(obs))
         return self.policy(obs)
 
+    def policy_scalars(self) -> dict[str, float]:
+        """What to log about the policy beyond the losses: the Gaussian's mean std."""
+        if not self.continuous:
+            return {}
+        return {"train/action_std": float(self.log_std.detach().exp().mean())}
+
     def distribution(self, head: torch.Tensor) -> CategoricalLogits | DiagonalGaussian:
         """The action distribution for the policy head's output (`forward`'s first item)."""
         if self.continuous:

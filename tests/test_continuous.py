@@ -63,12 +63,16 @@ def test_actions_lie_within_the_bounds_of_the_env(name):
 
 
 @pytest.mark.parametrize("name", ["ppo", "a2c", "reinforce"])
-def test_policy_gradient_agents_take_box_actions_within_the_bounds(name):
+def test_policy_gradient_agents_take_box_actions_within_the_bounds(tmp_path, name):
     settings = {"ppo": dict(n_steps=64, batch_size=32), "a2c": dict(n_steps=8),
                 "reinforce": dict(batch_episodes=2)}[name]  # fmt: skip
-    agent = agents.agent_class(name)(env="Pendulum-v1", seed=0, n_envs=2, **settings)
+    agent = agents.agent_class(name)(
+        env="Pendulum-v1", seed=0, n_envs=2, log_interval=1, **settings
+    )
     assert agent.model.continuous and agent.model.log_std.shape == (1,)
-    agent.learn(800)
+    agent.learn(800, run_dir=tmp_path)
+    for tag in ("train/action_std", "train/entropy", "train/policy_loss", "train/value_loss"):
+        assert tag in read_scalars(tmp_path), tag
     assert agent.n_updates >= 1
     obs = np.random.default_rng(0).uniform(-1, 1, (2000, 3)).astype(np.float32)
     for deterministic in (True, False):
