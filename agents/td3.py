@@ -115,8 +115,8 @@ class TD3(Agent):
             "critic_target": self.critic_target,
         }
         self._make_guard()
+        # Online and target parameters in matching order (the Polyak update pairs them).
         self._parameters = [*self.critic.parameters(), *self.actor.parameters()]
-        self._online = [*self.critic.parameters(), *self.actor.parameters()]
         self._targets = [*self.critic_target.parameters(), *self.actor_target.parameters()]
         self.sample_generator = torch.Generator(device=self.device)
         self.sample_generator.manual_seed(cfg.seed)  # replay sampling, target smoothing noise
@@ -201,7 +201,7 @@ class TD3(Agent):
         self.n_updates += 1
         if actor_step:
             with torch.no_grad():
-                torch._foreach_lerp_(self._targets, self._online, cfg.tau)
+                torch._foreach_lerp_(self._targets, self._parameters, cfg.tau)
         return dict(zip(_STAT_TAGS, values[1:], strict=False))
 
     # ------------------------------------------------------------------ saving
