@@ -795,7 +795,7 @@ def clip_gradients(grads: list[torch.Tensor], grad_norm: float, max_norm: float 
 
 
 def check_replay_settings(cfg: Any) -> None:
-    """The checks every replay agent's config needs (DQN, SAC): gamma, buffer and batch sizes,
+    """The checks every replay agent's config needs (DQN, SAC, TD3): gamma, buffer and batch sizes,
     learning_starts, train_freq, gradient_steps."""
     check_unit_interval("gamma", cfg.gamma)
     require(cfg.buffer_size >= 1, f"buffer_size must be >= 1, got {cfg.buffer_size}")
