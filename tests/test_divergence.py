@@ -64,14 +64,16 @@ def test_persistent_divergence_stops_with_a_message_and_a_good_checkpoint(tmp_pa
     assert scalars["guard/rollbacks"][-1][1] == 4
 
 
-def test_ppo_survives_an_absurd_learning_rate(tmp_path):
+@pytest.mark.parametrize("env", ["CartPole-v1", "Pendulum-v1"])  # categorical, Gaussian
+def test_ppo_survives_an_absurd_learning_rate(tmp_path, env):
     agent = agents.PPO(
-        env="CartPole-v1", seed=0, device="cpu", n_envs=4, n_steps=64, batch_size=64,
+        env=env, seed=0, device="cpu", n_envs=4, n_steps=64, batch_size=64,
         optimizer={"name": "sgd", "lr": 1e6}, max_grad_norm=None,
         divergence={"max_rollbacks": 100, "lr_factor": 0.1},
     )  # fmt: skip
     with contextlib.suppress(DivergenceError):  # allowed: what matters is what was kept
         agent.learn(4096, run_dir=tmp_path, checkpoint_interval=1024)
+    assert agent.guard.skipped_updates >= 1
     assert all(bool(torch.isfinite(p).all()) for p in agent.model.parameters())
     _assert_checkpoints_finite(tmp_path)
 
