@@ -21,7 +21,7 @@ from torch.func import functional_call
 from rlkit.agent import Agent, clip_gradients
 from rlkit.buffers import ReplayBuffer
 from rlkit.config import check_non_negative, require
-from rlkit.gaussian import squashed_sample, to_bounds
+from rlkit.gaussian import squashed_sample
 from rlkit.networks import NetworkConfig, SquashedGaussianPolicy, TwinQNetwork
 from rlkit.off_policy import (
     OffPolicyConfig,
@@ -133,7 +133,7 @@ class SAC(Agent):
     def _act(self, obs: torch.Tensor, deterministic: bool) -> np.ndarray:
         """Env actions (scaled to the bounds): tanh(mean) if deterministic, else a sample."""
         actions = self._policy_actions(obs, deterministic)
-        return to_bounds(actions, self.action_low, self.action_high)
+        return self._env_actions(actions)
 
     def _policy_actions(self, obs: torch.Tensor, deterministic: bool) -> np.ndarray:
         """Actions in [-1, 1], as the critics and the buffer see them."""

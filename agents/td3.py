@@ -22,7 +22,6 @@ from torch.func import functional_call
 from rlkit.agent import Agent, clip_gradients
 from rlkit.buffers import ReplayBuffer
 from rlkit.config import check_non_negative, require
-from rlkit.gaussian import to_bounds
 from rlkit.networks import DeterministicPolicy, NetworkConfig, TwinQNetwork
 from rlkit.off_policy import (
     OffPolicyConfig,
@@ -133,7 +132,7 @@ class TD3(Agent):
         """Env actions (scaled to the bounds): mu(s), plus exploration noise if not
         deterministic."""
         actions = self._policy_actions(obs, deterministic)
-        return to_bounds(actions, self.action_low, self.action_high)
+        return self._env_actions(actions)
 
     def _policy_actions(self, obs: torch.Tensor, deterministic: bool) -> np.ndarray:
         """Actions in [-1, 1], as the critics and the buffer see them."""

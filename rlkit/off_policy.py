@@ -30,7 +30,6 @@ from rlkit.agent import (
 )
 from rlkit.buffers import ReplayBuffer, describe_capacity
 from rlkit.config import require
-from rlkit.gaussian import to_bounds
 from rlkit.guard import DivergenceConfig
 from rlkit.optim import LRScheduleConfig
 
@@ -141,8 +140,7 @@ def step_and_store(agent: Agent, monitor: Any, actions: np.ndarray) -> int:
     buffer and the critics keep the [-1, 1] ones), store the transitions, count the steps and
     episodes. Returns the step counter before this step."""
     cfg = agent.config
-    env_actions = to_bounds(actions, agent.action_low, agent.action_high)
-    next_obs, rewards, terminated, truncated, infos = agent.env.step(env_actions)
+    next_obs, rewards, terminated, truncated, infos = agent.env.step(agent._env_actions(actions))
     # At an episode end next_obs is already the next episode's first observation (SAME_STEP
     # autoreset); the buffer needs the real last one, from info["final_obs"].
     real_next_obs = envs.real_next_obs(next_obs, infos)
