@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.func import functional_call
 
 from rlkit.agent import Agent, clip_gradients
 from rlkit.buffers import ReplayBuffer
@@ -176,8 +175,7 @@ class SAC(Agent):
         # weights are held fixed in that term (detached), so only the critic loss moves them.
         mean, log_std = self.actor(batch.obs)
         actions, log_prob = squashed_sample(mean, log_std, self._noise(mean))
-        frozen = {k: v.detach() for k, v in self.critic.named_parameters()}
-        q_pi = torch.min(*functional_call(self.critic, frozen, (batch.obs, actions)))
+        q_pi = torch.min(*self.critic.frozen(batch.obs, actions))
         actor_loss = (alpha * log_prob - q_pi).mean()
         # alpha rises when the entropy (-log pi) is below the target (0 when alpha is fixed)
         log_alpha = self.temperature.log_alpha

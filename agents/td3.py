@@ -17,12 +17,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.func import functional_call
 
 from rlkit.agent import Agent, clip_gradients
 from rlkit.buffers import ReplayBuffer
 from rlkit.config import check_non_negative, require
-from rlkit.networks import DeterministicPolicy, NetworkConfig, TwinQNetwork
+from rlkit.networks import DeterministicPolicy, NetworkConfig, TwinQNetwork, frozen_forward
 from rlkit.off_policy import (
     OffPolicyConfig,
     TrainScalars,
@@ -175,9 +174,8 @@ class TD3(Agent):
         if actor_step:
             # The actor climbs Q1(s, mu(s)) through the action; the critic's weights are held
             # fixed in that term (detached), so only the critic loss moves them.
-            frozen = {k: v.detach() for k, v in self.critic.q1.named_parameters()}
             x = torch.cat((batch.obs, self.actor(batch.obs)), dim=1)
-            actor_loss = -functional_call(self.critic.q1, frozen, (x,)).mean()
+            actor_loss = -frozen_forward(self.critic.q1, x).mean()
             loss = loss + actor_loss
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

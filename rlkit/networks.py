@@ -134,6 +134,19 @@ class QNetwork(nn.Module):
         return dueling_aggregate(self.value_head(features), self.advantage_head(features))
 
 
+def frozen_forward(net: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """`net(x)` with the weights held fixed: gradients reach x only. SAC's and TD3's actor
+    climbs Q(s, pi(s)) through the action while the critic's weights move only by its own loss;
+    the same numbers as torch.func.functional_call over detached parameters, at a fraction of
+    its per-call cost (it swaps every parameter in and out)."""
+    for layer in net:
+        if isinstance(layer, nn.Linear):
+            x = nn.functional.linear(x, layer.weight.detach(), layer.bias.detach())
+        else:
+            x = layer(x)
+    return x
+
+
 class TwinQNetwork(nn.Module):
     """Two MLP regressors over Q(s, a), the action an input next to the observation (the
     critics of SAC and TD3): (obs (B, obs_dim), actions (B, action_dim)) -> (Q1, Q2), each (B,).
@@ -148,6 +161,11 @@ class TwinQNetwork(nn.Module):
     def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
         x = torch.cat((obs, actions), dim=1)
         return self.q1(x).squeeze(1), self.q2(x).squeeze(1)
+
+    def frozen(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(Q1, Q2) with the weights held fixed: gradients reach obs and actions only."""
+        x = torch.cat((obs, actions), dim=1)
+        return frozen_forward(self.q1, x).squeeze(1), frozen_forward(self.q2, x).squeeze(1)
 
 
 class SquashedGaussianPolicy(nn.Module):

@@ -37,6 +37,7 @@ def test_yaml_11_exponent_strings_are_numbers(tmp_path):
         ({"network": {"hidden_sizes": 64}}, ConfigTypeError, "hidden_sizes: expected a list"),
         ({"network": [64, 64]}, ConfigTypeError, "network: expected a mapping"),
         ({"gamma": 1.5}, ConfigError, "gamma must be in [0, 1], got 1.5"),
+        ({"matmul_precision": "low"}, ConfigError, "matmul_precision: unknown value 'low'"),
         ({"gamma": -0.1}, ConfigError, "gamma must be in [0, 1]"),
         (
             {"optimizer": {"lr": -0.1}},
@@ -136,3 +137,21 @@ def test_to_dict_round_trips():
     data = cfg.to_dict()
     assert data["optimizer"] == {"name": "adam", "lr": 5e-4, "eps": 1e-6}
     assert config_from_dict(DQNConfig, data) == cfg
+
+
+def test_matmul_precision_holds_while_learning_and_is_put_back():
+    import torch
+
+    seen = []
+    agent = DQN(env="CartPole-v1", learning_starts=10, matmul_precision="medium")
+    before = torch.get_float32_matmul_precision()
+    agent.learn(40, callback=lambda a: seen.append(torch.get_float32_matmul_precision()),
+                callback_interval=20)  # fmt: skip
+    assert seen == ["medium", "medium"]
+    assert torch.get_float32_matmul_precision() == before == "highest"
+    # Put back after a run that ends in an error, too.
+    with pytest.raises(RuntimeError, match="stop"):
+        agent.learn(
+            40, callback=lambda a: (_ for _ in ()).throw(RuntimeError("stop")), callback_interval=10
+        )
+    assert torch.get_float32_matmul_precision() == "highest"

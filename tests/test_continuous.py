@@ -133,8 +133,7 @@ def test_each_loss_moves_only_its_own_parameters():
     from rlkit.gaussian import squashed_sample
 
     actions, log_prob = squashed_sample(mean, log_std, torch.randn_like(mean))
-    frozen = {k: v.detach() for k, v in agent.critic.named_parameters()}
-    q = torch.min(*torch.func.functional_call(agent.critic, frozen, (batch.obs, actions)))
+    q = torch.min(*agent.critic.frozen(batch.obs, actions))
     agent.optimizer.zero_grad(set_to_none=True)
     (agent.alpha() * log_prob - q).mean().backward()
     assert all(p.grad is None for p in agent.critic.parameters())

@@ -83,6 +83,25 @@ def test_mlp_gradients_match_finite_differences(activation):
     assert torch.autograd.gradcheck(loss_of_params, inputs, eps=1e-6, atol=1e-5)
 
 
+def test_frozen_forward_matches_the_net_and_sends_gradients_to_the_input_only():
+    from rlkit.networks import TwinQNetwork, frozen_forward
+
+    torch.manual_seed(0)
+    critic = TwinQNetwork(3, 2, NetworkConfig(hidden_sizes=[8, 8], activation="tanh"))
+    obs, actions = torch.randn(5, 3), torch.randn(5, 2, requires_grad=True)
+    live = critic(obs, actions)
+    frozen = critic.frozen(obs, actions)
+    for a, b in zip(live, frozen, strict=True):
+        assert torch.equal(a, b)
+    # The input gradient is the one the live net gives; the weights get none.
+    (grad_live,) = torch.autograd.grad(sum(q.sum() for q in live), actions)
+    sum(q.sum() for q in frozen).backward()
+    assert torch.equal(actions.grad, grad_live)
+    assert all(p.grad is None for p in critic.parameters())
+    x = torch.randn(4, 5)
+    assert torch.equal(frozen_forward(critic.q1, x), critic.q1(x))
+
+
 @pytest.mark.parametrize("gain", [None, 2**0.5])
 def test_hidden_layers_are_initialised_with_the_configured_gain(gain):
     from rlkit.networks import ActorCritic
