@@ -21,7 +21,7 @@ import torch
 from rlkit.agent import Agent, clip_gradients
 from rlkit.buffers import ReplayBuffer
 from rlkit.config import check_non_negative, require
-from rlkit.networks import DeterministicPolicy, NetworkConfig, TwinQNetwork, frozen_forward
+from rlkit.networks import DeterministicPolicy, NetworkConfig, TwinQNetwork
 from rlkit.off_policy import (
     OffPolicyConfig,
     TrainScalars,
@@ -174,8 +174,7 @@ class TD3(Agent):
         if actor_step:
             # The actor climbs Q1(s, mu(s)) through the action; the critic's weights are held
             # fixed in that term (detached), so only the critic loss moves them.
-            x = torch.cat((batch.obs, self.actor(batch.obs)), dim=1)
-            actor_loss = -frozen_forward(self.critic.q1, x).mean()
+            actor_loss = -self.critic.frozen_q1(batch.obs, self.actor(batch.obs)).mean()
             loss = loss + actor_loss
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

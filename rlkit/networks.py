@@ -134,38 +134,61 @@ class QNetwork(nn.Module):
         return dueling_aggregate(self.value_head(features), self.advantage_head(features))
 
 
-def frozen_forward(net: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-    """`net(x)` with the weights held fixed: gradients reach x only. SAC's and TD3's actor
-    climbs Q(s, pi(s)) through the action while the critic's weights move only by its own loss;
-    the same numbers as torch.func.functional_call over detached parameters, at a fraction of
-    its per-call cost (it swaps every parameter in and out)."""
-    for layer in net:
-        if isinstance(layer, nn.Linear):
-            x = nn.functional.linear(x, layer.weight.detach(), layer.bias.detach())
-        else:
-            x = layer(x)
-    return x
-
-
 class TwinQNetwork(nn.Module):
     """Two MLP regressors over Q(s, a), the action an input next to the observation (the
     critics of SAC and TD3): (obs (B, obs_dim), actions (B, action_dim)) -> (Q1, Q2), each (B,).
-    Two independent estimates, so that the target can take the smaller one (clipped double Q)."""
+    Two independent estimates, so that the target can take the smaller one (clipped double Q).
+
+    Each layer holds both critics' weights as one stack, (2, in, out), and computes both with one
+    batched product (torch.baddbmm): the arithmetic of two `mlp`s (they are built as two `mlp`s
+    and stacked, so their initialisation is `mlp`'s; tests/test_networks.py checks the values
+    and gradients against them) at half the operator calls, which on CPU cost as much as the
+    products at these sizes."""
 
     def __init__(self, obs_dim: int, action_dim: int, network: NetworkConfig) -> None:
         super().__init__()
         shape = (network.hidden_sizes, 1, network.activation, network.init, 1.0, network.gain)
-        self.q1 = mlp(obs_dim + action_dim, *shape)
-        self.q2 = mlp(obs_dim + action_dim, *shape)
+        critics = [mlp(obs_dim + action_dim, *shape) for _ in range(2)]
+        layers = [[m for m in critic if isinstance(m, nn.Linear)] for critic in critics]
+        self.weights = nn.ParameterList(
+            nn.Parameter(torch.stack([a.weight.detach().T, b.weight.detach().T]))
+            for a, b in zip(*layers, strict=True)
+        )  # (2, in, out) per layer
+        self.biases = nn.ParameterList(
+            nn.Parameter(torch.stack([a.bias.detach(), b.bias.detach()]).unsqueeze(1))
+            for a, b in zip(*layers, strict=True)
+        )  # (2, 1, out) per layer
+        self.activation = ACTIVATIONS[network.activation]()
 
     def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        x = torch.cat((obs, actions), dim=1)
-        return self.q1(x).squeeze(1), self.q2(x).squeeze(1)
+        q = self._stacked(obs, actions, list(self.weights), list(self.biases))
+        return q[0], q[1]
 
     def frozen(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """(Q1, Q2) with the weights held fixed: gradients reach obs and actions only."""
+        """(Q1, Q2) with the weights held fixed: gradients reach obs and actions only (the
+        actor's term of SAC climbs Q through the action; the critics move by their own loss)."""
+        weights = [w.detach() for w in self.weights]
+        q = self._stacked(obs, actions, weights, [b.detach() for b in self.biases])
+        return q[0], q[1]
+
+    def frozen_q1(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Q1 alone with its weights held fixed (TD3's actor term)."""
         x = torch.cat((obs, actions), dim=1)
-        return frozen_forward(self.q1, x).squeeze(1), frozen_forward(self.q2, x).squeeze(1)
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            x = torch.addmm(b[0].detach(), x, w[0].detach())
+            if i < last:
+                x = self.activation(x)
+        return x.squeeze(1)
+
+    def _stacked(self, obs, actions, weights, biases) -> torch.Tensor:
+        x = torch.cat((obs, actions), dim=1).expand(2, -1, -1)
+        last = len(weights) - 1
+        for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
+            x = torch.baddbmm(b, x, w)
+            if i < last:
+                x = self.activation(x)
+        return x.squeeze(2)  # (2, B)
 
 
 class SquashedGaussianPolicy(nn.Module):

@@ -221,15 +221,17 @@ def test_saved_agent_acts_the_same_and_loads_without_pickle(tmp_path, name):
 
 @pytest.mark.slow
 def test_sac_learns_pendulum_quickly():
-    # configs/sac_pendulum.yaml's values, 12,000 steps, greedy over 20 test episodes: seeds
-    # 1-10 scored -125.7, -114.4, -126.1, -109.7, -131.6, -127.8, -133.1, -126.0, -127.4,
-    # -136.4 (AMD EPYC; random actions score about -1,200). -300 holds on every one with a
-    # margin of 160, whatever another CPU's rounding does to seed 1's run. (At 6,000 steps
-    # seed 8 was still at -614: too early for a test that must hold on any seed.)
-    agent = agents.SAC(env="Pendulum-v1", seed=1, learning_starts=100, optimizer={"lr": 1e-3})
+    # A small SAC (64x64; configs/sac_pendulum.yaml's other values), 12,000 steps, greedy over
+    # 20 test episodes. Seeds 1-10 (AMD EPYC, one thread) scored -127.5, -116.3, -127.0,
+    # -109.5, -133.1, -125.9, -136.5, -131.0, -125.3, -140.1 at 12,000 steps; between 8,000 and
+    # 12,000 steps (30 points) all but two were above -141, the two dips -256 and -240 (at
+    # 6,000, one was still at -683). Random actions score about -1,200. -400 holds on every
+    # point from 8,000 on with a margin of 144, whatever another CPU's rounding does to seed 1.
+    agent = agents.SAC(env="Pendulum-v1", seed=1, learning_starts=100, optimizer={"lr": 1e-3},
+                       network={"hidden_sizes": [64, 64]})  # fmt: skip
     agent.learn(12_000)
     result = agent.evaluate(20)
-    assert result.mean_return > -300, result.returns
+    assert result.mean_return > -400, result.returns
 
 
 @pytest.mark.slow

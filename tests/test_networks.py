@@ -83,23 +83,42 @@ def test_mlp_gradients_match_finite_differences(activation):
     assert torch.autograd.gradcheck(loss_of_params, inputs, eps=1e-6, atol=1e-5)
 
 
-def test_frozen_forward_matches_the_net_and_sends_gradients_to_the_input_only():
-    from rlkit.networks import TwinQNetwork, frozen_forward
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_twin_q_network_is_two_mlps_in_values_and_gradients(activation):
+    # The stacked, batched critics against the plain version: two `mlp`s from the same seed.
+    from rlkit.networks import TwinQNetwork
 
+    config = NetworkConfig(hidden_sizes=[8, 6], activation=activation, init="torch_default")
     torch.manual_seed(0)
-    critic = TwinQNetwork(3, 2, NetworkConfig(hidden_sizes=[8, 8], activation="tanh"))
-    obs, actions = torch.randn(5, 3), torch.randn(5, 2, requires_grad=True)
-    live = critic(obs, actions)
-    frozen = critic.frozen(obs, actions)
-    for a, b in zip(live, frozen, strict=True):
-        assert torch.equal(a, b)
-    # The input gradient is the one the live net gives; the weights get none.
-    (grad_live,) = torch.autograd.grad(sum(q.sum() for q in live), actions)
+    twin = TwinQNetwork(3, 2, config).double()
+    torch.manual_seed(0)
+    plain = [mlp(5, [8, 6], 1, activation, "torch_default").double() for _ in range(2)]
+    obs = torch.randn(7, 3, dtype=torch.float64)
+    actions = torch.randn(7, 2, dtype=torch.float64, requires_grad=True)
+    x = torch.cat((obs, actions), dim=1)
+    expected = [net(x).squeeze(1) for net in plain]
+    got = twin(obs, actions)
+    for a, b in zip(got, expected, strict=True):
+        assert torch.allclose(a, b, atol=1e-12)
+    # Weight gradients: layer i of critic c is weights[i][c], the transpose of nn.Linear's.
+    loss = (got[0] ** 2).sum() + 3 * got[1].sum()
+    loss.backward()
+    ((expected[0] ** 2).sum() + 3 * expected[1].sum()).backward()
+    for i in range(3):
+        for c, net in enumerate(plain):
+            linear = [m for m in net if isinstance(m, nn.Linear)][i]
+            assert torch.allclose(twin.weights[i].grad[c], linear.weight.grad.T, atol=1e-12)
+            assert torch.allclose(twin.biases[i].grad[c, 0], linear.bias.grad, atol=1e-12)
+    # Frozen: the same values, gradients reach the actions only.
+    twin.zero_grad(set_to_none=True)
+    actions.grad = None
+    (grad_live,) = torch.autograd.grad(sum(q.sum() for q in twin(obs, actions)), actions)
+    frozen = twin.frozen(obs, actions)
     sum(q.sum() for q in frozen).backward()
-    assert torch.equal(actions.grad, grad_live)
-    assert all(p.grad is None for p in critic.parameters())
-    x = torch.randn(4, 5)
-    assert torch.equal(frozen_forward(critic.q1, x), critic.q1(x))
+    assert torch.allclose(actions.grad, grad_live, atol=1e-12)
+    assert all(p.grad is None for p in twin.parameters())
+    assert torch.allclose(twin.frozen_q1(obs, actions), expected[0], atol=1e-12)
+    assert torch.autograd.gradcheck(lambda o, a: twin(o, a), (obs.requires_grad_(), actions))
 
 
 @pytest.mark.parametrize("gain", [None, 2**0.5])
