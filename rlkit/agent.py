@@ -60,6 +60,24 @@ BEST_AGENT_FILE = "best_agent.safetensors"
 MATMUL_PRECISIONS = ("highest", "high", "medium")
 
 
+def describe_state_mismatch(
+    expected: Mapping[str, torch.Tensor], saved: Mapping[str, torch.Tensor]
+) -> str:
+    """'' when `saved` has exactly the tensors (names and shapes) of `expected`, else what
+    differs, in a few words."""
+    parts = []
+    for label, keys in (
+        ("missing", sorted(expected.keys() - saved.keys())),
+        ("unexpected", sorted(saved.keys() - expected.keys())),
+        ("other shape", sorted(k for k in expected.keys() & saved.keys()
+                                if tuple(expected[k].shape) != tuple(saved[k].shape))),
+    ):  # fmt: skip
+        if keys:
+            shown = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+            parts.append(f"{label}: {shown}")
+    return "; ".join(parts)
+
+
 @contextlib.contextmanager
 def float32_matmul_precision(precision: str) -> Iterator[None]:
     """torch's float32 matmul precision set to `precision` inside, the caller's put back after
@@ -766,7 +784,14 @@ class Agent:
 
     def _load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         for name, network in self._saved_modules().items():
-            network.load_state_dict(prefixed(tensors, f"{name}."))
+            state = prefixed(tensors, f"{name}.")
+            mismatch = describe_state_mismatch(network.state_dict(), state)
+            if mismatch:
+                raise AgentFileError(
+                    f"the file's {name} does not fit this rlkit's {type(self).__name__} "
+                    f"({mismatch}); was it saved by another version of rlkit?"
+                )
+            network.load_state_dict(state)
 
     def save(self, path: str | Path, evaluation: Mapping[str, Any] | None = None) -> Path:
         """Write the agent (networks + config) to one safetensors file; no pickle involved.

@@ -181,7 +181,13 @@ class TwinQNetwork(nn.Module):
                 x = self.activation(x)
         return x.squeeze(1)
 
-    def _stacked(self, obs, actions, weights, biases) -> torch.Tensor:
+    def _stacked(
+        self,
+        obs: torch.Tensor,
+        actions: torch.Tensor,
+        weights: list[torch.Tensor],
+        biases: list[torch.Tensor],
+    ) -> torch.Tensor:
         x = torch.cat((obs, actions), dim=1).expand(2, -1, -1)
         last = len(weights) - 1
         for i, (w, b) in enumerate(zip(weights, biases, strict=True)):

@@ -147,6 +147,22 @@ def _dangling_tensor_reference(run: Path, sentinel: Path) -> list[str]:
     return ["train", "--resume", run]
 
 
+def _agent_file_of_another_layout(run: Path, sentinel: Path) -> list[str]:
+    """A readable agent file whose network tensors are named as another version would (one
+    renamed): refused in one line, not a torch traceback."""
+    from safetensors.torch import load, save
+
+    path = run / "agent.safetensors"
+    payload = path.read_bytes()
+    size = int.from_bytes(payload[:8], "little")
+    metadata = json.loads(payload[8 : 8 + size])["__metadata__"]
+    tensors = load(payload)
+    name = sorted(tensors)[0]
+    tensors[name.replace(".", ".old_", 1)] = tensors.pop(name)
+    path.write_bytes(save(tensors, metadata=metadata))
+    return ["eval", path]
+
+
 CASES = {
     "pickle payload in a checkpoint": (_pickled_checkpoint, "not a readable rlkit checkpoint"),
     "pickle payload as agent file": (_pickled_agent_file, "not a readable rlkit file"),
@@ -158,6 +174,7 @@ CASES = {
     "agent file with a huge header": (_huge_header_agent_file, "not a readable rlkit file"),
     "manifest naming another file": (_manifest_points_elsewhere, "does not match its file"),
     "state naming missing tensors": (_dangling_tensor_reference, "does not fit"),
+    "agent file of another layout": (_agent_file_of_another_layout, "does not fit this rlkit"),
 }
 
 
