@@ -172,14 +172,9 @@ class TwinQNetwork(nn.Module):
         return q[0], q[1]
 
     def frozen_q1(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Q1 alone with its weights held fixed (TD3's actor term)."""
-        x = torch.cat((obs, actions), dim=1)
-        last = len(self.weights) - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            x = torch.addmm(b[0].detach(), x, w[0].detach())
-            if i < last:
-                x = self.activation(x)
-        return x.squeeze(1)
+        """Q1 alone with its weights held fixed (TD3's actor term): the first of the stack."""
+        weights = [w[:1].detach() for w in self.weights]
+        return self._stacked(obs, actions, weights, [b[:1].detach() for b in self.biases])[0]
 
     def _stacked(
         self,
@@ -188,13 +183,14 @@ class TwinQNetwork(nn.Module):
         weights: list[torch.Tensor],
         biases: list[torch.Tensor],
     ) -> torch.Tensor:
-        x = torch.cat((obs, actions), dim=1).expand(2, -1, -1)
+        """The critics whose (n, in, out) weights are given, n of them at once: (n, B)."""
+        x = torch.cat((obs, actions), dim=1).expand(len(weights[0]), -1, -1)
         last = len(weights) - 1
         for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
             x = torch.baddbmm(b, x, w)
             if i < last:
                 x = self.activation(x)
-        return x.squeeze(2)  # (2, B)
+        return x.squeeze(2)
 
 
 class SquashedGaussianPolicy(nn.Module):
