@@ -151,7 +151,7 @@ class SAC(Agent):
     def _train_step(self, monitor, start_step: int, end_step: int) -> dict | None:
         """One step of the env copies with the actor's samples (uniformly random actions until
         learning_starts), then the gradient steps that are due (rlkit.off_policy)."""
-        return train_step(self, monitor, lambda obs: self._policy_actions(obs, False))
+        return train_step(self, monitor)
 
     def _update(self) -> dict[str, float] | None:
         """One gradient step of the critics, the actor and alpha on one replay batch (their

@@ -150,7 +150,7 @@ class TD3(Agent):
     def _train_step(self, monitor, start_step: int, end_step: int) -> dict | None:
         """One step of the env copies with mu(s) plus Gaussian noise (uniformly random actions
         until learning_starts), then the gradient steps that are due (rlkit.off_policy)."""
-        return train_step(self, monitor, lambda obs: self._policy_actions(obs, False))
+        return train_step(self, monitor)
 
     def _update(self) -> dict[str, float] | None:
         """One critic gradient step on one replay batch, and every `policy_delay`-th one also

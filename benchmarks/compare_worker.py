@@ -151,6 +151,7 @@ def run_sb3(algo: str, seed: int, check_every: int) -> dict:
 
 def _result(clock: Clock, train_s: float, steps: int, final: float, threads: int) -> dict:
     return {
+        "env_id": clock.env_id,
         "train_s": train_s,
         "steps": steps,
         "final_eval": final,

@@ -53,9 +53,10 @@ def main() -> None:
                 file=sys.stderr,
                 flush=True,
             )
-        env_id = "Pendulum-v1" if algo == "sac" else "CartPole-v1"
+        first = rows[0][1]
         print(
-            f"\n### {algo.upper()} {env_id}, zoo hyperparameters ({rows[0][1]['steps']:,} steps)\n"
+            f"\n### {algo.upper()} {first['env_id']}, zoo hyperparameters "
+            f"({first['steps']:,} steps)\n"
         )
         print(
             "| seed | rlkit s | SB3 s | rlkit/SB3 | rlkit steps/s | SB3 steps/s "

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import torch
 
 import envs
 from rlkit.agent import (
@@ -104,18 +102,16 @@ def prepare_run(agent: Agent, start_step: int, end_step: int) -> None:
     agent._make_lr_scheduler(off_policy_planned_updates(agent.config, start_step, end_step))
 
 
-def train_step(
-    agent: Agent, monitor: Any, policy_actions: Callable[[torch.Tensor], np.ndarray]
-) -> dict[str, float] | None:
-    """The interaction loop's turn: act (uniformly at random until learning_starts, then
-    `policy_actions(obs)`, actions in [-1, 1]), step and store, take the gradient steps that are
-    due (`agent._update()`, its scalars or None when skipped); the scalars' means when a log
-    write is due."""
+def train_step(agent: Agent, monitor: Any) -> dict[str, float] | None:
+    """The interaction loop's turn: act (uniformly at random until learning_starts, then the
+    agent's exploring policy, `agent._policy_actions(obs, deterministic=False)`, actions in
+    [-1, 1]), step and store, take the gradient steps that are due (`agent._update()`, its
+    scalars or None when skipped); the scalars' means when a log write is due."""
     cfg = agent.config
     if agent.global_step < cfg.learning_starts:
         actions = uniform_actions(agent)
     else:
-        actions = policy_actions(agent._obs_tensor(agent._obs)[0])
+        actions = agent._policy_actions(agent._obs_tensor(agent._obs)[0], deterministic=False)
     previous_step = step_and_store(agent, monitor, actions)
     calls = off_policy_train_calls(
         previous_step, agent.global_step, cfg.learning_starts, cfg.train_freq
