@@ -78,18 +78,6 @@ def describe_state_mismatch(
     return "; ".join(parts)
 
 
-@contextlib.contextmanager
-def float32_matmul_precision(precision: str) -> Iterator[None]:
-    """torch's float32 matmul precision set to `precision` inside, the caller's put back after
-    (it is process-wide)."""
-    previous = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision(precision)
-    try:
-        yield
-    finally:
-        torch.set_float32_matmul_precision(previous)
-
-
 @dataclasses.dataclass
 class AgentConfig(Config):
     """Settings every agent has: the environment, seeding, device, and the periodic evaluation
@@ -400,24 +388,6 @@ class Agent:
         checkpoint (`agents.from_checkpoint`) to its original end. `callback(agent)` runs every
         `callback_interval` steps; returning False stops training, as does `stop_requested`.
         """
-        with float32_matmul_precision(self.config.matmul_precision):
-            return self._run_loop(
-                total_steps, run_dir, progress, checkpoint_interval, extra_config, callback,
-                callback_interval, keep_checkpoints, resume,
-            )  # fmt: skip
-
-    def _run_loop(
-        self,
-        total_steps: int | None,
-        run_dir: str | Path | None,
-        progress: bool | str,
-        checkpoint_interval: int,
-        extra_config: Mapping[str, Any] | None,
-        callback: Callable[[Agent], bool | None] | None,
-        callback_interval: int,
-        keep_checkpoints: int,
-        resume: bool,
-    ) -> Agent:
         start_step, end_step = self._begin_run(
             total_steps, resume, checkpoint_interval, keep_checkpoints
         )
@@ -429,6 +399,9 @@ class Agent:
         )
         eval_interval = self.config.eval_interval
         self.stopped_early = False
+        # torch's matmul precision is process-wide: the config's for the run, the caller's after.
+        caller_precision = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision(self.config.matmul_precision)
         try:
             while self.global_step < end_step and not self.stop_requested:
                 previous_step = self.global_step
@@ -459,6 +432,7 @@ class Agent:
             self._save_diverged(run_dir, keep_checkpoints, monitor)
             raise
         finally:
+            torch.set_float32_matmul_precision(caller_precision)
             monitor.close(self.global_step)
         return self
 
