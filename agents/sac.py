@@ -33,6 +33,7 @@ from rlkit.off_policy import (
     train_step,
 )
 from rlkit.optim import OptimizerConfig, build_optimizer
+from rlkit.sac_grad import SACGradients
 from rlkit.targets import td_target
 
 
@@ -56,6 +57,9 @@ class SACConfig(OffPolicyConfig):
     """Actor and critic shape (each its own MLP): hidden_sizes, activation, init."""
     optimizer: OptimizerConfig = dataclasses.field(default_factory=lambda: OptimizerConfig(lr=3e-4))
     """One optimizer over the actor, the critics and alpha (same learning rate, as SB3)."""
+    fast_mlp: bool = True
+    """Relu or tanh networks: the losses' gradients written out (rlkit.sac_grad) instead of
+    autograd: the same gradients, about a quarter less time per update on CPU. false: autograd."""
 
     def validate(self) -> None:
         super().validate()
@@ -110,6 +114,12 @@ class SAC(Agent):
             "temperature": self.temperature,
         }
         self._make_guard()
+        # The written-out gradient step (rlkit.sac_grad) where the networks allow it.
+        fast = cfg.fast_mlp and SACGradients.supports(self.actor, self.critic)
+        log_alpha = self.temperature.log_alpha if self.tune_alpha else None
+        self._fast = (
+            SACGradients(self.actor, self.critic, self.critic_target, log_alpha) if fast else None
+        )
         self._parameters = list(self.optimizer.param_groups[0]["params"])
         self._critic_parameters = list(self.critic.parameters())
         self._target_parameters = list(self.critic_target.parameters())
@@ -160,6 +170,32 @@ class SAC(Agent):
         cfg = self.config
         batch = self.buffer.sample(cfg.batch_size, self.sample_generator, _FIELDS)
         alpha = self.alpha()
+        if self._fast is not None:  # the same gradients, written out (rlkit.sac_grad)
+            noise = (self._noise(batch.actions), self._noise(batch.actions))  # as drawn below
+            values = self._fast.step(
+                batch.obs, batch.actions, batch.rewards, batch.next_obs, batch.terminated,
+                batch.discounts, *noise, alpha, self.target_entropy,
+            ).tolist()  # fmt: skip
+            grads = [self._fast.flat_grad]
+        else:
+            values, grads = self._autograd_gradients(batch, alpha)
+        clip_gradients(grads, values[3], cfg.max_grad_norm)
+        applied = self.guard.step(values[0], values[3])
+        self.lr_scheduler.step()
+        if not applied:
+            return None
+        self.n_updates += 1
+        with torch.no_grad():
+            torch._foreach_lerp_(self._target_parameters, self._critic_parameters, cfg.tau)
+        stats = dict(zip(_STAT_TAGS, [*values[1:], float(alpha)], strict=True))
+        if not self.tune_alpha:
+            del stats["train/alpha_loss"]
+        return stats
+
+    def _autograd_gradients(self, batch, alpha: torch.Tensor) -> tuple[list[float], list]:
+        """param.grad <- the gradient of the three losses (not yet clipped); returns (loss,
+        critic loss, actor loss, grad norm, mean Q, entropy, action std, alpha loss) and the
+        gradients."""
         with torch.no_grad():  # the soft target: min of the target critics minus alpha log pi
             next_mean, next_log_std = self.actor(batch.next_obs)
             next_actions, next_log_prob = squashed_sample(
@@ -190,18 +226,7 @@ class SAC(Agent):
             torch.min(q1, q2).mean().detach(), -log_prob.mean().detach(), log_std.exp().mean(),
             alpha_loss.detach(),
         )).tolist()  # fmt: skip
-        clip_gradients(grads, values[3], cfg.max_grad_norm)
-        applied = self.guard.step(values[0], values[3])
-        self.lr_scheduler.step()
-        if not applied:
-            return None
-        self.n_updates += 1
-        with torch.no_grad():
-            torch._foreach_lerp_(self._target_parameters, self._critic_parameters, cfg.tau)
-        stats = dict(zip(_STAT_TAGS, [*values[1:], float(alpha)], strict=True))
-        if not self.tune_alpha:
-            del stats["train/alpha_loss"]
-        return stats
+        return values, grads
 
     def _noise(self, like: torch.Tensor) -> torch.Tensor:
         return torch.randn(like.shape, generator=self.sample_generator, device=self.device)

@@ -1,10 +1,11 @@
 """Time per SAC gradient step on Pendulum-v1 at the Zoo's sizes (batch 256, 256x256 actor and
-critics), under torch's "highest" and "medium" float32 matmul precision, alternated.
+critics): autograd (fast_mlp=false) and the written-out gradients (rlkit.sac_grad, the
+default), each under torch's "highest" and "medium" float32 matmul precision, alternated.
 
     .venv/bin/python benchmarks/sac_update.py [--threads 2] [--rounds 3]
 
-One agent trains 1,000 steps (so the buffer holds real transitions), then each round times 200
-updates under each setting. Run nothing else meanwhile.
+One agent per path trains 1,000 steps (so the buffer holds real transitions), then each round
+times 200 updates under each setting. Run nothing else meanwhile.
 """
 
 from __future__ import annotations
@@ -30,29 +31,37 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"# {describe_cpu()}, torch {torch.__version__}, {args.threads} threads")
-    agent = agents.SAC(env="Pendulum-v1", seed=1, learning_starts=100, optimizer={"lr": 1e-3})
-    agent.learn(1_000)
-    times: dict[str, list[float]] = {"highest": [], "medium": []}
+    paths = {}
+    for name, fast in (("autograd", False), ("written-out", True)):
+        paths[name] = agents.SAC(
+            env="Pendulum-v1", seed=1, learning_starts=100, optimizer={"lr": 1e-3}, fast_mlp=fast
+        )
+        paths[name].learn(1_000)
+    settings = [(path, precision) for path in paths for precision in ("highest", "medium")]
+    times: dict[tuple[str, str], list[float]] = {setting: [] for setting in settings}
     previous = torch.get_float32_matmul_precision()
     try:
         for _ in range(args.rounds):
-            for precision in times:
+            for path, precision in settings:
                 torch.set_float32_matmul_precision(precision)
+                agent = paths[path]
                 for _ in range(20):
                     agent._update()
                 start = time.perf_counter()
                 for _ in range(args.updates):
                     agent._update()
-                times[precision].append((time.perf_counter() - start) / args.updates * 1e3)
+                times[path, precision].append((time.perf_counter() - start) / args.updates * 1e3)
     finally:
         torch.set_float32_matmul_precision(previous)
-    print("\n| precision | ms per update (each round) | median |")
-    print("|---|---|---:|")
-    for precision, values in times.items():
+    print("\n| gradients | precision | ms per update (each round) | median |")
+    print("|---|---|---|---:|")
+    for (path, precision), values in times.items():
         rounds = ", ".join(f"{v:.2f}" for v in values)
-        print(f"| {precision} | {rounds} | {statistics.median(values):.2f} |")
-    ratio = statistics.median(times["medium"]) / statistics.median(times["highest"])
-    print(f"\nmedium / highest: {ratio:.2f}")
+        print(f"| {path} | {precision} | {rounds} | {statistics.median(values):.2f} |")
+    base = statistics.median(times["autograd", "highest"])
+    for setting in settings[1:]:
+        ratio = statistics.median(times[setting]) / base
+        print(f"{setting[0]}, {setting[1]} / autograd, highest: {ratio:.2f}")
 
 
 if __name__ == "__main__":

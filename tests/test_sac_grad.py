@@ -1,0 +1,142 @@
+"""SAC's written-out gradient step (rlkit.sac_grad, agents.SAC's default) against its autograd
+update (`SAC._autograd_gradients`, fast_mlp=false): the same gradients for every parameter and
+the same scalars, in float64 over several network shapes, activations, action sizes, a fixed
+and a tuned alpha, terminal transitions and log stds past the clamp; and a short run trains
+the same either way."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import agents
+from rlkit.buffers import ReplayBatch
+from rlkit.gaussian import squashed_sample
+from rlkit.sac_grad import SACGradients, squashed_sample_grads
+
+THREE_ACTIONS = "rlkit-test/ThreeActions-v0"
+
+
+class _ThreeActions(gym.Env):
+    """5 observations, 3 action dimensions (the classic-control envs have one)."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (5,), np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        return self.observation_space.sample(), -float(np.square(action).sum()), False, False, {}
+
+
+def _double_agent(env_id, hidden, activation, tuned, clamped):
+    if env_id not in gym.registry:
+        gym.register(env_id, entry_point=_ThreeActions, max_episode_steps=50)
+    agent = agents.SAC(
+        env=env_id, seed=0, fast_mlp=False, ent_coef=None if tuned else 0.3,
+        initial_ent_coef=0.7, network={"hidden_sizes": hidden, "activation": activation},
+    )  # fmt: skip
+    for net in agent.networks.values():
+        net.double()
+    with torch.no_grad():  # targets unlike the critics
+        for p in agent.critic_target.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+        if clamped:  # log stds reaching past both ends of the clamp
+            agent.actor.log_std.weight.mul_(60.0)
+            agent.actor.log_std.bias.fill_(-8.0)
+    return agent
+
+
+def _batch(agent, b, generator):
+    d, k = agent.obs_dim, agent.n_actions
+    return ReplayBatch(
+        obs=torch.randn(b, d, generator=generator, dtype=torch.float64),
+        actions=torch.rand(b, k, generator=generator, dtype=torch.float64) * 2 - 1,
+        rewards=torch.randn(b, generator=generator, dtype=torch.float64),
+        next_obs=torch.randn(b, d, generator=generator, dtype=torch.float64),
+        terminated=torch.rand(b, generator=generator) < 0.3,
+        truncated=None, discounts=torch.full((b,), 0.99, dtype=torch.float64),
+        mc_returns=None, mc_valid=None,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("env_id", ["Pendulum-v1", THREE_ACTIONS])
+@pytest.mark.parametrize("hidden", [[16], [32, 24]])
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+@pytest.mark.parametrize("tuned", [True, False])
+@pytest.mark.parametrize("clamped", [False, True])
+def test_gradients_and_scalars_match_autograd(env_id, hidden, activation, tuned, clamped):
+    agent = _double_agent(env_id, hidden, activation, tuned, clamped)
+    batch = _batch(agent, 48, torch.Generator().manual_seed(1))
+    alpha = agent.alpha().double()
+
+    agent.sample_generator.manual_seed(7)
+    expected_values, _ = agent._autograd_gradients(batch, alpha)
+    params = list(agent._parameters)
+    expected = {id(p): p.grad.clone() for p in params if p.grad is not None}
+    raw = agent.actor.log_std(agent.actor.trunk(batch.obs))
+    if clamped:  # the clamp is active on both sides in this batch (its gradient is 0 there)
+        assert (raw > 2.0).any() and (raw < -20.0).any() and ((raw > -20) & (raw < 2)).any()
+    else:
+        assert ((raw > -20) & (raw < 2)).all()
+    # Float64 rounding apart, except that autograd's path recovers the noise as
+    # (u - mean) / std, which keeps ~16 - log10(|mean| / std) digits: at std = e^-19 about 8.
+    # The written-out path uses the noise itself.
+    tolerance = dict(rtol=1e-6, atol=1e-9) if clamped else dict(rtol=1e-12, atol=1e-13)
+
+    agent.optimizer.zero_grad(set_to_none=True)
+    log_alpha = agent.temperature.log_alpha if tuned else None
+    fast = SACGradients(agent.actor, agent.critic, agent.critic_target, log_alpha)
+    agent.sample_generator.manual_seed(7)
+    noise = (agent._noise(batch.actions).double(), agent._noise(batch.actions).double())
+    values = fast.step(
+        batch.obs, batch.actions, batch.rewards, batch.next_obs, batch.terminated,
+        batch.discounts, *noise, alpha, agent.target_entropy,
+    ).tolist()  # fmt: skip
+
+    got = {id(p): p.grad for p in params if p.grad is not None}
+    assert got.keys() == expected.keys()
+    assert (agent.temperature.log_alpha.grad is not None) == tuned
+    for p in params:
+        if id(p) in expected:
+            torch.testing.assert_close(got[id(p)], expected[id(p)], **tolerance)
+    if not tuned:  # the autograd path reports an alpha loss it does not use; so does SAC
+        expected_values[7] = values[7] = 0.0
+    np.testing.assert_allclose(values, expected_values, **tolerance)
+    assert np.isclose(values[3], fast.flat_grad.norm().item())  # the norm is of all of them
+
+
+def test_the_squash_gradients_match_autograd():
+    generator = torch.Generator().manual_seed(3)
+    mean = torch.randn(64, 2, dtype=torch.float64, generator=generator).mul_(3).requires_grad_()
+    log_std = torch.randn(64, 2, dtype=torch.float64, generator=generator).requires_grad_()
+    noise = torch.randn(64, 2, dtype=torch.float64, generator=generator)
+    grad_actions = torch.randn(64, 2, dtype=torch.float64, generator=generator)
+    grad_log_prob = torch.randn(64, dtype=torch.float64, generator=generator)
+    actions, log_prob = squashed_sample(mean, log_std, noise)
+    torch.autograd.backward((actions, log_prob), (grad_actions, grad_log_prob))
+    ours = squashed_sample_grads(grad_actions, grad_log_prob, actions.detach(), log_std, noise)
+    # (autograd's chain through (u - mean) / std and softplus rounds differently: ~1e-12)
+    torch.testing.assert_close(ours[0], mean.grad, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(ours[1].detach(), log_std.grad, rtol=1e-10, atol=1e-12)
+
+
+def test_it_is_the_default_where_the_networks_allow_it():
+    assert agents.SAC(env="Pendulum-v1")._fast is not None
+    assert agents.SAC(env="Pendulum-v1", fast_mlp=False)._fast is None
+    assert agents.SAC(env="Pendulum-v1", network={"activation": "leaky_relu"})._fast is None
+
+
+def test_sac_trains_the_same_with_and_without_it():
+    params = {}
+    for fast in (True, False):
+        agent = agents.SAC(
+            env="Pendulum-v1", seed=3, learning_starts=100, batch_size=40, fast_mlp=fast,
+            network={"hidden_sizes": [32, 32]},
+        )  # fmt: skip
+        agent.learn(600)
+        params[fast] = torch.cat([p.detach().reshape(-1) for p in agent._parameters])
+    # Not bit for bit (products summed in another order), within float32 rounding.
+    torch.testing.assert_close(params[True], params[False], rtol=0, atol=1e-4)
