@@ -20,7 +20,8 @@ import torch
 from rlkit.agent import Agent, clip_gradients
 from rlkit.buffers import ReplayBuffer
 from rlkit.config import check_non_negative, require
-from rlkit.gaussian import squashed_sample
+from rlkit.gaussian import LOG_STD_MAX, LOG_STD_MIN, squashed_sample
+from rlkit.mlp_grad import NumpyLayers
 from rlkit.networks import NetworkConfig, SquashedGaussianPolicy, TwinQNetwork
 from rlkit.off_policy import (
     OffPolicyConfig,
@@ -120,6 +121,10 @@ class SAC(Agent):
         self._fast = (
             SACGradients(self.actor, self.critic, self.critic_target, log_alpha) if fast else None
         )
+        # Acting one env step at a time in numpy on the CPU (rlkit.mlp_grad.NumpyLayers).
+        linears = [*self.actor.trunk[0::2], self.actor.mean, self.actor.log_std]
+        numpy_actor = self.device.type == "cpu" and cfg.network.activation in ("relu", "tanh")
+        self._numpy_actor = NumpyLayers(linears, cfg.network.activation) if numpy_actor else None
         self._parameters = list(self.optimizer.param_groups[0]["params"])
         self._critic_parameters = list(self.critic.parameters())
         self._target_parameters = list(self.critic_target.parameters())
@@ -146,12 +151,31 @@ class SAC(Agent):
 
     def _policy_actions(self, obs: torch.Tensor, deterministic: bool) -> np.ndarray:
         """Actions in [-1, 1], as the critics and the buffer see them."""
+        if self._numpy_actor is not None:
+            return self._numpy_policy_actions(obs.numpy(), deterministic)
         with torch.inference_mode():
             mean, log_std = self.actor(obs)
             if deterministic:
                 return torch.tanh(mean).cpu().numpy()
             noise = torch.randn(mean.shape, generator=self.sample_generator, device=self.device)
             return squashed_sample(mean, log_std, noise)[0].cpu().numpy()
+
+    def _numpy_policy_actions(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
+        """`_policy_actions` in numpy, the same noise drawn from the same generator."""
+        layers = self._numpy_actor
+        features = layers.hidden(obs, len(layers.parameters) // 2 - 2)
+        (mean_weight, mean_bias), (std_weight, std_bias) = layers.views()[-2:]
+        mean = features @ mean_weight.T + mean_bias
+        if deterministic:
+            return np.tanh(mean)
+        log_std = np.clip(features @ std_weight.T + std_bias, LOG_STD_MIN, LOG_STD_MAX)
+        noise = torch.randn(mean.shape, generator=self.sample_generator).numpy()
+        return np.tanh(mean + np.exp(log_std) * noise)
+
+    def _greedy_policy(self):
+        if self._numpy_actor is None:
+            return None
+        return lambda obs: self._env_actions(self._numpy_policy_actions(obs, deterministic=True))
 
     # ------------------------------------------------------------------ training
 

@@ -62,8 +62,7 @@ class PlainMLP:
         self.weights = [linear.weight for linear in self.linears]
         self.biases = [linear.bias for linear in self.linears]
         self.parameters = [p for pair in zip(self.weights, self.biases, strict=True) for p in pair]
-        self._numpy_weights: list[tuple[np.ndarray, np.ndarray]] = []
-        self._numpy_pointers: list[int] = []
+        self.numpy_layers = NumpyLayers(self.linears, self.activation)
         self.grads: list[Tensor] = []
         if not gradients:
             return
@@ -133,28 +132,10 @@ class PlainMLP:
                 p.grad = g
 
     def forward_numpy(self, obs: np.ndarray) -> np.ndarray:
-        """network(obs) for a few rows on the CPU, in numpy: acting one env step at a time,
-        torch's per-operation dispatch (~10 us each) costs more than the products (~20 us
-        against ~67 us for a 4-256-256-2 network). The weights are read in place, not copied."""
-        last = len(self.weights) - 1
-        x = np.asarray(obs, dtype=np.float32).reshape(len(obs), -1)
-        for i, (weight, bias) in enumerate(self._numpy_views()):
-            x = x @ weight.T + bias
-            if i < last:
-                x = np.maximum(x, 0.0, out=x) if self.activation == "relu" else np.tanh(x, out=x)
-        return x
-
-    def _numpy_views(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """numpy views of the weights, made again only when a parameter's storage moved (an
-        optimizer flattening them, `module.to`): making them costs more than the forward."""
-        pointers = [p.data_ptr() for p in self.parameters]
-        if pointers != self._numpy_pointers:
-            self._numpy_weights = [
-                (w.detach().numpy(), b.detach().numpy())
-                for w, b in zip(self.weights, self.biases, strict=True)
-            ]
-            self._numpy_pointers = pointers
-        return self._numpy_weights
+        """network(obs) for a few rows on the CPU, in numpy (NumpyLayers)."""
+        x = self.numpy_layers.hidden(obs, len(self.linears) - 1)
+        weight, bias = self.numpy_layers.views()[-1]
+        return x @ weight.T + bias
 
     def td_gradients(
         self,
@@ -183,3 +164,35 @@ class PlainMLP:
 
     def scale_grads(self, factor: float) -> None:
         self.flat_grad.mul_(factor)
+
+
+class NumpyLayers:
+    """Linear layers run in numpy for a few rows on the CPU: acting one env step at a time,
+    torch's per-operation dispatch (~10 us each) costs more than the products (~20 us against
+    ~67 us for a 4-256-256-2 network). The weights are read in place, not copied."""
+
+    def __init__(self, linears: list[nn.Linear], activation: str) -> None:
+        if activation not in ("relu", "tanh"):
+            raise ValueError(f"NumpyLayers knows relu and tanh, not {activation!r}")
+        self.activation = activation
+        self.parameters = [p for linear in linears for p in (linear.weight, linear.bias)]
+        self._views: list[tuple[np.ndarray, np.ndarray]] = []
+        self._pointers: list[int] = []
+
+    def views(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """numpy (weight, bias) views, made again only when a parameter's storage moved (an
+        optimizer flattening them, `module.to`): making them costs more than the forward."""
+        pointers = [p.data_ptr() for p in self.parameters]
+        if pointers != self._pointers:
+            arrays = [p.detach().numpy() for p in self.parameters]
+            self._views = list(zip(arrays[0::2], arrays[1::2], strict=True))
+            self._pointers = pointers
+        return self._views
+
+    def hidden(self, obs: np.ndarray, n: int) -> np.ndarray:
+        """The first n layers, each followed by the activation."""
+        x = np.asarray(obs, dtype=np.float32).reshape(len(obs), -1)
+        for weight, bias in self.views()[:n]:
+            x = x @ weight.T + bias
+            x = np.maximum(x, 0.0, out=x) if self.activation == "relu" else np.tanh(x, out=x)
+        return x

@@ -45,6 +45,14 @@ def squashed_sample_grads(
     return grad_u, grad_u * torch.exp(log_std) * noise - g_log_prob
 
 
+def _times_transposed(grad: Tensor, weight: Tensor) -> Tensor:
+    """grad @ weight^T for each critic: (2, B, out) x (2, in, out) -> (2, B, in). From a single
+    output it is an outer product, done as a broadcast multiply (a third of a product call)."""
+    if grad.shape[-1] == 1:
+        return grad * weight.transpose(1, 2)
+    return torch.bmm(grad, weight.transpose(1, 2))
+
+
 def _activation_backward(grad: Tensor, output: Tensor, activation: str) -> Tensor:
     if activation == "relu":
         return torch.ops.aten.threshold_backward(grad, output, 0.0)
@@ -225,7 +233,7 @@ class SACGradients:
             torch.bmm(inputs[i].transpose(1, 2), grad, out=self.critic_weight_grads[i])
             torch.sum(grad, 1, keepdim=True, out=self.critic_bias_grads[i])
             if i > 0:
-                grad = torch.bmm(grad, weights[i].transpose(1, 2))
+                grad = _times_transposed(grad, weights[i])
                 grad = _activation_backward(grad, inputs[i], self.critic_activation)
 
     def _critics_input_grad(self, grad: Tensor, inputs: list[Tensor], d: int) -> Tensor:
@@ -233,7 +241,7 @@ class SACGradients:
         fixed (their weights get nothing from this term)."""
         weights = self.critic_weights
         for i in range(len(weights) - 1, 0, -1):
-            grad = torch.bmm(grad, weights[i].transpose(1, 2))
+            grad = _times_transposed(grad, weights[i])
             grad = _activation_backward(grad, inputs[i], self.critic_activation)
         action_rows = weights[0][:, d:, :].transpose(1, 2)  # (2, out, k)
         return torch.bmm(grad, action_rows).sum(0)

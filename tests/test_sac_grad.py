@@ -2,7 +2,7 @@
 update (`SAC._autograd_gradients`, fast_mlp=false): the same gradients for every parameter and
 the same scalars, in float64 over several network shapes, activations, action sizes, a fixed
 and a tuned alpha, terminal transitions and log stds past the clamp; and a short run trains
-the same either way."""
+the same either way. Also SAC's acting in numpy against its torch actor."""
 
 import gymnasium as gym
 import numpy as np
@@ -31,9 +31,13 @@ class _ThreeActions(gym.Env):
         return self.observation_space.sample(), -float(np.square(action).sum()), False, False, {}
 
 
+def _register():
+    if THREE_ACTIONS not in gym.registry:
+        gym.register(THREE_ACTIONS, entry_point=_ThreeActions, max_episode_steps=50)
+
+
 def _double_agent(env_id, hidden, activation, tuned, clamped):
-    if env_id not in gym.registry:
-        gym.register(env_id, entry_point=_ThreeActions, max_episode_steps=50)
+    _register()
     agent = agents.SAC(
         env=env_id, seed=0, fast_mlp=False, ent_coef=None if tuned else 0.3,
         initial_ent_coef=0.7, network={"hidden_sizes": hidden, "activation": activation},
@@ -140,3 +144,26 @@ def test_sac_trains_the_same_with_and_without_it():
         params[fast] = torch.cat([p.detach().reshape(-1) for p in agent._parameters])
     # Not bit for bit (products summed in another order), within float32 rounding.
     torch.testing.assert_close(params[True], params[False], rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_the_numpy_actor_acts_as_the_torch_actor(activation):
+    # On the CPU SAC acts in numpy (one env step at a time); the same actions, to float32
+    # rounding, and the same noise from the same generator.
+    _register()
+    agent = agents.SAC(env=THREE_ACTIONS, seed=2, network={"activation": activation})
+    assert agent._numpy_actor is not None
+    obs = torch.as_tensor(np.random.default_rng(0).normal(size=(64, 5)).astype(np.float32))
+    with torch.no_grad():  # some log stds past the clamp
+        agent.actor.log_std.bias.add_(torch.tensor([-30.0, 5.0, 0.0]))
+    for deterministic in (True, False):
+        agent.sample_generator.manual_seed(5)
+        ours = agent._policy_actions(obs, deterministic)
+        numpy_actor, agent._numpy_actor = agent._numpy_actor, None
+        agent.sample_generator.manual_seed(5)
+        expected = agent._policy_actions(obs, deterministic)
+        agent._numpy_actor = numpy_actor
+        assert ours.dtype == np.float32 and ours.shape == (64, 3)
+        np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-6)
+    greedy = agent._greedy_policy()(obs.numpy().astype(np.float64))
+    np.testing.assert_allclose(greedy, agent.act(obs.numpy()), rtol=1e-5, atol=1e-6)
