@@ -163,7 +163,7 @@ class SAC(Agent):
     def _numpy_policy_actions(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
         """`_policy_actions` in numpy, the same noise drawn from the same generator."""
         layers = self._numpy_actor
-        features = layers.hidden(obs, len(layers.parameters) // 2 - 2)
+        features = layers.hidden(obs, len(layers.views()) - 2)  # the trunk, then the heads
         (mean_weight, mean_bias), (std_weight, std_bias) = layers.views()[-2:]
         mean = features @ mean_weight.T + mean_bias
         if deterministic:

@@ -51,6 +51,23 @@ def squashed_sample(
     return torch.tanh(u), diagonal_log_prob(u, mean, log_std) - tanh_log_det(u)
 
 
+def squashed_sample_grads(
+    grad_actions: torch.Tensor,
+    grad_log_prob: torch.Tensor,
+    actions: torch.Tensor,
+    log_std: torch.Tensor,
+    noise: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(d loss / d mean, d loss / d log_std) for (actions, log p) = squashed_sample(mean,
+    log_std, noise), given d loss / d actions (B, k) and d loss / d log p (B,), without
+    autograd (SAC's written-out step, rlkit.sac_grad). Written through the noise, log N(u) is
+    -noise^2/2 - log std - log(2 pi)/2, so log p depends on u only through the squash:
+    d/du -log(1 - tanh(u)^2) = 2 tanh(u)."""
+    g_log_prob = grad_log_prob.unsqueeze(-1)
+    grad_u = grad_actions * (1.0 - actions.square()) + 2.0 * actions * g_log_prob
+    return grad_u, grad_u * torch.exp(log_std) * noise - g_log_prob
+
+
 def to_bounds(action: np.ndarray | torch.Tensor, low: Any, high: Any) -> Any:
     """[-1, 1] -> [low, high], elementwise."""
     return low + (action + 1.0) * (0.5 * (high - low))

@@ -19,8 +19,8 @@ The math, for a = tanh(u), u = mean + std * noise, and log p(a) = log N(u) - sum
 (rlkit.gaussian.squashed_sample): written through the noise, the Gaussian term is
 -noise^2 / 2 - log std - log(2 pi) / 2, so with the loss's gradients g_a on a and g_l on log p,
 g_u = g_a (1 - a^2) + 2 a g_l (d/du of -log(1 - tanh(u)^2) is 2 tanh(u)), g_mean = g_u and
-g_log_std = g_u std noise - g_l (`squashed_sample_grads`). tests/test_sac_grad.py checks every
-gradient and scalar of the step against autograd.
+g_log_std = g_u std noise - g_l (rlkit.gaussian.squashed_sample_grads). tests/test_sac_grad.py
+checks every gradient and scalar of the step against autograd.
 """
 
 from __future__ import annotations
@@ -28,21 +28,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from rlkit.gaussian import LOG_STD_MAX, LOG_STD_MIN, squashed_sample
+from rlkit.gaussian import LOG_STD_MAX, LOG_STD_MIN, squashed_sample, squashed_sample_grads
 from rlkit.networks import SquashedGaussianPolicy, TwinQNetwork
 from rlkit.targets import td_target
 
 _ACTIVATIONS = {nn.ReLU: "relu", nn.Tanh: "tanh"}
-
-
-def squashed_sample_grads(
-    grad_actions: Tensor, grad_log_prob: Tensor, actions: Tensor, log_std: Tensor, noise: Tensor
-) -> tuple[Tensor, Tensor]:
-    """(d loss / d mean, d loss / d log_std) for (actions, log p) = squashed_sample(mean,
-    log_std, noise), given d loss / d actions (B, k) and d loss / d log p (B,)."""
-    g_log_prob = grad_log_prob.unsqueeze(-1)
-    grad_u = grad_actions * (1.0 - actions.square()) + 2.0 * actions * g_log_prob
-    return grad_u, grad_u * torch.exp(log_std) * noise - g_log_prob
 
 
 def _times_transposed(grad: Tensor, weight: Tensor) -> Tensor:
