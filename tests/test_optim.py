@@ -497,3 +497,50 @@ def test_capturable_adam_step_replays_in_a_cuda_graph():
         _train(eager, eager_opt, x, y, 1)
     assert float(opt.state[next(net.parameters())]["step"]) == 23
     assert _max_relative_difference(net, eager) <= 1e-4
+
+
+def test_training_never_imports_torch_dynamo_and_the_methods_match_torchs_once_it_is_loaded():
+    # torch wraps Optimizer.add_param_group, zero_grad, state_dict and load_state_dict in
+    # torch._disable_dynamo, whose first call imports torch._dynamo: about a second of every
+    # training process's start. rlkit's optimizers skip the wrapper while dynamo is not loaded.
+    # A fresh interpreter: train with a checkpoint, resume it, save and load the agent.
+    import subprocess
+    import sys
+
+    code = """
+import sys, tempfile
+import agents
+run = tempfile.mkdtemp()
+agent = agents.SAC(env="Pendulum-v1", seed=1, learning_starts=50, batch_size=32,
+                   network={"hidden_sizes": [16]}, log_interval=50)
+agent.learn(200, run_dir=run, checkpoint_interval=100)
+resumed = agents.from_checkpoint(run)
+resumed.optimizer.zero_grad()
+agents.load(agent.save(run + "/agent.safetensors"))
+agents.PPO(env="CartPole-v1", seed=1, n_steps=64, batch_size=32).learn(128)
+print("torch._dynamo" in sys.modules)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "False"
+
+    # Once dynamo is loaded (a user's torch.compile), torch's own wrapped methods run.
+    import torch._dynamo
+
+    params = [torch.nn.Parameter(torch.randn(3, dtype=torch.float64))]
+    ours = ro.Adam(params, lr=0.1)
+    params[0].grad = torch.ones(3, dtype=torch.float64)
+    ours.step()
+    ours.add_param_group({"params": [torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))]})
+    state = ours.state_dict()
+    copies = [[torch.nn.Parameter(p.detach().clone()) for p in g["params"]]
+              for g in ours.param_groups]  # fmt: skip
+    again = ro.Adam(copies[0], lr=0.1)
+    again.add_param_group({"params": copies[1]})
+    again.load_state_dict(state)
+    assert again.state_dict()["param_groups"] == state["param_groups"]
+    torch.testing.assert_close(again.state_dict()["state"], state["state"])
+    ours.zero_grad()
+    assert params[0].grad is None
