@@ -61,14 +61,14 @@ def test_same_step_autoreset_gives_the_real_final_observation():
 def test_dqn_stores_only_real_transitions_across_episode_boundaries(n_envs):
     # Episodes end by termination (pole falls) and by truncation (a 25-step limit). The buffer
     # must never hold a "transition" from one episode's last state to the next one's first.
-    if "rlkit-test/ShortCartPole-v0" not in gym.registry:
+    if "rlkit-test/CartPole25Steps-v0" not in gym.registry:
         gym.register(
-            "rlkit-test/ShortCartPole-v0",
+            "rlkit-test/CartPole25Steps-v0",
             entry_point="gymnasium.envs.classic_control:CartPoleEnv",
             max_episode_steps=25,
         )
     agent = DQN(
-        env="rlkit-test/ShortCartPole-v0",
+        env="rlkit-test/CartPole25Steps-v0",
         n_envs=n_envs,
         learning_starts=10**9,
         buffer_size=2_000,

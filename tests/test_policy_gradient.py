@@ -106,15 +106,15 @@ def test_actor_critic_log_probs_and_entropy(shared):
 
 
 def test_truncated_steps_bootstrap_from_the_final_value_and_terminated_do_not():
-    if "rlkit-test/ShortCartPole-v1" not in gym.registry:
+    if "rlkit-test/CartPole10Steps-v0" not in gym.registry:
         gym.register(
-            "rlkit-test/ShortCartPole-v1",
+            "rlkit-test/CartPole10Steps-v0",
             entry_point="gymnasium.envs.classic_control:CartPoleEnv",
             max_episode_steps=10,
         )
     import envs
 
-    env = envs.make("rlkit-test/ShortCartPole-v1", n_envs=2)
+    env = envs.make("rlkit-test/CartPole10Steps-v0", n_envs=2)
     obs, _ = env.reset(seed=0)
     model = ActorCritic(4, 2, [8])
     with torch.no_grad():  # a value function that is easy to recognise: 100 + x position
