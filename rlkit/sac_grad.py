@@ -1,6 +1,6 @@
 """SAC's gradient step with the backward written out by hand (agents.SAC with fast_mlp, the
 default): the same losses and gradients as its autograd `_update`, in about three quarters of
-the time on CPU at the RL Zoo's sizes (benchmarks/sac_update.py: 2.4 against 3.1 ms per update
+the time on CPU at the RL Zoo's sizes (benchmarks/replay_update.py: 2.4 against 3.1 ms per update
 under "medium" matmul precision, 3.6 against 4.0 under "highest").
 
 Why: of autograd's ~3.1 ms per update (batch 256, 256x256 actor and twin critics), the matrix
@@ -26,27 +26,12 @@ checks every gradient and scalar of the step against autograd.
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from rlkit.critic_grad import ACTIVATIONS, TwinCriticPasses, activation_backward
 from rlkit.gaussian import LOG_STD_MAX, LOG_STD_MIN, squashed_sample, squashed_sample_grads
 from rlkit.networks import SquashedGaussianPolicy, TwinQNetwork
 from rlkit.targets import td_target
-
-_ACTIVATIONS = {nn.ReLU: "relu", nn.Tanh: "tanh"}
-
-
-def _times_transposed(grad: Tensor, weight: Tensor) -> Tensor:
-    """grad @ weight^T for each critic: (2, B, out) x (2, in, out) -> (2, B, in). From a single
-    output it is an outer product, done as a broadcast multiply (a third of a product call)."""
-    if grad.shape[-1] == 1:
-        return grad * weight.transpose(1, 2)
-    return torch.bmm(grad, weight.transpose(1, 2))
-
-
-def _activation_backward(grad: Tensor, output: Tensor, activation: str) -> Tensor:
-    if activation == "relu":
-        return torch.ops.aten.threshold_backward(grad, output, 0.0)
-    return torch.ops.aten.tanh_backward(grad, output)
 
 
 class SACGradients:
@@ -56,12 +41,12 @@ class SACGradients:
 
     @staticmethod
     def supports(actor: SquashedGaussianPolicy, critic: TwinQNetwork) -> bool:
-        """Relu or tanh between the layers (what `_activation_backward` knows)."""
+        """Relu or tanh between the layers (what `activation_backward` knows)."""
         trunk = list(actor.trunk)
         return (
             len(trunk) > 0
-            and all(type(m) in _ACTIVATIONS for m in trunk[1::2])
-            and type(critic.activation) in _ACTIVATIONS
+            and all(type(m) in ACTIVATIONS for m in trunk[1::2])
+            and TwinCriticPasses.supports(critic)
         )
 
     def __init__(
@@ -72,25 +57,21 @@ class SACGradients:
         log_alpha: Tensor | None,
     ) -> None:
         trunk = list(actor.trunk)
-        self.actor_activation = _ACTIVATIONS[type(trunk[1])]
-        self.critic_activation = _ACTIVATIONS[type(critic.activation)]
+        self.actor_activation = ACTIVATIONS[type(trunk[1])]
         # The Parameter objects themselves: they stay the same objects when the optimizer
         # re-points their storage at its flat buffer.
         self.trunk_weights = [m.weight for m in trunk[0::2]]
         self.trunk_biases = [m.bias for m in trunk[0::2]]
         self.head_weights = (actor.mean.weight, actor.log_std.weight)
         self.head_biases = (actor.mean.bias, actor.log_std.bias)
-        self.critic_weights = list(critic.weights)
-        self.critic_biases = list(critic.biases)
-        self.target_weights = list(critic_target.weights)
-        self.target_biases = list(critic_target.biases)
+        critic_weights, critic_biases = list(critic.weights), list(critic.biases)
         self.log_alpha = log_alpha
         # One flat gradient buffer. The two heads' weights (and biases) sit next to each other,
         # so the fused head product's gradient is one view of it.
         first = self.trunk_weights[0]
         params = [p for wb in zip(self.trunk_weights, self.trunk_biases, strict=True) for p in wb]
         params += [*self.head_weights, *self.head_biases]
-        params += [*self.critic_weights, *self.critic_biases]
+        params += [*critic_weights, *critic_biases]
         params += [log_alpha] if log_alpha is not None else []
         self.params = params
         n = sum(p.numel() for p in params)
@@ -105,9 +86,13 @@ class SACGradients:
         start = sum(p.numel() for p in params[:n_trunk])
         self.head_weight_grad = self.flat_grad[start : start + 2 * k * width].view(2 * k, width)
         self.head_bias_grad = self.flat_grad[start + 2 * k * width : start + 2 * k * (width + 1)]
-        n_critic = len(self.critic_weights)
-        self.critic_weight_grads = self.grads[n_trunk + 4 : n_trunk + 4 + n_critic]
-        self.critic_bias_grads = self.grads[n_trunk + 4 + n_critic : n_trunk + 4 + 2 * n_critic]
+        n_critic = len(critic_weights)
+        self.critics = TwinCriticPasses(
+            critic,
+            critic_target,
+            self.grads[n_trunk + 4 : n_trunk + 4 + n_critic],
+            self.grads[n_trunk + 4 + n_critic : n_trunk + 4 + 2 * n_critic],
+        )
 
     def step(
         self,
@@ -146,24 +131,18 @@ class SACGradients:
             next_log_prob, pi_log_prob = log_prob[:b], log_prob[b:]
 
             # The soft target: the smaller target critic minus alpha log pi.
-            q_next = self._critics(
-                torch.cat((next_obs, next_actions), 1), self.target_weights, self.target_biases
-            )[0]
+            q_next = self.critics.forward(torch.cat((next_obs, next_actions), 1), target=True)[0]
             next_q = q_next.squeeze(2).amin(0)
             target = td_target(rewards, next_q - alpha * next_log_prob, terminated, discounts)
 
             # The online critics over (obs, replay actions), and over (obs, the actor's actions)
             # for the actor term.
-            q, critic_inputs = self._critics(
-                torch.cat((obs, actions), 1), self.critic_weights, self.critic_biases
-            )
-            q_pi, frozen_inputs = self._critics(
-                torch.cat((obs, pi_actions), 1), self.critic_weights, self.critic_biases
-            )
+            q, critic_inputs = self.critics.forward(torch.cat((obs, actions), 1))
+            q_pi, frozen_inputs = self.critics.forward(torch.cat((obs, pi_actions), 1))
             q, q_pi = q.squeeze(2), q_pi.squeeze(2)  # (2, B) each
             q_pi_min = torch.minimum(q_pi[0], q_pi[1])
             td_error = q - target
-            self._critics_backward(td_error.div(b).unsqueeze(2), critic_inputs)
+            self.critics.backward(td_error.div(b).unsqueeze(2), critic_inputs)
             # d actor_loss / d Q(s, a~pi): -1/B to the smaller critic (torch.minimum's rule:
             # half to each on a tie).
             first, second = q_pi[0], q_pi[1]
@@ -171,7 +150,7 @@ class SACGradients:
                 (first < second).to(q_pi.dtype).add_((first == second).to(q_pi.dtype), alpha=0.5)
             )
             grad_q_pi = torch.stack((to_first, 1.0 - to_first)).mul_(-1.0 / b).unsqueeze(2)
-            grad_pi_actions = self._critics_input_grad(grad_q_pi, frozen_inputs, d)
+            grad_pi_actions = self.critics.action_grad(grad_q_pi, frozen_inputs, d)
 
             # The actor term: alpha log pi - min Q(s, a~pi), through a and log pi.
             grad_log_prob = (alpha / b).expand(b)
@@ -201,54 +180,19 @@ class SACGradients:
                 -pi_log_prob.mean(), pi_log_std.exp().mean(), alpha_loss,
             ))  # fmt: skip
 
-    def _critics(
-        self, x: Tensor, weights: list[Tensor], biases: list[Tensor]
-    ) -> tuple[Tensor, list[Tensor]]:
-        """Both critics over the rows of x (rlkit.networks.TwinQNetwork's arithmetic): their
-        outputs (2, rows, 1) and each layer's input."""
-        x = x.expand(len(weights[0]), -1, -1)
-        inputs = [x]
-        last = len(weights) - 1
-        for i, (w, bias) in enumerate(zip(weights, biases, strict=True)):
-            x = torch.baddbmm(bias, x, w)
-            if i < last:
-                x = x.relu_() if self.critic_activation == "relu" else x.tanh_()
-                inputs.append(x)
-        return x, inputs
-
-    def _critics_backward(self, grad: Tensor, inputs: list[Tensor]) -> None:
-        """Write the critics' weight gradients for d loss / d Q = `grad` (2, B, 1)."""
-        weights = self.critic_weights
-        for i in range(len(weights) - 1, -1, -1):
-            torch.bmm(inputs[i].transpose(1, 2), grad, out=self.critic_weight_grads[i])
-            torch.sum(grad, 1, keepdim=True, out=self.critic_bias_grads[i])
-            if i > 0:
-                grad = _times_transposed(grad, weights[i])
-                grad = _activation_backward(grad, inputs[i], self.critic_activation)
-
-    def _critics_input_grad(self, grad: Tensor, inputs: list[Tensor], d: int) -> Tensor:
-        """d loss / d action (B, k) for d loss / d Q = `grad` (2, B, 1), the critics held
-        fixed (their weights get nothing from this term)."""
-        weights = self.critic_weights
-        for i in range(len(weights) - 1, 0, -1):
-            grad = _times_transposed(grad, weights[i])
-            grad = _activation_backward(grad, inputs[i], self.critic_activation)
-        action_rows = weights[0][:, d:, :].transpose(1, 2)  # (2, out, k)
-        return torch.bmm(grad, action_rows).sum(0)
-
     def _actor_backward(
         self, grad_heads: Tensor, head_weight: Tensor, inputs: list[Tensor], b: int
     ) -> None:
         """Write the actor's gradients from d loss / d (mean, raw log std) of rows B: (B, 2k)."""
         torch.mm(grad_heads.t(), inputs[-1][b:], out=self.head_weight_grad)
         torch.sum(grad_heads, 0, out=self.head_bias_grad)
-        grad = _activation_backward(
+        grad = activation_backward(
             grad_heads.mm(head_weight), inputs[-1][b:], self.actor_activation
         )
         for i in range(len(self.trunk_weights) - 1, -1, -1):
             torch.mm(grad.t(), inputs[i][b:], out=self.grads[2 * i])
             torch.sum(grad, 0, out=self.grads[2 * i + 1])
             if i > 0:
-                grad = _activation_backward(
+                grad = activation_backward(
                     grad.mm(self.trunk_weights[i]), inputs[i][b:], self.actor_activation
                 )

@@ -55,3 +55,12 @@ def mix_monte_carlo(
         return td_targets
     mixed = (1.0 - beta_mc) * td_targets + beta_mc * mc_returns
     return torch.where(mc_valid, mixed, td_targets)
+
+
+def smoothed_actions(
+    actions: torch.Tensor, standard_noise: torch.Tensor, std: float, clip: float
+) -> torch.Tensor:
+    """Target policy smoothing: the target action plus Gaussian noise of `std` clipped to
+    [-clip, clip], kept in [-1, 1]; the target then averages Q over nearby actions instead of
+    trusting one sharp peak of the critic."""
+    return (actions + (standard_noise * std).clamp(-clip, clip)).clamp(-1.0, 1.0)

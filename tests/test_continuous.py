@@ -180,7 +180,7 @@ def test_td3_moves_actor_and_targets_every_policy_delay_updates():
 
 
 def test_td3_target_smoothing_noise_is_clipped_and_actions_stay_in_bounds():
-    from agents.td3 import smoothed_actions
+    from rlkit.targets import smoothed_actions
 
     actions = torch.tensor([[0.0], [0.95], [-0.95], [0.3]])
     noise = torch.tensor([[10.0], [1.0], [-1.0], [-0.5]])  # standard normal draws

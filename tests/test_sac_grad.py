@@ -4,39 +4,17 @@ the same scalars, in float64 over several network shapes, activations, action si
 and a tuned alpha, terminal transitions and log stds past the clamp; and a short run trains
 the same either way. Also SAC's acting in numpy against its torch actor."""
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
 import agents
-from rlkit.buffers import ReplayBatch
 from rlkit.sac_grad import SACGradients
-
-THREE_ACTIONS = "rlkit-test/ThreeActions-v0"
-
-
-class _ThreeActions(gym.Env):
-    """5 observations, 3 action dimensions (the classic-control envs have one)."""
-
-    observation_space = gym.spaces.Box(-1.0, 1.0, (5,), np.float32)
-    action_space = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        return self.observation_space.sample(), {}
-
-    def step(self, action):
-        return self.observation_space.sample(), -float(np.square(action).sum()), False, False, {}
-
-
-def _register():
-    if THREE_ACTIONS not in gym.registry:
-        gym.register(THREE_ACTIONS, entry_point=_ThreeActions, max_episode_steps=50)
+from tests.helpers import THREE_ACTIONS, random_replay_batch, register_three_actions
 
 
 def _double_agent(env_id, hidden, activation, tuned, clamped):
-    _register()
+    register_three_actions()
     agent = agents.SAC(
         env=env_id, seed=0, fast_mlp=False, ent_coef=None if tuned else 0.3,
         initial_ent_coef=0.7, network={"hidden_sizes": hidden, "activation": activation},
@@ -52,19 +30,6 @@ def _double_agent(env_id, hidden, activation, tuned, clamped):
     return agent
 
 
-def _batch(agent, b, generator):
-    d, k = agent.obs_dim, agent.n_actions
-    return ReplayBatch(
-        obs=torch.randn(b, d, generator=generator, dtype=torch.float64),
-        actions=torch.rand(b, k, generator=generator, dtype=torch.float64) * 2 - 1,
-        rewards=torch.randn(b, generator=generator, dtype=torch.float64),
-        next_obs=torch.randn(b, d, generator=generator, dtype=torch.float64),
-        terminated=torch.rand(b, generator=generator) < 0.3,
-        truncated=None, discounts=torch.full((b,), 0.99, dtype=torch.float64),
-        mc_returns=None, mc_valid=None,
-    )  # fmt: skip
-
-
 @pytest.mark.parametrize("env_id", ["Pendulum-v1", THREE_ACTIONS])
 @pytest.mark.parametrize("hidden", [[16], [32, 24]])
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
@@ -72,7 +37,7 @@ def _batch(agent, b, generator):
 @pytest.mark.parametrize("clamped", [False, True])
 def test_gradients_and_scalars_match_autograd(env_id, hidden, activation, tuned, clamped):
     agent = _double_agent(env_id, hidden, activation, tuned, clamped)
-    batch = _batch(agent, 48, torch.Generator().manual_seed(1))
+    batch = random_replay_batch(agent, 48, torch.Generator().manual_seed(1))
     alpha = agent.alpha().double()
 
     agent.sample_generator.manual_seed(7)
@@ -134,7 +99,7 @@ def test_sac_trains_the_same_with_and_without_it():
 def test_the_numpy_actor_acts_as_the_torch_actor(activation):
     # On the CPU SAC acts in numpy (one env step at a time); the same actions, to float32
     # rounding, and the same noise from the same generator.
-    _register()
+    register_three_actions()
     agent = agents.SAC(env=THREE_ACTIONS, seed=2, network={"activation": activation})
     assert agent._numpy_actor is not None
     obs = torch.as_tensor(np.random.default_rng(0).normal(size=(64, 5)).astype(np.float32))
