@@ -181,8 +181,7 @@ class TD3(Agent):
                 batch.discounts, noise, cfg.target_policy_noise, cfg.target_noise_clip,
                 actor_step,
             ).tolist()  # fmt: skip
-            fast = self._fast
-            grads = [fast.flat_grad if actor_step else fast.critic_flat_grad]
+            grads = [self._fast.flat_grad if actor_step else self._fast.critic_flat_grad]
         else:
             values, grads = self._autograd_gradients(batch, noise, actor_step)
         clip_gradients(grads, values[2], cfg.max_grad_norm)

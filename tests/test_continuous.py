@@ -239,11 +239,13 @@ def test_sac_learns_pendulum_quickly():
 def test_td3_learns_pendulum_quickly(tmp_path):
     # A small TD3 (64x64, 1,000 random steps, the config's gamma 0.98), 12,000 steps with a
     # validation every 2,000; the best agent (the one a user keeps) greedy over 20 test
-    # episodes. A small deterministic actor dips now and then (final agents at 12,000 steps:
-    # -115 to -381; at 10,000 one was at -699), which the best agent rides out: seeds 1-10
-    # scored -132.9, -125.7, -127.9, -115.1, -137.9, -133.3, -146.3, -136.3, -131.1, -136.3
-    # (AMD EPYC, one thread). The untrained actor scores -1,255 to -1,491. -400 holds on every
-    # seed with a margin of 250.
+    # episodes. A small deterministic actor dips now and then (final agents at 12,000 steps,
+    # autograd on an AMD EPYC Zen 5: -115 to -381; at 10,000 one was at -699), which the best
+    # agent rides out. Seeds 1-10, one thread: through autograd on the Zen 5 -132.9, -125.7,
+    # -127.9, -115.1, -137.9, -133.3, -146.3, -136.3, -131.1, -136.3; with the written-out
+    # step (rlkit.td3_grad) on a Zen 3 -131.7, -120.8, -127.8, -115.5, -141.6, -136.3, -147.6,
+    # -135.9, -133.7, -134.0 (final agents -115.5 to -141.6). The untrained actor scores -1,255
+    # to -1,491. -400 holds on every seed measured with a margin of 250.
     agent = agents.TD3(env="Pendulum-v1", seed=1, learning_starts=1000, gamma=0.98,
                        network={"hidden_sizes": [64, 64]}, eval_interval=2000,
                        eval_episodes=10)  # fmt: skip
