@@ -224,10 +224,11 @@ def test_sac_learns_pendulum_quickly():
     # A small SAC (64x64; configs/sac_pendulum.yaml's other values), 12,000 steps, greedy over
     # 20 test episodes. Seeds 1-10 (AMD EPYC Zen 5, one thread, the written-out gradient step)
     # scored -133.3, -114.8, -130.8, -110.2, -135.0, -127.7, -137.5, -127.5, -128.7, -133.8 at
-    # 12,000 steps, and the same to these digits on a Zen 3 (AVX2); of the 40 points at 6,000-12,000 steps all but one were above -141, the one
-    # dip -315.5 (seed 5 at 10,000). Random actions score about -1,200. -400 holds on every
-    # seed at 12,000 with a margin of 260, and lies 85 below even the worst dip, whatever
-    # another CPU's rounding does to seed 1's curve.
+    # 12,000 steps, and the same to these digits on a Zen 3 (AVX2); of the 40 points at
+    # 6,000-12,000 steps (Zen 5) all but one were above -141, the one dip -315.5 (seed 5 at
+    # 10,000). Random actions score about -1,200. -400 holds on every seed at 12,000 with a
+    # margin of 260, and lies 85 below even the worst dip, whatever another CPU's rounding
+    # does to seed 1's curve.
     agent = agents.SAC(env="Pendulum-v1", seed=1, learning_starts=100, optimizer={"lr": 1e-3},
                        network={"hidden_sizes": [64, 64]})  # fmt: skip
     agent.learn(12_000)
