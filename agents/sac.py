@@ -196,10 +196,7 @@ class SAC(Agent):
         alpha = self.alpha()
         if self._fast is not None:  # the same gradients, written out (rlkit.sac_grad)
             noise = (self._noise(batch.actions), self._noise(batch.actions))  # as drawn below
-            values = self._fast.step(
-                batch.obs, batch.actions, batch.rewards, batch.next_obs, batch.terminated,
-                batch.discounts, *noise, alpha, self.target_entropy,
-            ).tolist()  # fmt: skip
+            values = self._fast.step(batch, *noise, alpha, self.target_entropy).tolist()
             grads = [self._fast.flat_grad]
         else:
             values, grads = self._autograd_gradients(batch, alpha)

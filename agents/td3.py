@@ -177,10 +177,8 @@ class TD3(Agent):
         actor_step = (self.n_updates + 1) % cfg.policy_delay == 0
         if self._fast is not None:  # the same gradients, written out (rlkit.td3_grad)
             values = self._fast.step(
-                batch.obs, batch.actions, batch.rewards, batch.next_obs, batch.terminated,
-                batch.discounts, noise, cfg.target_policy_noise, cfg.target_noise_clip,
-                actor_step,
-            ).tolist()  # fmt: skip
+                batch, noise, cfg.target_policy_noise, cfg.target_noise_clip, actor_step
+            ).tolist()
             grads = [self._fast.flat_grad if actor_step else self._fast.critic_flat_grad]
         else:
             values, grads = self._autograd_gradients(batch, noise, actor_step)

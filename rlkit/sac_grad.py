@@ -28,6 +28,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from rlkit.buffers import ReplayBatch
 from rlkit.critic_grad import ACTIVATIONS, TwinCriticPasses, activation_backward
 from rlkit.gaussian import LOG_STD_MAX, LOG_STD_MIN, squashed_sample, squashed_sample_grads
 from rlkit.networks import SquashedGaussianPolicy, TwinQNetwork
@@ -96,12 +97,7 @@ class SACGradients:
 
     def step(
         self,
-        obs: Tensor,
-        actions: Tensor,
-        rewards: Tensor,
-        next_obs: Tensor,
-        terminated: Tensor,
-        discounts: Tensor,
+        batch: ReplayBatch,
         next_noise: Tensor,
         pi_noise: Tensor,
         alpha: Tensor,
@@ -111,6 +107,7 @@ class SACGradients:
         batch, with standard-normal draws (B, k) for the next actions and the actor term's.
         Returns (loss, critic_loss, actor_loss, grad norm, mean min Q, entropy, action std,
         alpha_loss), detached, as SAC's autograd `_update` computes them."""
+        obs, actions, next_obs = batch.obs, batch.actions, batch.next_obs
         b, d = obs.shape
         with torch.no_grad():
             # The actor over next_obs (rows :B) and obs (rows B:), keeping what backward needs.
@@ -133,7 +130,9 @@ class SACGradients:
             # The soft target: the smaller target critic minus alpha log pi.
             q_next = self.critics.forward(torch.cat((next_obs, next_actions), 1), target=True)[0]
             next_q = q_next.squeeze(2).amin(0)
-            target = td_target(rewards, next_q - alpha * next_log_prob, terminated, discounts)
+            target = td_target(
+                batch.rewards, next_q - alpha * next_log_prob, batch.terminated, batch.discounts
+            )
 
             # The online critics over (obs, replay actions), and over (obs, the actor's actions)
             # for the actor term.

@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from rlkit.buffers import ReplayBatch
 from rlkit.critic_grad import TwinCriticPasses
 from rlkit.mlp_grad import PlainMLP
 from rlkit.networks import DeterministicPolicy, TwinQNetwork
@@ -65,12 +66,7 @@ class TD3Gradients:
 
     def step(
         self,
-        obs: Tensor,
-        actions: Tensor,
-        rewards: Tensor,
-        next_obs: Tensor,
-        terminated: Tensor,
-        discounts: Tensor,
+        batch: ReplayBatch,
         smoothing_noise: Tensor,
         noise_std: float,
         noise_clip: float,
@@ -80,15 +76,17 @@ class TD3Gradients:
         this batch, with the standard-normal draw (B, k) that smooths the target action.
         Returns (loss, critic_loss, grad norm, mean min Q[, actor_loss]), detached, as TD3's
         autograd update computes them."""
+        obs, next_obs = batch.obs, batch.next_obs
         b, d = obs.shape
         with torch.no_grad():
             # Target policy smoothing, then the smaller target critic.
             target_actions = torch.tanh(self.actor_target.forward(next_obs))
             next_actions = smoothed_actions(target_actions, smoothing_noise, noise_std, noise_clip)
             q_next = self.critics.forward(torch.cat((next_obs, next_actions), 1), target=True)[0]
-            target = td_target(rewards, q_next.squeeze(2).amin(0), terminated, discounts)
+            next_q = q_next.squeeze(2).amin(0)
+            target = td_target(batch.rewards, next_q, batch.terminated, batch.discounts)
 
-            q, inputs = self.critics.forward(torch.cat((obs, actions), 1))
+            q, inputs = self.critics.forward(torch.cat((obs, batch.actions), 1))
             q = q.squeeze(2)  # (2, B)
             td_error = q - target
             self.critics.backward(td_error.mul(2.0 / b).unsqueeze(2), inputs)

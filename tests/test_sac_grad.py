@@ -59,10 +59,7 @@ def test_gradients_and_scalars_match_autograd(env_id, hidden, activation, tuned,
     fast = SACGradients(agent.actor, agent.critic, agent.critic_target, log_alpha)
     agent.sample_generator.manual_seed(7)
     noise = (agent._noise(batch.actions).double(), agent._noise(batch.actions).double())
-    values = fast.step(
-        batch.obs, batch.actions, batch.rewards, batch.next_obs, batch.terminated,
-        batch.discounts, *noise, alpha, agent.target_entropy,
-    ).tolist()  # fmt: skip
+    values = fast.step(batch, *noise, alpha, agent.target_entropy).tolist()
 
     got = {id(p): p.grad for p in params if p.grad is not None}
     assert got.keys() == expected.keys()

@@ -50,10 +50,7 @@ def test_gradients_and_scalars_match_autograd(env_id, hidden, activation, actor_
     for p in agent.actor.parameters():  # a stale actor gradient from an earlier actor step
         p.grad = torch.ones_like(p)
     fast = TD3Gradients(agent.actor, agent.actor_target, agent.critic, agent.critic_target)
-    values = fast.step(
-        batch.obs, batch.actions, batch.rewards, batch.next_obs, batch.terminated,
-        batch.discounts, noise, std, clip, actor_step,
-    ).tolist()  # fmt: skip
+    values = fast.step(batch, noise, std, clip, actor_step).tolist()
 
     got = {id(p): p.grad for p in params if p.grad is not None}
     assert got.keys() == expected.keys()  # no actor gradient on a critic-only step
