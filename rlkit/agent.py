@@ -50,6 +50,7 @@ from rlkit.evaluation import (
 )
 from rlkit.gaussian import to_bounds
 from rlkit.guard import DivergenceError, DivergenceGuard
+from rlkit.malloc import keep_freed_memory
 from rlkit.normalization import Normalizer, NormalizeVector
 from rlkit.recorder import Recorder, RunMonitor
 from rlkit.serialization import load_tensors, save_tensors
@@ -402,6 +403,8 @@ class Agent:
         # torch's matmul precision is process-wide: the config's for the run, the caller's after.
         caller_precision = torch.get_float32_matmul_precision()
         torch.set_float32_matmul_precision(self.config.matmul_precision)
+        if self.device.type == "cpu":  # no page faults on each update's temporaries
+            keep_freed_memory()
         try:
             while self.global_step < end_step and not self.stop_requested:
                 previous_step = self.global_step

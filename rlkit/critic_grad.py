@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from rlkit.networks import TwinQNetwork
+from rlkit.networks import TwinQNetwork, output_layer
 
 ACTIVATIONS = {nn.ReLU: "relu", nn.Tanh: "tanh"}
 
@@ -69,18 +69,22 @@ class TwinCriticPasses:
         x = x.expand(len(weights[0]), -1, -1)
         inputs = [x]
         last = len(weights) - 1
-        for i, (w, bias) in enumerate(zip(weights, biases, strict=True)):
+        for w, bias in zip(weights[:last], biases[:last], strict=True):
             x = torch.baddbmm(bias, x, w)
-            if i < last:
-                x = x.relu_() if self.activation == "relu" else x.tanh_()
-                inputs.append(x)
-        return x, inputs
+            x = x.relu_() if self.activation == "relu" else x.tanh_()
+            inputs.append(x)
+        return output_layer(x, weights[last], biases[last]), inputs
 
     def backward(self, grad: Tensor, inputs: list[Tensor]) -> None:
         """Write both online critics' weight gradients for d loss / d Q = `grad` (2, B, 1)."""
         weights = self.weights
-        for i in range(len(weights) - 1, -1, -1):
-            torch.bmm(inputs[i].transpose(1, 2), grad, out=self.weight_grads[i])
+        last = len(weights) - 1
+        for i in range(last, -1, -1):
+            if i == last:  # (c, in, 1), computed as its transpose, one row (`output_layer`)
+                out = self.weight_grads[i].transpose(1, 2)
+                torch.bmm(grad.transpose(1, 2), inputs[i], out=out)
+            else:
+                torch.bmm(inputs[i].transpose(1, 2), grad, out=self.weight_grads[i])
             torch.sum(grad, 1, keepdim=True, out=self.bias_grads[i])
             if i > 0:
                 grad = _times_transposed(grad, weights[i])

@@ -86,9 +86,11 @@ def test_sac_trains_the_same_with_and_without_it():
             env="Pendulum-v1", seed=3, learning_starts=100, batch_size=40, fast_mlp=fast,
             network={"hidden_sizes": [32, 32]},
         )  # fmt: skip
-        agent.learn(600)
+        agent.learn(200)
         params[fast] = torch.cat([p.detach().reshape(-1) for p in agent._parameters])
-    # Not bit for bit (products summed in another order), within float32 rounding.
+    # Not bit for bit (products summed in another order), within float32 rounding. A short
+    # run: the differences grow chaotically (a unit crossing its relu threshold on one path
+    # only): at 600 steps up to 4e-4 on some seeds, at 200 at most 1.4e-6 on seeds 1-10.
     torch.testing.assert_close(params[True], params[False], rtol=0, atol=1e-4)
 
 
