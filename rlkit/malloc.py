@@ -5,8 +5,9 @@ Each gradient step allocates its temporaries afresh: a 256-wide layer over a bat
 heap once its dynamic threshold has grown, but it gives the top of the heap back to the kernel
 whenever more than twice that threshold lies free there, which is the case after every update:
 the next update then touches fresh pages again, each one a page fault that the kernel zeroes.
-On a 2-core AMD EPYC that was 25-130 faults and ~5% of a SAC update at the RL Zoo's Pendulum
-sizes (6.32 against 6.04 ms, medians of 5 alternated processes). Raising the trim threshold
+On a 2-core AMD EPYC that was 90-210 faults per SAC update at the RL Zoo's Pendulum sizes, and
+under 1 with the setting (benchmarks/malloc_trim.py: median time ratio 0.85 over 5 alternated
+pairs of processes, on a machine whose timings vary by 10-15%). Raising the trim threshold
 keeps those pages; fixing the mmap threshold (setting either turns glibc's dynamic adjustment
 off) keeps blocks up to 32 MiB on the heap, while larger ones (replay buffers) are still mapped
 and unmapped on their own.

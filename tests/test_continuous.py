@@ -226,7 +226,9 @@ def test_sac_learns_pendulum_quickly():
     # scored -133.3, -114.8, -130.8, -110.2, -135.0, -127.7, -137.5, -127.5, -128.7, -133.8 at
     # 12,000 steps, and the same to these digits on a Zen 3 (AVX2); of the 40 points at
     # 6,000-12,000 steps (Zen 5) all but one were above -141, the one dip -315.5 (seed 5 at
-    # 10,000). Random actions score about -1,200. -400 holds on every seed at 12,000 with a
+    # 10,000). With the critics' output layer computed transposed (another summation order),
+    # on the Zen 3: -126.4, -116.0, -128.0, -118.9, -132.3, -129.4, -135.9, -129.0, -130.3,
+    # -132.5. Random actions score about -1,200. -400 holds on every seed at 12,000 with a
     # margin of 260, and lies 85 below even the worst dip, whatever another CPU's rounding
     # does to seed 1's curve.
     agent = agents.SAC(env="Pendulum-v1", seed=1, learning_starts=100, optimizer={"lr": 1e-3},
@@ -245,7 +247,9 @@ def test_td3_learns_pendulum_quickly(tmp_path):
     # agent rides out. Seeds 1-10, one thread: through autograd on the Zen 5 -132.9, -125.7,
     # -127.9, -115.1, -137.9, -133.3, -146.3, -136.3, -131.1, -136.3; with the written-out
     # step (rlkit.td3_grad) on a Zen 3 -131.7, -120.8, -127.8, -115.5, -141.6, -136.3, -147.6,
-    # -135.9, -133.7, -134.0 (final agents -115.5 to -141.6). The untrained actor scores -1,255
+    # -135.9, -133.7, -134.0 (final agents -115.5 to -141.6); with the critics' output layer
+    # computed transposed (Zen 3) -134.3, -122.4, -133.7, -116.7, -139.5, -133.0, -148.6,
+    # -140.7, -130.5, -136.2 (final agents -116.7 to -235.7). The untrained actor scores -1,255
     # to -1,491. -400 holds on every seed measured with a margin of 250.
     agent = agents.TD3(env="Pendulum-v1", seed=1, learning_starts=1000, gamma=0.98,
                        network={"hidden_sizes": [64, 64]}, eval_interval=2000,
