@@ -1,3 +1,11 @@
+import os
+
+# The training processes the tests start get one thread each, like the tests themselves (below):
+# pytest-xdist keeps every core busy, and a process of two OpenMP threads on a busy core spends
+# its time spin-waiting (one 5-second test took 29 s and 17 CPU-seconds beside two busy loops,
+# 13 s and 5 CPU-seconds with one thread). Set before torch is imported, so it applies here too.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import pytest
 import torch
 

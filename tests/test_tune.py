@@ -145,12 +145,14 @@ def _start_worker(tmp_path, args, running: int) -> subprocess.Popen:
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc to find the seeds")
 def test_sigkilled_worker_its_trial_fails_the_others_go_on(tmp_path):
-    # Longer trials: the victim's first trial must still run once the survivor has started
-    # (4,096 steps once ended in that time on CI, and the kill then hit an idle worker).
-    args = _one_seed_trials("fault", 3, "--heartbeat", 1, steps=16384)
+    # The survivor starts first, and the victim is killed a second after its own trial
+    # started: still running however fast trials are. (Killed after the survivor's start
+    # instead, the victim's 4,096-step trial once ended first on CI, and the kill hit an idle
+    # worker; trials long enough to rule that out took 150 s.)
+    args = _one_seed_trials("fault", 3, "--heartbeat", 1)
     db = tmp_path / "runs" / "fault" / "study.db"
-    victim = _start_worker(tmp_path, args, running=1)
-    survivor = _start_worker(tmp_path, args, running=2)
+    survivor = _start_worker(tmp_path, args, running=1)
+    victim = _start_worker(tmp_path, args, running=2)
     time.sleep(1.0)
     victim.send_signal(signal.SIGKILL)
     victim.communicate()
