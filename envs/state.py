@@ -11,6 +11,7 @@ episode then continues from a state that may differ, which `check_restorable` re
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -51,6 +52,18 @@ def _restorable(value: Any) -> bool:
     return False
 
 
+def _json_number(value: Any) -> Any:
+    """A number as strict JSON holds it: inf and nan (Hopper's healthy z range ends at inf) as
+    {"float": "inf"}, which `_number` reads back."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"float": repr(value)}
+    return value
+
+
+def _number(saved: Any) -> Any:
+    return float(saved["float"]) if isinstance(saved, dict) else saved
+
+
 def get_state(vector_env: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(tensors, json) describing the vector env; `set_state` puts it back."""
     tensors: dict[str, torch.Tensor] = {}
@@ -67,12 +80,12 @@ def get_state(vector_env: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]]
             elif isinstance(value, np.random.Generator):
                 entry[attr] = {"rng": value.bit_generator.state}
             elif isinstance(value, np.generic):
-                entry[attr] = {"scalar": value.item(), "dtype": str(value.dtype)}
+                entry[attr] = {"scalar": _json_number(value.item()), "dtype": str(value.dtype)}
             elif isinstance(value, list | tuple):
-                items = [v.item() if isinstance(v, np.generic) else v for v in value]
+                items = [_json_number(v.item() if isinstance(v, np.generic) else v) for v in value]
                 entry[attr] = {"sequence": items, "tuple": isinstance(value, tuple)}
             else:
-                entry[attr] = {"value": value}
+                entry[attr] = {"value": _json_number(value)}
         data[name] = entry
     return tensors, data
 
@@ -93,11 +106,12 @@ def set_state(vector_env: Any, tensors: dict[str, torch.Tensor], data: dict[str,
                     value = np.random.Generator(_bit_generator(saved["rng"]))
                 value.bit_generator.state = saved["rng"]
             elif "scalar" in saved:
-                value = np.dtype(saved["dtype"]).type(saved["scalar"])
+                value = np.dtype(saved["dtype"]).type(_number(saved["scalar"]))
             elif "sequence" in saved:
-                value = tuple(saved["sequence"]) if saved["tuple"] else list(saved["sequence"])
+                items = [_number(v) for v in saved["sequence"]]
+                value = tuple(items) if saved["tuple"] else items
             else:
-                value = saved["value"]
+                value = _number(saved["value"])
             setattr(obj, attr, value)
         if hasattr(obj, "checked_step") and hasattr(obj, "_previous_data"):
             # gymnasium's PassiveEnvChecker compares its first step with the reset before it,

@@ -5,6 +5,7 @@ target smoothing noise is clipped), save/load without pickle, TensorBoard scalar
 learning on Pendulum-v1. Exact resume is in test_resume.py, the divergence guard in
 test_divergence.py."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ import torch
 
 import agents
 from rlkit.agent import check_spaces
+from rlkit.checkpoint import list_checkpoints
 from rlkit.errors import ConfigError, EnvError
 
 from .helpers import read_scalars
@@ -265,20 +267,43 @@ def test_td3_learns_pendulum_quickly(tmp_path):
 )
 def test_box2d_and_mujoco_configs_train_evaluate_and_save(tmp_path, config):
     # A smoke run of the shipped config through the CLI (the long runs are benchmarks): the
-    # engine loads, actions fit the env, the agent is saved and evaluated.
+    # engine loads, actions fit the env, a checkpoint is written (Hopper's first one once
+    # failed on the inf in its env's attributes), the agent is saved and evaluated.
     run_dir = tmp_path / "run"
     result = subprocess.run(
         [sys.executable, "-m", "rlkit.cli", "train", str(ROOT / "configs" / config), "--steps",
          "300", "--set", "learning_starts=200", "--set", "eval_interval=0", "--set",
          "eval_episodes=1", "--set", "buffer_size=1000", "--set", "torch_threads=1",
-         "--run-dir", str(run_dir), "--no-progress"],
+         "--set", "checkpoint_interval=250", "--run-dir", str(run_dir), "--no-progress"],
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
+    assert [info.step for info in list_checkpoints(run_dir)] == [250]
     assert (run_dir / "agent.safetensors").exists()
     assert "greedy mean return" in result.stderr + result.stdout
     # MuJoCo's warnings go to Python's, not to a MUJOCO_LOG.TXT in the user's folder.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_env_state_with_inf_goes_through_strict_json():
+    # Hopper's `_healthy_z_range` is (0.7, inf): the checkpoint's JSON has no inf, so it is
+    # written as {"float": "inf"} and read back as the float.
+    import envs
+    from envs.state import get_state, set_state
+
+    pytest.importorskip("mujoco", reason="the mujoco extra is not installed")
+    saved_env, fresh_env = envs.make("Hopper-v5", seed=1), envs.make("Hopper-v5", seed=2)
+    try:
+        tensors, data = get_state(saved_env)
+        data = json.loads(json.dumps(data, allow_nan=False))
+        set_state(fresh_env, tensors, data)
+        original = saved_env.unwrapped.envs[0].unwrapped._healthy_z_range
+        restored = fresh_env.unwrapped.envs[0].unwrapped._healthy_z_range
+        assert restored == original == (0.7, float("inf"))
+        assert isinstance(restored, tuple)
+    finally:
+        saved_env.close()
+        fresh_env.close()
 
 
 @pytest.mark.parametrize(("env_id", "extra"), [("LunarLanderContinuous-v3", "box2d"),
