@@ -10,6 +10,8 @@ puts back, so every stored transition is a real one.
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -57,6 +59,13 @@ def make_env(env_id: str, **env_kwargs: Any) -> Callable[[], gym.Env]:
     return thunk
 
 
+# Which OpenGL library MuJoCo opens (to draw frames; its import loads it) is its MUJOCO_GL.
+MUJOCO_GL_HINT = (
+    "MuJoCo draws through OpenGL: with a display set MUJOCO_GL=glfw; without one MUJOCO_GL=egl "
+    "(libEGL: apt-get install libegl1) or MUJOCO_GL=osmesa (apt-get install libosmesa6)"
+)
+
+
 class MuJoCoWarning(RuntimeWarning):
     """A warning of the MuJoCo engine (such as a deprecated attribute in a model file)."""
 
@@ -65,10 +74,16 @@ def route_mujoco_warnings() -> None:
     """MuJoCo writes its warnings to MUJOCO_LOG.TXT in the current folder (gymnasium's own
     model files trigger one with recent MuJoCo releases); send them to Python's warnings
     instead, which show each once and leave the user's folder alone."""
+    if importlib.util.find_spec("mujoco") is None:
+        return  # not installed: gym.make then says so, and `missing_dependency` what to install
     try:
         import mujoco
-    except ImportError:
-        return  # gym.make then says what is missing
+    except Exception as error:  # its import loads the OpenGL library that MUJOCO_GL names
+        backend = os.environ.get("MUJOCO_GL")
+        raise EnvError(
+            f"MuJoCo failed to load with MUJOCO_GL={backend} ({type(error).__name__}: {error}); "
+            f"{MUJOCO_GL_HINT}"
+        ) from None
     mujoco.set_mju_user_warning(
         lambda text: warnings.warn(f"MuJoCo: {text.strip()}", MuJoCoWarning, stacklevel=1)
     )

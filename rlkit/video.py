@@ -5,6 +5,7 @@ control envs). These come with the `video` extra: pip install 'rlkit[video]'."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,10 @@ def record_episodes(
     # No window and no sound device: frames are drawn off-screen (pygame reads these at init).
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        # MuJoCo (gymnasium reads this when it first renders) tries a window library first,
+        # which without a display fails only later, inside MuJoCo: off-screen through EGL.
+        os.environ.setdefault("MUJOCO_GL", "egl")
     _require_video_dependencies()
     import envs
 
@@ -55,9 +60,18 @@ def record_episodes(
     )  # fmt: skip
     returns: list[float] = []
     lengths: list[int] = []
+    drawn = False  # a frame has been drawn: rendering works
+    # What MuJoCo's renderer raises when it cannot open its OpenGL context (PyOpenGL without
+    # its library: AttributeError on a None handle; MuJoCo: FatalError; gymnasium:
+    # RuntimeError). Other envs' errors keep their traceback.
+    mujoco = sys.modules.get("mujoco") if "envs.mujoco" in str(env.spec.entry_point) else None
+    no_context: tuple[type[BaseException], ...] = ()
+    if mujoco is not None:
+        no_context = (AttributeError, ImportError, OSError, RuntimeError, mujoco.FatalError)
     try:
         for i in range(n_episodes):
-            obs, _ = env.reset(seed=seed + i)
+            obs, _ = env.reset(seed=seed + i)  # (draws the first frame)
+            drawn = True
             total, length, done = 0.0, 0, False
             while not done:
                 action = agent.act(np.asarray(obs)[None], deterministic=True)[0]
@@ -69,6 +83,13 @@ def record_episodes(
             lengths.append(length)
     except gym.error.DependencyNotInstalled as error:
         raise UserError(f"--video: {error}: {INSTALL}") from None
+    except no_context as error:
+        if drawn:
+            raise
+        raise UserError(
+            f"--video: {env_id} could not draw a frame ({type(error).__name__}: {error}); "
+            f"{envs.MUJOCO_GL_HINT}"
+        ) from None
     finally:
         env.close()
     files = [folder / f"{prefix}-episode-{i}.mp4" for i in range(n_episodes)]
