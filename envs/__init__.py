@@ -52,11 +52,16 @@ def make_env(env_id: str, **env_kwargs: Any) -> Callable[[], gym.Env]:
     """A thunk that builds one copy of the environment (for vector envs and subprocesses)."""
 
     def thunk() -> gym.Env:
-        if "envs.mujoco" in str(gym.spec(env_id).entry_point):
+        if is_mujoco(env_id):
             route_mujoco_warnings()
         return gym.make(env_id, **env_kwargs)
 
     return thunk
+
+
+def is_mujoco(env_id: str) -> bool:
+    """True for gymnasium's MuJoCo envs (Hopper, HalfCheetah, ...), by where they live."""
+    return "envs.mujoco" in str(gym.spec(env_id).entry_point)
 
 
 # Which OpenGL library MuJoCo opens (to draw frames; its import loads it) is its MUJOCO_GL.

@@ -11,7 +11,6 @@ episode then continues from a state that may differ, which `check_restorable` re
 
 from __future__ import annotations
 
-import math
 import numbers
 from typing import Any
 
@@ -52,15 +51,9 @@ def _restorable(value: Any) -> bool:
     return False
 
 
-def _json_number(value: Any) -> Any:
-    """A number as strict JSON holds it: inf and nan (Hopper's healthy z range ends at inf) as
-    {"float": "inf"}, which `_number` reads back."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return {"float": repr(value)}
-    return value
-
-
 def _number(saved: Any) -> Any:
+    """A saved number. Checkpoints written before the checkpoint writer encoded every inf and
+    nan itself (rlkit.checkpoint.encode_non_finite) held the env's as {"float": "inf"}."""
     return float(saved["float"]) if isinstance(saved, dict) else saved
 
 
@@ -80,12 +73,12 @@ def get_state(vector_env: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]]
             elif isinstance(value, np.random.Generator):
                 entry[attr] = {"rng": value.bit_generator.state}
             elif isinstance(value, np.generic):
-                entry[attr] = {"scalar": _json_number(value.item()), "dtype": str(value.dtype)}
+                entry[attr] = {"scalar": value.item(), "dtype": str(value.dtype)}
             elif isinstance(value, list | tuple):
-                items = [_json_number(v.item() if isinstance(v, np.generic) else v) for v in value]
+                items = [v.item() if isinstance(v, np.generic) else v for v in value]
                 entry[attr] = {"sequence": items, "tuple": isinstance(value, tuple)}
             else:
-                entry[attr] = {"value": _json_number(value)}
+                entry[attr] = {"value": value}
         data[name] = entry
     return tensors, data
 

@@ -60,8 +60,6 @@ def flatten_state(state: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> 
         return {"__tuple__": items} if isinstance(state, tuple) else items
     if isinstance(state, np.generic):
         return state.item()
-    if isinstance(state, float) and not math.isfinite(state):
-        return {"__float__": repr(state)}
     if state is None or isinstance(state, bool | int | float | str):
         return state
     raise TypeError(f"cannot checkpoint {type(state).__name__} at {prefix}")
@@ -79,10 +77,32 @@ def unflatten_state(data: Any, tensors: dict[str, torch.Tensor]) -> Any:
             return {k: unflatten_state(v, tensors) for k, v in data["__dict__"]}
         if "__tuple__" in data:
             return tuple(unflatten_state(v, tensors) for v in data["__tuple__"])
-        if "__float__" in data:
-            return float(data["__float__"])
         raise AgentFileError("corrupt checkpoint state: unknown entry")
     return data
+
+
+def encode_non_finite(data: Any) -> Any:
+    """The JSON state with every float that is inf or nan written as {"__float__": "inf"}:
+    strict JSON has no such numbers, and the state holds them legitimately (an env attribute
+    such as Hopper's healthy z range, (0.7, inf); a scheduler's or optimizer's setting).
+    `decode_non_finite`, the reader's object hook, turns them back into floats."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return {"__float__": repr(data)}
+    if isinstance(data, dict):
+        return {key: encode_non_finite(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [encode_non_finite(value) for value in data]
+    return data
+
+
+def decode_non_finite(entry: dict[str, Any]) -> Any:
+    """json.loads object hook: {"__float__": "inf"} -> inf (see `encode_non_finite`)."""
+    if len(entry) == 1 and "__float__" in entry:
+        value = entry["__float__"]
+        if value in ("inf", "-inf", "nan"):
+            return float(value)
+        raise ValueError(f"{value!r} in a non-finite float entry is not inf, -inf or nan")
+    return entry
 
 
 def all_finite(tensors: Iterable[torch.Tensor]) -> bool:
@@ -115,7 +135,7 @@ def write_checkpoint(
     folder = checkpoint_dir(run_dir)
     folder.mkdir(parents=True, exist_ok=True)
     name = f"step_{step:012d}"
-    header = {METADATA_KEY: json.dumps(state, sort_keys=True, allow_nan=False)}
+    header = {METADATA_KEY: json.dumps(encode_non_finite(state), sort_keys=True, allow_nan=False)}
     payload = save_safetensors({k: v.contiguous() for k, v in tensors.items()}, metadata=header)
     atomic_write_bytes(folder / f"{name}.safetensors", payload)
     manifest = {
@@ -215,7 +235,7 @@ def read_checkpoint(info: CheckpointInfo) -> tuple[dict[str, torch.Tensor], dict
         tensors = load_safetensors(payload)
         size = int.from_bytes(payload[:8], "little")
         header = json.loads(payload[8 : 8 + size].decode("utf-8"))
-        state = json.loads(header["__metadata__"][METADATA_KEY])
+        state = json.loads(header["__metadata__"][METADATA_KEY], object_hook=decode_non_finite)
     except (SafetensorError, ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
         raise AgentFileError(
             f"checkpoint {info.data} is not a readable rlkit checkpoint: {error}"

@@ -72,12 +72,14 @@ def coerce(annotation: Any, value: Any, where: str) -> Any:
     if annotation is float:
         if isinstance(value, bool):
             raise ConfigTypeError(f"{where}: expected a number, got bool {value!r}")
-        if isinstance(value, numbers.Real):
-            return float(value)
-        number = _numeric_string(value) if isinstance(value, str) else None
-        if number is not None:
-            return number
-        raise ConfigTypeError(f"{where}: expected a number, got {_type_name(value)} {value!r}")
+        number = _numeric_string(value) if isinstance(value, str) else value
+        if not isinstance(number, numbers.Real):
+            raise ConfigTypeError(f"{where}: expected a number, got {_type_name(value)} {value!r}")
+        # No setting means anything at inf or nan (YAML's .inf, .nan): they would only turn the
+        # run's numbers into nan later, far from the cause.
+        if not math.isfinite(number):
+            raise ConfigTypeError(f"{where}: expected a finite number, got {float(number)}")
+        return float(number)
     if annotation is str:
         if isinstance(value, str):
             return value

@@ -64,7 +64,7 @@ def record_episodes(
     # What MuJoCo's renderer raises when it cannot open its OpenGL context (PyOpenGL without
     # its library: AttributeError on a None handle; MuJoCo: FatalError; gymnasium:
     # RuntimeError). Other envs' errors keep their traceback.
-    mujoco = sys.modules.get("mujoco") if "envs.mujoco" in str(env.spec.entry_point) else None
+    mujoco = sys.modules.get("mujoco") if envs.is_mujoco(env_id) else None
     no_context: tuple[type[BaseException], ...] = ()
     if mujoco is not None:
         no_context = (AttributeError, ImportError, OSError, RuntimeError, mujoco.FatalError)

@@ -40,7 +40,14 @@ CASES = [
     ("tuple observations", build("dqn", env="Blackjack-v1"), EnvError, "flat vector observations"),
     ("lr zero", build("dqn", optimizer={**ADAM, "lr": 0}), ConfigError, "optimizer.lr must be"),
     ("lr negative", build("a2c", optimizer={**ADAM, "lr": -1e-3}), ConfigError, "got -0.001"),
-    ("lr nan", build("ppo", optimizer={**ADAM, "lr": math.nan}), ConfigError, "finite number > 0"),
+    ("lr nan", build("ppo", optimizer={**ADAM, "lr": math.nan}), ConfigError,
+     "optimizer.lr: expected a finite number, got nan"),
+    # No setting takes inf or nan; one that is not range-checked would only fail later (SAC's
+    # target entropy at -inf: training diverged, and its checkpoint could not be written).
+    ("target entropy -inf", build("sac", env="Pendulum-v1", target_entropy=-math.inf),
+     ConfigTypeError, "target_entropy: expected a finite number, got -inf"),
+    ("1e999 (YAML reads a string)", build("td3", env="Pendulum-v1", target_policy_noise="1e999"),
+     ConfigTypeError, "target_policy_noise: expected a finite number, got inf"),
     ("lr inf", build("reinforce", optimizer={**ADAM, "lr": math.inf}), ConfigError, "got inf"),
     ("gamma above 1", build("dqn", gamma=1.5), ConfigError, "gamma must be in [0, 1]"),
     ("gamma negative", build("ppo", gamma=-0.1), ConfigError, "gamma must be in [0, 1]"),

@@ -47,7 +47,7 @@ def test_yaml_11_exponent_strings_are_numbers(tmp_path):
         (
             {"optimizer": {"lr": float("nan")}},
             ConfigError,
-            "optimizer.lr must be a finite number > 0",
+            "optimizer.lr: expected a finite number, got nan",
         ),
         ({"optimizer": {"name": "adamm"}}, ConfigError, "did you mean 'adam'"),
         ({"optimizer": {"betas": [0.9, 1.5]}}, ConfigError, "Invalid beta parameter at index 1"),

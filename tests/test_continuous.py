@@ -5,7 +5,6 @@ target smoothing noise is clipped), save/load without pickle, TensorBoard scalar
 learning on Pendulum-v1. Exact resume is in test_resume.py, the divergence guard in
 test_divergence.py."""
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -285,22 +284,34 @@ def test_box2d_and_mujoco_configs_train_evaluate_and_save(tmp_path, config):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
-def test_env_state_with_inf_goes_through_strict_json():
-    # Hopper's `_healthy_z_range` is (0.7, inf): the checkpoint's JSON has no inf, so it is
-    # written as {"float": "inf"} and read back as the float.
+def test_env_state_with_inf_goes_through_a_checkpoint(tmp_path):
+    # Hopper's `_healthy_z_range` is (0.7, inf): the checkpoint's strict JSON has no inf, so the
+    # writer encodes it and the reader turns it back into the float.
     import envs
     from envs.state import get_state, set_state
+    from rlkit.checkpoint import (
+        CHECKPOINT_FORMAT,
+        newest_good_checkpoint,
+        read_checkpoint,
+        write_checkpoint,
+    )
 
     pytest.importorskip("mujoco", reason="the mujoco extra is not installed")
     saved_env, fresh_env = envs.make("Hopper-v5", seed=1), envs.make("Hopper-v5", seed=2)
     try:
         tensors, data = get_state(saved_env)
-        data = json.loads(json.dumps(data, allow_nan=False))
-        set_state(fresh_env, tensors, data)
+        write_checkpoint(tmp_path, 1, tensors, {"format": CHECKPOINT_FORMAT, "env": data})
+        tensors, state = read_checkpoint(newest_good_checkpoint(tmp_path)[0])
+        set_state(fresh_env, tensors, state["env"])
         original = saved_env.unwrapped.envs[0].unwrapped._healthy_z_range
         restored = fresh_env.unwrapped.envs[0].unwrapped._healthy_z_range
         assert restored == original == (0.7, float("inf"))
         assert isinstance(restored, tuple)
+        # What checkpoints of the previous release held for it is still read.
+        entry = next(e for e in state["env"].values() if "_healthy_z_range" in e)
+        entry["_healthy_z_range"]["sequence"] = [0.5, {"float": "inf"}]
+        set_state(fresh_env, tensors, state["env"])
+        assert fresh_env.unwrapped.envs[0].unwrapped._healthy_z_range == (0.5, float("inf"))
     finally:
         saved_env.close()
         fresh_env.close()

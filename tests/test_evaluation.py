@@ -83,7 +83,7 @@ def test_validation_episodes_start_from_states_training_never_saw():
         (dict(eval_interval=-1), "eval_interval must be >= 0"),
         (dict(eval_interval=100, eval_episodes=0), "needs eval_episodes >= 1"),
         (dict(stop_at_return=400.0), "stop_at_return needs periodic evaluation"),
-        (dict(eval_interval=100, stop_at_return=float("nan")), "must be a finite number"),
+        (dict(eval_interval=100, stop_at_return=float("nan")), "stop_at_return: expected a finite"),
         (dict(eval_interval=100, stop_at_return=1.0, stop_patience=0), "stop_patience must be"),
     ],
 )

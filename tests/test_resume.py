@@ -211,3 +211,46 @@ def test_resume_from_a_checkpoint_taken_before_the_first_step(tmp_path):
     resumed = agents.from_checkpoint(tmp_path)
     resumed.learn(resume=True, run_dir=tmp_path)
     assert resumed.global_step >= 512
+
+
+def test_non_finite_floats_anywhere_in_the_state_survive_the_strict_json(tmp_path):
+    # Strict JSON has no inf or nan; the writer encodes each, wherever it sits, and the reader
+    # turns them back into floats (Hopper's healthy z range, (0.7, inf), is one in the wild).
+    from rlkit.checkpoint import CHECKPOINT_FORMAT, newest_good_checkpoint, write_checkpoint
+
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "env": {"env0.1": {"_healthy_z_range": {"sequence": [0.7, float("inf")], "tuple": True}}},
+        "validation": {"best_mean": float("nan"), "streak": 0},
+        "deep": [[-float("inf"), 1.5], {"x": float("inf")}],
+        "user": {"__float__": "not ours", "other": 1},  # two keys: not an encoded float
+    }
+    write_checkpoint(tmp_path, 5, {"w": torch.zeros(2)}, state)
+    info, skipped = newest_good_checkpoint(tmp_path)
+    assert skipped == []
+    _, read = read_checkpoint(info)
+    assert read["env"]["env0.1"]["_healthy_z_range"]["sequence"] == [0.7, float("inf")]
+    assert read["validation"]["best_mean"] != read["validation"]["best_mean"]  # nan
+    assert read["deep"] == [[-float("inf"), 1.5], {"x": float("inf")}]
+    assert read["user"] == {"__float__": "not ours", "other": 1}
+
+
+def test_a_corrupt_encoded_float_is_a_clear_error(tmp_path):
+    import hashlib
+
+    from rlkit.checkpoint import CHECKPOINT_FORMAT, newest_good_checkpoint, write_checkpoint
+    from rlkit.errors import AgentFileError
+
+    manifest = write_checkpoint(tmp_path, 5, {"w": torch.zeros(2)}, {"format": CHECKPOINT_FORMAT})
+    info, _ = newest_good_checkpoint(tmp_path)
+    # A tensor file whose state holds {"__float__": "1e999"}, with a manifest that matches it.
+    inserted = b'\\"x\\": {\\"__float__\\": \\"1e999\\"}, '
+    payload = info.data.read_bytes().replace(b'\\"format', inserted + b'\\"format')
+    size = int.from_bytes(payload[:8], "little") + len(inserted)
+    payload = size.to_bytes(8, "little") + payload[8:]
+    info.data.write_bytes(payload)
+    data = json.loads(manifest.read_text())
+    data.update(bytes=len(payload), sha256=hashlib.sha256(payload).hexdigest())
+    manifest.write_text(json.dumps(data))
+    with pytest.raises(AgentFileError, match="not a readable rlkit checkpoint: '1e999'"):
+        read_checkpoint(info)

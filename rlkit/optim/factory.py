@@ -85,7 +85,7 @@ class OptimizerConfig(Config):
     def from_mapping(cls, data: Mapping[str, Any], where: str = "optimizer") -> OptimizerConfig:
         data = dict(data)
         name = coerce(str, data.pop("name", cls.name), f"{where}.name")
-        lr = data.pop("lr", cls.lr)
+        lr = coerce(float, data.pop("lr", cls.lr), f"{where}.lr")
         options = data.pop("options", {})
         options = {**coerce(dict, options, f"{where}.options"), **data}
         return cls(name=name, lr=lr, options=options)
