@@ -402,11 +402,17 @@ def cmd_resume(args: argparse.Namespace) -> int:
         raise UserError(f"{run_dir} is a single run, not a folder of `rlkit train --seeds`")
 
     import agents
-    from rlkit.checkpoint import remove_stray_files
+    from rlkit.checkpoint import list_checkpoints, remove_stray_files
 
     if not (run_dir / "config.yaml").is_file():
         raise UserError(f"{run_dir} is not an rlkit run folder (no config.yaml in it)")
     run, _ = read_run_settings(run_dir / "config.yaml")
+    if not list_checkpoints(run_dir):
+        raise UserError(
+            f"{run_dir} has no checkpoint to resume from: a run writes one every "
+            f"checkpoint_interval steps ({run.checkpoint_interval:,} in its config.yaml, of "
+            f"{run.total_steps:,}; 0: never) and when stopped with Ctrl-C"
+        )
     for path in remove_stray_files(run_dir):
         print(f"rlkit: removed {path} (left by an interrupted write)", file=sys.stderr)
     agent = agents.from_checkpoint(run_dir, device=args.device)

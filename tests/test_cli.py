@@ -147,6 +147,16 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path, case):
     assert not list(tmp_path.glob("runs"))  # nothing half-made
 
 
+def test_resuming_a_run_without_checkpoints_says_why_there_is_none(trained_run):
+    run_dir, _ = trained_run  # 1,500 steps, checkpoint_interval 10,000: none written
+    result = rlkit("train", "--resume", run_dir)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "has no checkpoint to resume from" in lines[0]
+    assert "(10,000 in its config.yaml, of 1,500; 0: never)" in lines[0]
+
+
 def test_existing_run_folder_is_not_overwritten(trained_run):
     run_dir, _ = trained_run
     before = sorted(p.name for p in run_dir.iterdir())
