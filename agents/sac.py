@@ -201,6 +201,12 @@ class SAC(Agent):
         else:
             values, grads = self._autograd_gradients(batch, alpha)
         clip_gradients(grads, values[3], cfg.max_grad_norm)
+        log_alpha = self.temperature.log_alpha
+        if not self.tune_alpha and log_alpha.grad is None:
+            # A fixed alpha's log alpha sits in the optimizer too (one layout for checkpoints);
+            # a zero gradient keeps all its parameters stepping together in its one fused step,
+            # not one step per parameter (about 0.9 ms more per update at the Zoo's sizes).
+            log_alpha.grad = torch.zeros_like(log_alpha)
         applied = self.guard.step(values[0], values[3])
         self.lr_scheduler.step()
         if not applied:

@@ -10,16 +10,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from rlkit.mlp_grad import activation_backward
 from rlkit.networks import TwinQNetwork, output_layer
 
 ACTIVATIONS = {nn.ReLU: "relu", nn.Tanh: "tanh"}
-
-
-def activation_backward(grad: Tensor, output: Tensor, activation: str) -> Tensor:
-    """d loss / d (the activation's input), from d loss / d output and the output."""
-    if activation == "relu":
-        return torch.ops.aten.threshold_backward(grad, output, 0.0)
-    return torch.ops.aten.tanh_backward(grad, output)
 
 
 def _times_transposed(grad: Tensor, weight: Tensor) -> Tensor:

@@ -28,6 +28,15 @@ def _pseudo_huber_grad(error: Tensor, delta: float = 1.0) -> Tensor:
     return error / torch.sqrt(1.0 + (error / delta).square())
 
 
+def activation_backward(grad: Tensor, output: Tensor, activation: str) -> Tensor:
+    """d loss / d (the activation's input), from d loss / d output and the output ("relu" or
+    "tanh"), written over `grad`, which the callers pass fresh from a product: no new buffer,
+    one memory footprint less per layer for the caches (the same numbers)."""
+    if activation == "relu":
+        return torch.ops.aten.threshold_backward.grad_input(grad, output, 0.0, grad_input=grad)
+    return torch.ops.aten.tanh_backward.grad_input(grad, output, grad_input=grad)
+
+
 # d loss(prediction, target) / d prediction per sample, as a function of prediction - target,
 # for the losses of rlkit.losses (before their mean and importance weights).
 LOSS_GRADIENTS: dict[str, Callable[[Tensor], Tensor]] = {
@@ -116,17 +125,12 @@ class PlainMLP:
         """Set `param.grad` to the gradient of a loss whose gradient with respect to the output
         is `grad`, for the forward that saved `inputs`."""
         weights, grads = self.weights, self.grads
-        relu = self.activation == "relu"
         with torch.no_grad():
             for i in range(len(weights) - 1, -1, -1):
                 torch.mm(grad.t(), inputs[i], out=grads[2 * i])
                 torch.sum(grad, 0, out=grads[2 * i + 1])
                 if i > 0:  # back through the layer and the activation before it
-                    grad = grad.mm(weights[i])
-                    if relu:
-                        grad = torch.ops.aten.threshold_backward(grad, inputs[i], 0.0)
-                    else:
-                        grad = torch.ops.aten.tanh_backward(grad, inputs[i])
+                    grad = activation_backward(grad.mm(weights[i]), inputs[i], self.activation)
         for p, g in zip(self.parameters, grads, strict=True):
             if p.grad is not g:  # (zero_grad(set_to_none=True) may have dropped them)
                 p.grad = g

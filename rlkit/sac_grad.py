@@ -29,8 +29,9 @@ import torch
 from torch import Tensor
 
 from rlkit.buffers import ReplayBatch
-from rlkit.critic_grad import ACTIVATIONS, TwinCriticPasses, activation_backward
+from rlkit.critic_grad import ACTIVATIONS, TwinCriticPasses
 from rlkit.gaussian import LOG_STD_MAX, LOG_STD_MIN, squashed_sample, squashed_sample_grads
+from rlkit.mlp_grad import activation_backward
 from rlkit.networks import SquashedGaussianPolicy, TwinQNetwork
 from rlkit.targets import td_target
 

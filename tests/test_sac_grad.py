@@ -73,6 +73,23 @@ def test_gradients_and_scalars_match_autograd(env_id, hidden, activation, tuned,
     assert np.isclose(values[3], fast.flat_grad.norm().item())  # the norm is of all of them
 
 
+@pytest.mark.parametrize("fast_mlp", [True, False])
+def test_a_fixed_alpha_keeps_the_optimizer_on_its_single_step(fast_mlp):
+    # log alpha is in the optimizer whether alpha is tuned or not; a fixed alpha gives it no
+    # gradient of its own, and a parameter without one would send every update down the
+    # optimizer's step-per-parameter path. It gets a zero gradient: nothing about it moves.
+    agent = agents.SAC(
+        env="Pendulum-v1", seed=1, learning_starts=50, ent_coef=0.2, fast_mlp=fast_mlp,
+        network={"hidden_sizes": [16, 16]},
+    )  # fmt: skip
+    log_alpha = agent.temperature.log_alpha.detach().clone()
+    agent.learn(150)
+    assert agent.n_updates == 100
+    assert all(bucket.uniform for bucket in agent.optimizer._buckets[0])
+    assert torch.equal(agent.temperature.log_alpha.detach(), log_alpha)
+    assert float(agent.alpha()) == pytest.approx(0.2)
+
+
 def test_it_is_the_default_where_the_networks_allow_it():
     assert agents.SAC(env="Pendulum-v1")._fast is not None
     assert agents.SAC(env="Pendulum-v1", fast_mlp=False)._fast is None
