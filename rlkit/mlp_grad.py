@@ -30,11 +30,11 @@ def _pseudo_huber_grad(error: Tensor, delta: float = 1.0) -> Tensor:
 
 def activation_backward(grad: Tensor, output: Tensor, activation: str) -> Tensor:
     """d loss / d (the activation's input), from d loss / d output and the output ("relu" or
-    "tanh"), written over `grad`, which the callers pass fresh from a product: no new buffer,
-    one memory footprint less per layer for the caches (the same numbers)."""
+    "tanh"): one fused kernel. (Writing it over `grad` instead of a new buffer was no faster
+    in SAC's update: 1.015x the time, median of 40 alternated blocks on the Zen 3.)"""
     if activation == "relu":
-        return torch.ops.aten.threshold_backward.grad_input(grad, output, 0.0, grad_input=grad)
-    return torch.ops.aten.tanh_backward.grad_input(grad, output, grad_input=grad)
+        return torch.ops.aten.threshold_backward(grad, output, 0.0)
+    return torch.ops.aten.tanh_backward(grad, output)
 
 
 # d loss(prediction, target) / d prediction per sample, as a function of prediction - target,
