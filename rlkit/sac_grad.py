@@ -73,11 +73,13 @@ class SACGradients:
         self.head_biases = (actor.mean.bias, actor.log_std.bias)
         critic_weights, critic_biases = list(critic.weights), list(critic.biases)
         self.log_alpha = log_alpha
-        # One flat gradient buffer. The two heads' weights (and biases) sit next to each other,
-        # so the fused head product's gradient is one view of it.
+        # One flat gradient buffer, in the order of SAC's optimizer (the actor's parameters,
+        # the critics', log alpha), which then reads the gradients there instead of copying
+        # them into its own (rlkit.optim's `in_place_flat_grad`).
         first = self.trunk_weights[0]
         params = [p for wb in zip(self.trunk_weights, self.trunk_biases, strict=True) for p in wb]
-        params += [*self.head_weights, *self.head_biases]
+        params += [self.head_weights[0], self.head_biases[0]]
+        params += [self.head_weights[1], self.head_biases[1]]
         params += [*critic_weights, *critic_biases]
         params += [log_alpha] if log_alpha is not None else []
         self.params = params
@@ -89,10 +91,9 @@ class SACGradients:
             self.grads.append(self.flat_grad[offset : offset + p.numel()].view_as(p))
             offset += p.numel()
         n_trunk = 2 * len(self.trunk_weights)
-        k, width = self.head_weights[0].shape
-        start = sum(p.numel() for p in params[:n_trunk])
-        self.head_weight_grad = self.flat_grad[start : start + 2 * k * width].view(2 * k, width)
-        self.head_bias_grad = self.flat_grad[start + 2 * k * width : start + 2 * k * (width + 1)]
+        # The fused head product's gradient is computed whole, then copied to the two heads.
+        self.head_grads = (self.grads[n_trunk], self.grads[n_trunk + 2])
+        self.head_bias_grads = (self.grads[n_trunk + 1], self.grads[n_trunk + 3])
         n_critic = len(critic_weights)
         self.critics = TwinCriticPasses(
             critic,
@@ -189,8 +190,12 @@ class SACGradients:
         self, grad_heads: Tensor, head_weight: Tensor, inputs: list[Tensor], b: int
     ) -> None:
         """Write the actor's gradients from d loss / d (mean, raw log std) of rows B: (B, 2k)."""
-        torch.mm(grad_heads.t(), inputs[-1][b:], out=self.head_weight_grad)
-        torch.sum(grad_heads, 0, out=self.head_bias_grad)
+        k = len(self.head_grads[0])
+        head_weight_grad = torch.mm(grad_heads.t(), inputs[-1][b:])
+        head_bias_grad = torch.sum(grad_heads, 0)
+        for i in range(2):
+            self.head_grads[i].copy_(head_weight_grad[i * k : (i + 1) * k])
+            self.head_bias_grads[i].copy_(head_bias_grad[i * k : (i + 1) * k])
         grad = activation_backward(
             grad_heads.mm(head_weight), inputs[-1][b:], self.actor_activation
         )

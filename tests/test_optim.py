@@ -121,6 +121,54 @@ def test_adam_fused_and_written_out_paths(name, options, dtype):
     assert _max_relative_difference(nets["ours_fused"], start) > 1e-3
 
 
+@pytest.mark.parametrize(
+    ("name", "options", "in_place"),
+    [
+        ("adam", {}, True),
+        ("adam", {"weight_decay": 1e-2, "amsgrad": True}, True),
+        ("adamw", {"weight_decay": 0.1}, True),
+        ("adam", {"maximize": True}, False),  # the gradient is negated first: a copy
+        ("adam", {"fused": False}, False),  # the written-out update modifies its gradient
+        ("sgd", {"momentum": 0.9}, False),
+    ],
+)
+@pytest.mark.parametrize("layout", ["in order", "reversed", "replaced"])
+def test_gradients_already_in_one_buffer_are_read_where_they_lie(name, options, in_place, layout):
+    # Written-out gradient paths (rlkit.mlp_grad) write the gradients as views of one buffer in
+    # the parameters' order; an update that only reads them takes them there, without the copy.
+    # The same steps to the bit either way, and param.grad is left as it was.
+    start, x, y = _problem(torch.float32)
+    nets = {"buffer": copy.deepcopy(start), "tensors": copy.deepcopy(start)}
+    opts = {k: ro.OPTIMIZERS[name](n.parameters(), lr=1e-2, **options) for k, n in nets.items()}
+    params = list(nets["buffer"].parameters())
+    order = params[::-1] if layout == "reversed" else params
+    buffer = torch.zeros(sum(p.numel() for p in params))
+    views, offset = {}, 0
+    for p in order:
+        views[p] = buffer[offset : offset + p.numel()].view_as(p)
+        offset += p.numel()
+    for step in range(30):
+        for key, net in nets.items():
+            opts[key].zero_grad(set_to_none=True)
+            loss = (net(x) - y).square().mean()
+            (-loss if options.get("maximize") else loss).backward()
+        for p in params:  # the same gradient, moved into the shared buffer
+            views[p].copy_(p.grad)
+            p.grad = views[p]
+        if layout == "replaced" and step == 20:  # one step with a gradient of its own
+            params[1].grad = params[1].grad * 2.0  # (a stale view would still hold 1x)
+            list(nets["tensors"].parameters())[1].grad.mul_(2.0)
+        before = buffer.clone()
+        for opt in opts.values():
+            opt.step()
+        assert torch.equal(buffer, before)
+    for p, q in zip(nets["buffer"].parameters(), nets["tensors"].parameters(), strict=True):
+        assert torch.equal(p, q)
+    (bucket,) = opts["buffer"]._buckets[0]
+    assert (bucket._in_place_grads is not None) == (in_place and layout != "reversed")
+    assert _max_relative_difference(nets["buffer"], start) > 1e-3
+
+
 def test_fused_option_is_checked():
     params = [torch.zeros(3, requires_grad=True)]
     with pytest.raises(ValueError, match="Invalid fused: 'yes'"):

@@ -77,6 +77,9 @@ class _Bucket:
                 p.data = view
         self.flat_grad = torch.empty_like(self.flat)
         self.scratch = torch.empty_like(self.flat)  # for temporaries such as Adam's denominator
+        # Gradients found to lie in one buffer in this layout, and that buffer's flat view.
+        self._in_place_grads: list[Tensor] | None = None
+        self._in_place_flat: Tensor | None = None
         self._ptrs = [p.data_ptr() for p in self.params]
 
     def intact(self) -> bool:
@@ -89,6 +92,30 @@ class _Bucket:
             flat[o : o + n].view_as(p)
             for p, o, n in zip(self.params, self.offsets, self.numels, strict=True)
         ]
+
+    def in_place_flat_grad(self, grads: list[Tensor]) -> Tensor | None:
+        """The gradients as one flat tensor without a copy, when they already are consecutive
+        views of one buffer in this bucket's layout (rlkit's written-out gradient paths write
+        them so: rlkit.mlp_grad); else None. Checked once per new set of gradient tensors."""
+        if self._in_place_grads is not None and all(
+            g is seen for g, seen in zip(grads, self._in_place_grads, strict=True)
+        ):
+            return self._in_place_flat
+        first = grads[0]
+        storage, start = first.untyped_storage().data_ptr(), first.storage_offset()
+        for g, offset in zip(grads, self.offsets, strict=True):
+            if (
+                g.dtype != self.flat.dtype
+                or g.device != self.flat.device
+                or not g.is_contiguous()
+                or g.untyped_storage().data_ptr() != storage
+                or g.storage_offset() != start + offset
+            ):
+                self._in_place_grads = self._in_place_flat = None
+                return None
+        self._in_place_flat = first.as_strided((self.flat.numel(),), (1,), start)
+        self._in_place_grads = list(grads)
+        return self._in_place_flat
 
     def gather_grads(self, grads: list[Tensor]) -> Tensor:
         """One copy of every gradient into the bucket's own flat gradient, which the update may
@@ -173,6 +200,11 @@ class FlatOptimizer(torch.optim.Optimizer):
     def _step_dtype(self, group: dict[str, Any], flat: Tensor) -> torch.dtype:
         """dtype of a capturable step count (torch's choice for the same path)."""
         return scalar_dtype()
+
+    def _reads_grad_only(self, group: dict[str, Any], flat: Tensor) -> bool:
+        """True if `_update` for this group never writes to its `grad` (nor needs it negated),
+        so that it may read `param.grad`'s own memory (see `_Bucket.in_place_flat_grad`)."""
+        return False
 
     def _update(
         self,
@@ -261,9 +293,16 @@ class FlatOptimizer(torch.optim.Optimizer):
                     bucket.step_tensor = torch.zeros((), dtype=dtype, device=bucket.flat.device)
                     self._expose_state(bucket)
                 step = bucket.step_tensor.add_(1)
-            grad = bucket.gather_grads(grads)
-            if group["maximize"]:
-                grad.neg_()
+            # An update that only reads the gradient takes it where it lies when it already is
+            # one buffer in the bucket's layout; otherwise one copy into the bucket's own (which
+            # the update may then modify: maximize, weight decay).
+            grad = None
+            if self._reads_grad_only(group, bucket.flat):
+                grad = bucket.in_place_flat_grad(grads)
+            if grad is None:
+                grad = bucket.gather_grads(grads)
+                if group["maximize"]:
+                    grad.neg_()
             self._update(group, bucket.flat, grad, bucket.state, step, bucket.scratch)
             return
         if group.get("capturable"):

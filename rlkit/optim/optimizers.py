@@ -282,6 +282,12 @@ class Adam(FlatOptimizer):
         fused = group.get("fused") is not False and _fused_kernel_supports(flat)
         return torch.float32 if fused else scalar_dtype()  # the fused kernel reads float32
 
+    def _reads_grad_only(self, group, flat):
+        # The fused kernel reads the gradient only (weight decay included); maximize would
+        # negate it first.
+        fused = group.get("fused") is not False and _fused_kernel_supports(flat)
+        return fused and not group["maximize"]
+
     @staticmethod
     def _fused_update(group, param, grad, state, step):
         """The update above in one kernel. `grad` is already negated under maximize."""
