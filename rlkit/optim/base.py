@@ -5,7 +5,9 @@ contiguous tensor, and their optimizer state lives in tensors of the same layout
 then a handful of kernels over the whole bucket instead of several per parameter: on the
 4-256-256-2 DQN network that is the difference between ~0.3 ms and well under half of it on CPU
 (benchmarks/optim_step.py). Gradients are gathered with one `torch.cat` per bucket, so
-`zero_grad(set_to_none=True)` and anything else that replaces `.grad` keep working.
+`zero_grad(set_to_none=True)` and anything else that replaces `.grad` keep working; where they
+already are one buffer in the bucket's layout (rlkit's written-out gradient paths) and the
+update only reads them, it reads them there, without the copy.
 
 Everything torch.optim users rely on still holds: `defaults`, param groups with their own
 hyperparameters, `add_param_group`, lazily created per-parameter state (`optimizer.state[p]`
