@@ -249,7 +249,7 @@ class Adam(FlatOptimizer):
 
     def _update(self, group, param, grad, state, step, scratch):
         lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
-        if group.get("fused") is not False and _fused_kernel_supports(param):
+        if self._fused(group, param):
             self._fused_update(group, param, grad, state, step)
             return
         if group["weight_decay"] != 0:
@@ -279,14 +279,17 @@ class Adam(FlatOptimizer):
         param.addcdiv_(exp_avg, denom, value=-lr / bias_correction1)
 
     def _step_dtype(self, group, flat):
-        fused = group.get("fused") is not False and _fused_kernel_supports(flat)
-        return torch.float32 if fused else scalar_dtype()  # the fused kernel reads float32
+        return torch.float32 if self._fused(group, flat) else scalar_dtype()  # (it reads float32)
 
     def _reads_grad_only(self, group, flat):
         # The fused kernel reads the gradient only (weight decay included); maximize would
         # negate it first.
-        fused = group.get("fused") is not False and _fused_kernel_supports(flat)
-        return fused and not group["maximize"]
+        return self._fused(group, flat) and not group["maximize"]
+
+    @staticmethod
+    def _fused(group, flat):
+        """This group's update runs torch's fused kernel (fused: null or true, where it exists)."""
+        return group.get("fused") is not False and _fused_kernel_supports(flat)
 
     @staticmethod
     def _fused_update(group, param, grad, state, step):
