@@ -117,10 +117,14 @@ class SAC(Agent):
         self._make_guard()
         # The written-out gradient step (rlkit.sac_grad) where the networks allow it.
         fast = cfg.fast_mlp and SACGradients.supports(self.actor, self.critic)
-        log_alpha = self.temperature.log_alpha if self.tune_alpha else None
         self._fast = (
-            SACGradients(self.actor, self.critic, self.critic_target, log_alpha) if fast else None
-        )
+            SACGradients(
+                self.actor, self.critic, self.critic_target, self.temperature.log_alpha,
+                self.tune_alpha,
+            )
+            if fast
+            else None
+        )  # fmt: skip
         # Acting one env step at a time in numpy on the CPU (rlkit.mlp_grad.NumpyLayers).
         linears = [*self.actor.trunk[0::2], self.actor.mean, self.actor.log_std]
         numpy_actor = self.device.type == "cpu" and cfg.network.activation in ("relu", "tanh")
@@ -206,6 +210,7 @@ class SAC(Agent):
             # A fixed alpha's log alpha sits in the optimizer too (one layout for checkpoints);
             # a zero gradient keeps all its parameters stepping together in its one fused step,
             # not one step per parameter (about 0.9 ms more per update at the Zoo's sizes).
+            # (The written-out path's buffer already holds one for it.)
             log_alpha.grad = torch.zeros_like(log_alpha)
         applied = self.guard.step(values[0], values[3])
         self.lr_scheduler.step()

@@ -43,8 +43,8 @@ NARROW = 16
 
 class SACGradients:
     """SAC's losses and their gradients for one replay batch, without autograd. `step` writes
-    `param.grad` for the actor, the critics and (if tuned) log alpha, and returns the update's
-    scalars as one tensor (see `step`)."""
+    `param.grad` for the actor, the critics and log alpha (zero unless alpha is tuned), and
+    returns the update's scalars as one tensor (see `step`)."""
 
     @staticmethod
     def supports(actor: SquashedGaussianPolicy, critic: TwinQNetwork) -> bool:
@@ -61,7 +61,8 @@ class SACGradients:
         actor: SquashedGaussianPolicy,
         critic: TwinQNetwork,
         critic_target: TwinQNetwork,
-        log_alpha: Tensor | None,
+        log_alpha: Tensor,
+        tune_alpha: bool = True,
     ) -> None:
         trunk = list(actor.trunk)
         self.actor_activation = ACTIVATIONS[type(trunk[1])]
@@ -73,15 +74,18 @@ class SACGradients:
         self.head_biases = (actor.mean.bias, actor.log_std.bias)
         critic_weights, critic_biases = list(critic.weights), list(critic.biases)
         self.log_alpha = log_alpha
+        self.tune_alpha = tune_alpha
         # One flat gradient buffer, in the order of SAC's optimizer (the actor's parameters,
         # the critics', log alpha), which then reads the gradients there instead of copying
-        # them into its own (rlkit.optim's `in_place_flat_grad`).
+        # them into its own (rlkit.optim's `in_place_flat_grad`). A fixed alpha's log alpha
+        # keeps a slot that stays zero: its Adam step leaves it where it is, and the buffer
+        # stays whole.
         first = self.trunk_weights[0]
         params = [p for wb in zip(self.trunk_weights, self.trunk_biases, strict=True) for p in wb]
         params += [self.head_weights[0], self.head_biases[0]]
         params += [self.head_weights[1], self.head_biases[1]]
         params += [*critic_weights, *critic_biases]
-        params += [log_alpha] if log_alpha is not None else []
+        params += [log_alpha]
         self.params = params
         n = sum(p.numel() for p in params)
         self.flat_grad = torch.zeros(n, device=first.device, dtype=first.dtype)
@@ -171,7 +175,7 @@ class SACGradients:
 
             actor_loss = (alpha * pi_log_prob - q_pi_min).mean()
             critic_loss = 0.5 * td_error.square().mean(1).sum()
-            if self.log_alpha is not None:  # alpha rises when the entropy is below the target
+            if self.tune_alpha:  # alpha rises when the entropy is below the target
                 mean_log_prob = pi_log_prob.mean()
                 self.grads[-1].copy_(-(mean_log_prob + target_entropy))
                 alpha_loss = -(self.log_alpha * (pi_log_prob + target_entropy)).mean()
