@@ -211,9 +211,9 @@ def load_run_config(
     path: str | Path, overrides: Sequence[str] = (), **flags: Any
 ) -> tuple[RunConfig, Any]:
     """Read a YAML config, apply --set overrides and flags; return (run settings, agent config)."""
-    import agents
-
     run, data = read_run_settings(path, overrides, **flags)
+    import agents  # (torch: 2 s) once the file, its YAML and the run's settings have passed
+
     agent_cls = agents.agent_class(run.agent)
     agent_config = config_from_dict(agent_cls.Config, data, also_known=RUN_KEYS)
     return run, agent_config
@@ -265,11 +265,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.jobs is not None:
         raise UserError("--jobs runs seeds in parallel; give --seeds too")
 
-    import agents
-
     run, agent_config = load_run_config(
         args.config, args.overrides, seed=args.seed, device=args.device, total_steps=args.steps
     )
+    import agents
+
     run_dir = (
         Path(args.run_dir) if args.run_dir else _default_run_dir(args.config, agent_config.seed)
     )
@@ -517,6 +517,8 @@ def _load_agent(path: Path, which: str | None, device: str) -> tuple[Any, Path]:
     """(agent, the file it came from) for a saved agent file, or for a run folder: its final
     agent.safetensors, else (a run still going, or interrupted) its newest good checkpoint;
     with which="best", its best_agent.safetensors."""
+    if not path.exists():  # answered before torch loads
+        raise AgentFileError(f"no such file: {path}")
     import agents
     from rlkit.agent import BEST_AGENT_FILE, FINAL_AGENT_FILE
     from rlkit.checkpoint import list_checkpoints

@@ -142,7 +142,6 @@ def read_setup(
 ) -> TuneSetup:
     """Read and check the config and its search block: every key must be one the agent has,
     and the values at the ends of each range must pass the agent's own checks."""
-    import agents
     from rlkit.cli import RUN_KEYS, split_run_settings
     from rlkit.config import config_from_dict
 
@@ -164,6 +163,8 @@ def read_setup(
             )
     run, agent_data = split_run_settings(data)
     steps = run.total_steps if steps is None else steps
+    import agents  # (torch: 2 s) once the file, its YAML and its search block have passed
+
     agent_cls = agents.agent_class(run.agent)
     base = config_from_dict(agent_cls.Config, agent_data, also_known=RUN_KEYS)
     if not base.eval_interval or not base.eval_episodes:

@@ -147,6 +147,29 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path, case):
     assert not list(tmp_path.glob("runs"))  # nothing half-made
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train", "missing.yaml"],
+        ["train", "configs/dqn_cartpole.yaml", "--set", "gamma"],
+        ["train", "configs/dqn_cartpole.yaml", "--steps", "0"],
+        ["eval", "missing.safetensors"],
+        ["tune", "configs/dqn_cartpole.yaml", "--trials", "2"],
+    ],
+)
+def test_mistakes_in_the_command_line_are_answered_before_torch_loads(args):
+    # A typo gets its answer in a tenth of a second, not after torch's two-second import.
+    code = (
+        "import sys; from rlkit.cli import main; code = main(sys.argv[1:]); "
+        "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(code)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
 def test_resuming_a_run_without_checkpoints_says_why_there_is_none(trained_run):
     run_dir, _ = trained_run  # 1,500 steps, checkpoint_interval 10,000: none written
     result = rlkit("train", "--resume", run_dir)

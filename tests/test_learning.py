@@ -35,18 +35,30 @@ def _train_in_parallel(config: str, seeds, tmp_path) -> None:
         assert proc.returncode == 0, f"seed {seed}: {stderr}"
 
 
-def _greedy_eval(run_dir: Path, episodes: int = 20, agent: str = "final") -> dict:
-    """`rlkit eval RUN_DIR --agent final|best`, on the run's test seeds (training seed + 10,000:
-    episodes neither training nor the choice of the best agent saw)."""
-    result = subprocess.run(
-        _rlkit_command(f"eval {run_dir} --agent {agent} --episodes {episodes} --json"),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+def _greedy_evals(run_dirs: dict, episodes: int = 20, agent: str = "final") -> dict:
+    """`rlkit eval RUN_DIR --agent final|best` for each run, side by side, on the run's test
+    seeds (training seed + 10,000: episodes neither training nor the choice of the best agent
+    saw): {key: the JSON it printed}."""
+    procs = {
+        key: subprocess.Popen(
+            _rlkit_command(f"eval {run_dir} --agent {agent} --episodes {episodes} --json"),
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for key, run_dir in run_dirs.items()
+    }
+    results = {}
+    for key, proc in procs.items():
+        stdout, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 0, f"{key}: {stderr}"
+        results[key] = json.loads(stdout)
+    return results
+
+
+def _run_dirs(tmp_path: Path, seeds) -> dict:
+    return {seed: tmp_path / f"s{seed}" for seed in seeds}
 
 
 @pytest.mark.slow
@@ -56,7 +68,8 @@ def test_dqn_cartpole_config_solves_on_seeds_1_2_3(tmp_path):
     # differs between CPUs; the PPO test below checks a final agent.
     seeds = (1, 2, 3)
     _train_in_parallel("configs/dqn_cartpole.yaml", seeds, tmp_path)
-    best = {s: _greedy_eval(tmp_path / f"s{s}", agent="best")["mean_return"] for s in seeds}
+    results = _greedy_evals(_run_dirs(tmp_path, seeds), agent="best")
+    best = {seed: result["mean_return"] for seed, result in results.items()}
     print(f"DQN CartPole-v1, 50k steps, best agent, greedy mean over 20 test episodes: {best}")
     assert all(mean >= 475 for mean in best.values()), best
 
@@ -66,8 +79,8 @@ def test_dqn_tictactoe_wins_or_draws_90_percent_against_random(tmp_path):
     seeds = (1, 2, 3)
     _train_in_parallel("configs/dqn_tictactoe.yaml", seeds, tmp_path)
     rates = {}
-    for seed in seeds:
-        returns = _greedy_eval(tmp_path / f"s{seed}", episodes=500)["returns"]
+    for seed, result in _greedy_evals(_run_dirs(tmp_path, seeds), episodes=500).items():
+        returns = result["returns"]
         rates[seed] = sum(r >= 0 for r in returns) / len(returns)
     print(f"DQN tic-tac-toe vs random, 20k steps, wins-or-draws over 500 games: {rates}")
     assert all(rate >= 0.9 for rate in rates.values()), rates
@@ -77,7 +90,8 @@ def test_dqn_tictactoe_wins_or_draws_90_percent_against_random(tmp_path):
 def test_ppo_cartpole_solves_within_100k_steps_on_seeds_1_2_3(tmp_path):
     seeds = (1, 2, 3)
     _train_in_parallel("configs/ppo_cartpole.yaml", seeds, tmp_path)
-    means = {seed: _greedy_eval(tmp_path / f"s{seed}")["mean_return"] for seed in seeds}
+    results = _greedy_evals(_run_dirs(tmp_path, seeds))
+    means = {seed: result["mean_return"] for seed, result in results.items()}
     print(f"PPO CartPole-v1, 100k steps, greedy mean over 20 episodes: {means}")
     assert all(mean >= 475 for mean in means.values()), means
 
@@ -99,6 +113,7 @@ EXTENDED_CLAIMS = [
 def test_config_reaches_its_claim_on_seeds_1_2_3(tmp_path, config, threshold):
     seeds = (1, 2, 3)
     _train_in_parallel(config, seeds, tmp_path)
-    means = {seed: _greedy_eval(tmp_path / f"s{seed}")["mean_return"] for seed in seeds}
+    results = _greedy_evals(_run_dirs(tmp_path, seeds))
+    means = {seed: result["mean_return"] for seed, result in results.items()}
     print(f"{config}: greedy mean over 20 test episodes: {means}")
     assert all(mean >= threshold for mean in means.values()), means
