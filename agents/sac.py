@@ -49,7 +49,8 @@ class SACConfig(OffPolicyConfig):
     lr_schedule, log_interval, divergence). Defaults are Stable-Baselines3's."""
 
     ent_coef: float | None = None
-    """Entropy temperature alpha; null: tuned automatically towards target_entropy."""
+    """Entropy temperature alpha; null: tuned automatically towards target_entropy (SB3's
+    `auto` and `auto_0.1` are read as null, the latter with initial_ent_coef 0.1)."""
     initial_ent_coef: float = 1.0
     """alpha at the start when it is tuned."""
     target_entropy: float | None = None
@@ -61,6 +62,46 @@ class SACConfig(OffPolicyConfig):
     fast_mlp: bool = True
     """Relu or tanh networks: the losses' gradients written out (rlkit.sac_grad) instead of
     autograd: the same gradients, about a quarter less time per update on CPU. false: autograd."""
+
+    @staticmethod
+    def translate_input(data: dict[str, Any]) -> dict[str, Any]:
+        """Stable-Baselines3's (and the RL Zoo's) spellings of a tuned alpha: `ent_coef: auto`
+        (tuned from initial_ent_coef) and `ent_coef: auto_0.1` (tuned from 0.1), as
+        `ent_coef: null` and `initial_ent_coef`."""
+        value = data.get("ent_coef")
+        if not isinstance(value, str) or not value.startswith("auto"):
+            return data
+        data = dict(data, ent_coef=None)
+        if value == "auto":
+            return data
+        start = value.removeprefix("auto_")
+        try:
+            initial = float(start) if start != value else None
+        except ValueError:
+            initial = None
+        require(
+            initial is not None,
+            f"ent_coef: expected a number, null or auto (tuned), or auto_<alpha to start from>, "
+            f"got {value!r}",
+        )
+        given = data.get("initial_ent_coef", initial)
+        require(
+            given == initial,
+            f"ent_coef {value} starts alpha at {initial} but initial_ent_coef says {given}; "
+            "give one of them",
+        )
+        data["initial_ent_coef"] = initial
+        return data
+
+    def __post_init__(self) -> None:
+        if isinstance(self.ent_coef, str):  # SACConfig(ent_coef="auto"), not from a mapping
+            data = {"ent_coef": self.ent_coef}
+            if self.initial_ent_coef != 1.0:
+                data["initial_ent_coef"] = self.initial_ent_coef
+            data = self.translate_input(data)
+            self.ent_coef = data["ent_coef"]
+            self.initial_ent_coef = data.get("initial_ent_coef", self.initial_ent_coef)
+        super().__post_init__()
 
     def validate(self) -> None:
         super().validate()

@@ -113,6 +113,9 @@ def config_from_dict(
     if not isinstance(data, Mapping):
         raise ConfigTypeError(f"{where or 'config'}: expected a mapping, got {_type_name(data)}")
     names = [f.name for f in dataclasses.fields(cls) if f.init]
+    translate = getattr(cls, "translate_input", None)
+    if translate is not None:  # other spellings of a setting (e.g. SAC's ent_coef: auto)
+        data = translate(dict(data))
     for key in data:
         if key not in names:
             raise ConfigError(unknown_key_message(key, [*names, *also_known], where))
