@@ -110,6 +110,8 @@ SB3_NAMES = {
     "n_timesteps": "total_steps",
     "total_timesteps": "total_steps",
     "normalize": "normalize_obs and normalize_reward",
+    "noise_std": "action_noise (the Gaussian exploration noise's std)",
+    "noise_type": "action_noise (the Gaussian exploration noise's std)",
     "env_id": "env",
     "env_name": "env",
 }
