@@ -96,7 +96,8 @@ class SACConfig(OffPolicyConfig):
     def __post_init__(self) -> None:
         if isinstance(self.ent_coef, str):  # SACConfig(ent_coef="auto"), not from a mapping
             data = {"ent_coef": self.ent_coef}
-            if self.initial_ent_coef != 1.0:
+            default = type(self).__dataclass_fields__["initial_ent_coef"].default
+            if self.initial_ent_coef != default:  # (a given value; the default yields)
                 data["initial_ent_coef"] = self.initial_ent_coef
             data = self.translate_input(data)
             self.ent_coef = data["ent_coef"]

@@ -119,6 +119,8 @@ SB3_NAMES = {
 
 def unknown_key_message(key: Any, known: Sequence[str], where: str) -> str:
     place = f" in {where}" if where else ""
+    if where == "optimizer" and key == "learning_rate" and "lr" in known:
+        return f"unknown config key {key!r} in optimizer (Stable-Baselines3's name); rlkit's: lr"
     ours = SB3_NAMES.get(str(key)) if not where else None
     if ours is not None and ours.split()[0].split(".")[0] in known:
         return f"unknown config key {key!r} (Stable-Baselines3's name); rlkit's: {ours}"

@@ -61,6 +61,8 @@ CASES = [
     # Stable-Baselines3's names get rlkit's, not a close match that means something else.
     ("SB3's learning_rate", build("dqn", learning_rate=1e-3), ConfigError,
      "'learning_rate' (Stable-Baselines3's name); rlkit's: optimizer.lr"),
+    ("SB3's learning_rate in optimizer", build("dqn", optimizer={"learning_rate": 1e-3}),
+     ConfigError, "'learning_rate' in optimizer (Stable-Baselines3's name); rlkit's: lr"),
     ("SB3's net_arch", build("ppo", net_arch=[64, 64]), ConfigError,
      "rlkit's: network.hidden_sizes"),
     ("SB3's normalize", build("ppo", env="Pendulum-v1", normalize=True), ConfigError,
