@@ -98,11 +98,12 @@ def coerce(annotation: Any, value: Any, where: str) -> Any:
     raise TypeError(f"config annotation {annotation!r} is not supported")  # a bug, not user error
 
 
-# Stable-Baselines3's and the RL Zoo's names for settings that rlkit spells otherwise: a user
-# bringing a Zoo config gets rlkit's name, not a close match that means something else
-# (`learning_rate` is one letter-run from `learning_starts`).
+# Stable-Baselines3's and the RL Zoo's names for settings that rlkit spells otherwise (by their
+# dotted place in a config): a user bringing a Zoo config gets rlkit's name, not a close match
+# that means something else (`learning_rate` is one letter-run from `learning_starts`).
 SB3_NAMES = {
     "learning_rate": "optimizer.lr",
+    "optimizer.learning_rate": "lr",
     "net_arch": "network.hidden_sizes",
     "activation_fn": "network.activation",
     "policy_kwargs": "network (hidden_sizes, activation, init)",
@@ -119,11 +120,9 @@ SB3_NAMES = {
 
 def unknown_key_message(key: Any, known: Sequence[str], where: str) -> str:
     place = f" in {where}" if where else ""
-    if where == "optimizer" and key == "learning_rate" and "lr" in known:
-        return f"unknown config key {key!r} in optimizer (Stable-Baselines3's name); rlkit's: lr"
-    ours = SB3_NAMES.get(str(key)) if not where else None
+    ours = SB3_NAMES.get(_join(where, str(key)))
     if ours is not None and ours.split()[0].split(".")[0] in known:
-        return f"unknown config key {key!r} (Stable-Baselines3's name); rlkit's: {ours}"
+        return f"unknown config key {key!r}{place} (Stable-Baselines3's name); rlkit's: {ours}"
     close = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.6)
     if close:
         return f"unknown config key {key!r}{place}; did you mean {close[0]!r}?"
