@@ -24,8 +24,9 @@ from rlkit.agent import (
     crossed,
     generator_state,
     off_policy_planned_updates,
-    off_policy_train_calls,
+    replay_gradient_steps,
     restore_generator,
+    split_train_freq,
 )
 from rlkit.buffers import PrioritizedReplayBuffer, ReplayBuffer, describe_capacity
 from rlkit.config import (
@@ -57,9 +58,12 @@ class DQNConfig(AgentConfig):
     learning_starts: int = 1_000
     """Environment steps of pure exploration before the first gradient step."""
     train_freq: int = 4
-    """Environment steps (summed over copies) between two training calls."""
+    """Environment steps (summed over copies) between two training calls, or finished
+    episodes with train_freq_unit episode (SB3's `train_freq: [1, "episode"]` reads as both)."""
+    train_freq_unit: str = "step"
+    """step or episode (one env copy): what train_freq counts."""
     gradient_steps: int = 1
-    """Gradient steps per training call."""
+    """Gradient steps per training call; -1: one per env step since the last call (SB3's)."""
     target_update_interval: int = 1_000
     """Environment steps between target-network updates."""
     tau: float = 1.0
@@ -103,6 +107,17 @@ class DQNConfig(AgentConfig):
     """Environment steps between two writes of the training scalars."""
     divergence: DivergenceConfig = dataclasses.field(default_factory=DivergenceConfig)
     """Divergence guard: skip non-finite updates, roll back, stop (see rlkit.guard)."""
+
+    @staticmethod
+    def translate_input(data: dict[str, Any]) -> dict[str, Any]:
+        """SB3's `train_freq: [n, "step" | "episode"]` as train_freq and train_freq_unit."""
+        return split_train_freq(data)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.train_freq, list | tuple):  # built directly: train_freq=(1, "episode")
+            split = split_train_freq({"train_freq": self.train_freq})
+            self.train_freq, self.train_freq_unit = split["train_freq"], split["train_freq_unit"]
+        super().__post_init__()
 
     def validate(self) -> None:
         super().validate()
@@ -221,10 +236,6 @@ class DQN(Agent):
 
     # ------------------------------------------------------------------ training
 
-    def _train_calls(self, previous_step: int, step: int) -> int:
-        cfg = self.config
-        return off_policy_train_calls(previous_step, step, cfg.learning_starts, cfg.train_freq)
-
     def _prepare_run(self, start_step: int, end_step: int) -> None:
         self._allocate_replay()
         self._make_lr_scheduler(off_policy_planned_updates(self.config, start_step, end_step))
@@ -248,9 +259,10 @@ class DQN(Agent):
             self.buffer.add(*ready)
         self._obs = next_obs
         previous_step, self.global_step = self.global_step, self.global_step + cfg.n_envs
+        previous_episodes = self.n_episodes
         self.n_episodes += monitor.record_episodes(infos, self.global_step)
 
-        for _ in range(self._train_calls(previous_step, self.global_step) * cfg.gradient_steps):
+        for _ in range(replay_gradient_steps(self, previous_step, previous_episodes)):
             self.train_stats.add(self._update(per_beta))
         if crossed(previous_step, self.global_step, cfg.target_update_interval):
             self._update_target()

@@ -67,7 +67,8 @@ class SACConfig(OffPolicyConfig):
     def translate_input(data: dict[str, Any]) -> dict[str, Any]:
         """Stable-Baselines3's (and the RL Zoo's) spellings of a tuned alpha: `ent_coef: auto`
         (tuned from initial_ent_coef) and `ent_coef: auto_0.1` (tuned from 0.1), as
-        `ent_coef: null` and `initial_ent_coef`."""
+        `ent_coef: null` and `initial_ent_coef`; and the replay loop's (train_freq's tuple)."""
+        data = OffPolicyConfig.translate_input(data)
         value = data.get("ent_coef")
         if not isinstance(value, str) or not value.startswith("auto"):
             return data

@@ -12,7 +12,7 @@ import math
 import random
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -308,6 +308,9 @@ class Agent:
         self.global_step = 0  # environment steps taken, summed over copies
         self.n_updates = 0  # gradient steps taken
         self.n_episodes = 0
+        # A replay agent's last training call with train_freq in episodes: the env step there
+        # (its gradient_steps -1 counts the steps since).
+        self.train_call_step = 0
         self._obs: np.ndarray | None = None  # the vector env's current observations
         # The current `learn` call: where it started and how far it goes. Schedules (epsilon,
         # learning rate, clip range) are positions within it, so a resumed run needs it.
@@ -608,6 +611,7 @@ class Agent:
                 "global_step": self.global_step,
                 "n_updates": self.n_updates,
                 "n_episodes": self.n_episodes,
+                "train_call_step": self.train_call_step,
             },
             "run": self._run,
             "env": env_state,
@@ -646,6 +650,7 @@ class Agent:
         self.global_step = counters["global_step"]
         self.n_updates = counters["n_updates"]
         self.n_episodes = counters["n_episodes"]
+        self.train_call_step = counters.get("train_call_step", 0)  # (older checkpoints: unused)
         self._run = state["run"]
         set_env_state(
             self.env,
@@ -847,7 +852,71 @@ def check_replay_settings(cfg: Any) -> None:
     )
     check_non_negative("learning_starts", cfg.learning_starts)
     require(cfg.train_freq >= 1, f"train_freq must be >= 1, got {cfg.train_freq}")
-    require(cfg.gradient_steps >= 1, f"gradient_steps must be >= 1, got {cfg.gradient_steps}")
+    check_choice("train_freq_unit", cfg.train_freq_unit, TRAIN_FREQ_UNITS)
+    require(
+        cfg.gradient_steps >= 1 or cfg.gradient_steps == -1,
+        "gradient_steps must be >= 1, or -1 (one per env step since the last training call), "
+        f"got {cfg.gradient_steps}",
+    )
+    if cfg.train_freq_unit == "episode":
+        require(
+            cfg.n_envs == 1,
+            f"train_freq in episodes needs n_envs: 1 (as Stable-Baselines3), got {cfg.n_envs}; "
+            "with several env copies give train_freq in steps",
+        )
+        require(
+            cfg.lr_schedule.name != "linear",
+            "lr_schedule linear spans the run's gradient steps, which train_freq in episodes "
+            "does not fix ahead; give train_freq in steps, or a constant or step schedule",
+        )
+
+
+# Stable-Baselines3's units of train_freq: `train_freq: 4` is 4 env steps, and its tuple form
+# `[1, "episode"]` one finished episode (the RL Zoo writes both).
+TRAIN_FREQ_UNITS = ("step", "episode")
+
+
+def split_train_freq(data: dict[str, Any]) -> dict[str, Any]:
+    """A replay config's `train_freq: [n, "step" | "episode"]` (SB3's tuple) as train_freq n
+    and train_freq_unit; other values pass through to the usual type check."""
+    value = data.get("train_freq")
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        return data
+    ok = len(value) == 2 and value[1] in TRAIN_FREQ_UNITS
+    require(
+        ok,
+        "train_freq: expected an integer (env steps) or [n, step] / [n, episode], "
+        f"got {list(value)!r}",
+    )
+    unit = data.get("train_freq_unit", value[1])
+    require(
+        unit == value[1],
+        f"train_freq {list(value)!r} is in {value[1]}s but train_freq_unit says {unit}; "
+        "give one of them",
+    )
+    return dict(data, train_freq=value[0], train_freq_unit=value[1])
+
+
+def replay_gradient_steps(agent: Any, previous_step: int, previous_episodes: int) -> int:
+    """The gradient steps due after one vector step of a replay agent (DQN, SAC, TD3), as
+    Stable-Baselines3 counts them: after learning_starts, a training call per train_freq env
+    steps (summed over copies) or per train_freq finished episodes, each of gradient_steps, or
+    with -1 one per env step since the previous call."""
+    cfg = agent.config
+    if cfg.train_freq_unit == "step":
+        calls = off_policy_train_calls(
+            previous_step, agent.global_step, cfg.learning_starts, cfg.train_freq
+        )
+        return calls * (cfg.train_freq if cfg.gradient_steps == -1 else cfg.gradient_steps)
+    # Episodes (one env copy, so at most one ends per step). A call's steps are those since
+    # the previous one, which happened whether or not it trained (before learning_starts).
+    if multiples_between(previous_episodes, agent.n_episodes, cfg.train_freq) == 0:
+        return 0
+    collected = agent.global_step - agent.train_call_step
+    agent.train_call_step = agent.global_step
+    if agent.global_step <= cfg.learning_starts:
+        return 0
+    return collected if cfg.gradient_steps == -1 else cfg.gradient_steps
 
 
 def off_policy_train_calls(previous: int, step: int, learning_starts: int, train_freq: int):
@@ -861,12 +930,14 @@ def off_policy_train_calls(previous: int, step: int, learning_starts: int, train
 def off_policy_planned_updates(cfg: Any, start: int, end: int) -> int:
     """Gradient steps a replay agent takes between env steps `start` and `end` (what the
     learning-rate schedule spans)."""
+    if cfg.train_freq_unit == "episode":  # not known ahead (no linear schedule then)
+        return 0
     n = cfg.n_envs
     steps = range(start + n, end + 1, n)
     calls = sum(
         off_policy_train_calls(s - n, s, cfg.learning_starts, cfg.train_freq) for s in steps
     )
-    return calls * cfg.gradient_steps
+    return calls * (cfg.train_freq if cfg.gradient_steps == -1 else cfg.gradient_steps)
 
 
 def crossed(previous: int, current: int, interval: int) -> bool:

@@ -23,8 +23,9 @@ from rlkit.agent import (
     crossed,
     generator_state,
     off_policy_planned_updates,
-    off_policy_train_calls,
+    replay_gradient_steps,
     restore_generator,
+    split_train_freq,
 )
 from rlkit.buffers import ReplayBuffer, describe_capacity
 from rlkit.config import require
@@ -46,9 +47,12 @@ class OffPolicyConfig(AgentConfig):
     learning_starts: int = 100
     """Environment steps of uniformly random actions before the first gradient step."""
     train_freq: int = 1
-    """Environment steps (summed over copies) between two training calls."""
+    """Environment steps (summed over copies) between two training calls, or finished
+    episodes with train_freq_unit episode (SB3's `train_freq: [1, "episode"]` reads as both)."""
+    train_freq_unit: str = "step"
+    """step or episode (one env copy): what train_freq counts."""
     gradient_steps: int = 1
-    """Gradient steps per training call."""
+    """Gradient steps per training call; -1: one per env step since the last call (SB3's)."""
     tau: float = 0.005
     """Polyak factor of the target networks: target <- target + tau (online - target)."""
     max_grad_norm: float | None = None
@@ -59,6 +63,17 @@ class OffPolicyConfig(AgentConfig):
     """Environment steps between two writes of the training scalars."""
     divergence: DivergenceConfig = dataclasses.field(default_factory=DivergenceConfig)
     """Divergence guard: skip non-finite updates, roll back, stop (see rlkit.guard)."""
+
+    @staticmethod
+    def translate_input(data: dict[str, Any]) -> dict[str, Any]:
+        """SB3's `train_freq: [n, "step" | "episode"]` as train_freq and train_freq_unit."""
+        return split_train_freq(data)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.train_freq, list | tuple):  # built directly: train_freq=(1, "episode")
+            split = split_train_freq({"train_freq": self.train_freq})
+            self.train_freq, self.train_freq_unit = split["train_freq"], split["train_freq_unit"]
+        super().__post_init__()
 
     def validate(self) -> None:
         super().validate()
@@ -112,11 +127,9 @@ def train_step(agent: Agent, monitor: Any) -> dict[str, float] | None:
         actions = uniform_actions(agent)
     else:
         actions = agent._policy_actions(agent._obs_tensor(agent._obs)[0], deterministic=False)
+    previous_episodes = agent.n_episodes
     previous_step = step_and_store(agent, monitor, actions)
-    calls = off_policy_train_calls(
-        previous_step, agent.global_step, cfg.learning_starts, cfg.train_freq
-    )
-    for _ in range(calls * cfg.gradient_steps):
+    for _ in range(replay_gradient_steps(agent, previous_step, previous_episodes)):
         agent.train_stats.add(agent._update())
     if not (monitor.recording and crossed(previous_step, agent.global_step, cfg.log_interval)):
         return None

@@ -33,6 +33,47 @@ def test_learn_counts_steps_and_updates():
     assert agent.global_step == 1_200
 
 
+def test_sb3_train_freq_in_episodes_and_gradient_steps_minus_one():
+    """Stable-Baselines3's counting: `train_freq: [1, "episode"]` trains at each episode end
+    after learning_starts, and `gradient_steps: -1` takes one gradient step per env step
+    collected since the previous training call (SB3 2.x gave the same counts: scratch script
+    running its TD3 beside rlkit's on Pendulum-v1)."""
+    # CartPole's episodes end at varying steps; from learning_starts 0 every call trains on the
+    # steps since the one before, so the updates are the steps up to the last episode end.
+    settings = {**SMALL, "learning_starts": 0, "train_freq": [1, "episode"]}
+    agent = DQN(**settings, gradient_steps=-1)
+    agent.learn(1_000)
+    assert (agent.config.train_freq, agent.config.train_freq_unit) == (1, "episode")
+    assert agent.n_episodes >= 10
+    assert agent.n_updates == agent.train_call_step
+    assert 0 <= 1_000 - agent.train_call_step < 500  # (CartPole's longest episode)
+    # In steps, -1 is train_freq gradient steps per call: one per transition.
+    agent = DQN(**{**SMALL, "train_freq": (4, "step")}, gradient_steps=-1, n_envs=2)
+    agent.learn(1_000)
+    assert agent.n_updates == 1_000 - 200
+
+
+@pytest.mark.parametrize(
+    ("train_freq", "gradient_steps", "learning_starts", "updates"),
+    [
+        # Pendulum's episodes are 200 steps: calls at 200 (before learning_starts: none),
+        # 400, 600, ..., 1400; the first that trains has the 200 steps since the call at 200.
+        ([1, "episode"], -1, 300, 6 * 200),
+        ([2, "episode"], 7, 250, 3 * 7),  # calls at 400, 800, 1200
+        ([5, "step"], -1, 103, 260 * 5),  # at 105, 110, ..., 1400, 5 steps each
+    ],
+)
+def test_replay_agents_count_gradient_steps_as_sb3(
+    train_freq, gradient_steps, learning_starts, updates
+):
+    agent = agents.TD3(
+        env="Pendulum-v1", seed=0, train_freq=train_freq, gradient_steps=gradient_steps,
+        learning_starts=learning_starts, policy_delay=1, network={"hidden_sizes": [16]},
+    )  # fmt: skip
+    agent.learn(1_400)
+    assert agent.n_updates == updates
+
+
 def test_act_single_and_batched_observations():
     agent = DQN(**SMALL, seed=0)
     obs, _ = agent.env.reset(seed=0)

@@ -83,6 +83,17 @@ CASES = {
             log_interval=100, policy_delay=3, network={"hidden_sizes": [32, 32]},
         ),
     ),
+    # SB3's train_freq in episodes with gradient_steps -1: the cut falls mid-episode, so the
+    # first call after it trains on the steps since the call before the cut.
+    "td3_episodes": (
+        "td3",
+        700,
+        dict(
+            env="Pendulum-v1", learning_starts=100, buffer_size=2000, batch_size=32,
+            log_interval=100, train_freq=[1, "episode"], gradient_steps=-1,
+            network={"hidden_sizes": [32, 32]},
+        ),
+    ),
 }  # fmt: skip
 
 
