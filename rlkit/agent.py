@@ -901,7 +901,8 @@ def replay_gradient_steps(agent: Any, previous_step: int, previous_episodes: int
     """The gradient steps due after one vector step of a replay agent (DQN, SAC, TD3), as
     Stable-Baselines3 counts them: after learning_starts, a training call per train_freq env
     steps (summed over copies) or per train_freq finished episodes, each of gradient_steps, or
-    with -1 one per env step since the previous call."""
+    with -1 one per env step since the previous call. With train_freq in episodes it records
+    the call's step in `agent.train_call_step` (saved in checkpoints)."""
     cfg = agent.config
     if cfg.train_freq_unit == "step":
         calls = off_policy_train_calls(
