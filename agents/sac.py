@@ -54,7 +54,7 @@ class SACConfig(OffPolicyConfig):
     initial_ent_coef: float = 1.0
     """alpha at the start when it is tuned."""
     target_entropy: float | None = None
-    """Entropy the tuned alpha aims at (null: -(number of action dimensions))."""
+    """Entropy the tuned alpha aims at (null, or SB3's auto: -(number of action dimensions))."""
     network: NetworkConfig = dataclasses.field(default_factory=_sac_network)
     """Actor and critic shape (each its own MLP): hidden_sizes, activation, init."""
     optimizer: OptimizerConfig = dataclasses.field(default_factory=lambda: OptimizerConfig(lr=3e-4))
@@ -67,8 +67,11 @@ class SACConfig(OffPolicyConfig):
     def translate_input(data: dict[str, Any]) -> dict[str, Any]:
         """Stable-Baselines3's (and the RL Zoo's) spellings of a tuned alpha: `ent_coef: auto`
         (tuned from initial_ent_coef) and `ent_coef: auto_0.1` (tuned from 0.1), as
-        `ent_coef: null` and `initial_ent_coef`; and the replay loop's (train_freq's tuple)."""
+        `ent_coef: null` and `initial_ent_coef`; `target_entropy: auto` (-|A|) as null; and
+        the replay loop's (train_freq's tuple)."""
         data = OffPolicyConfig.translate_input(data)
+        if data.get("target_entropy") == "auto":
+            data = dict(data, target_entropy=None)
         value = data.get("ent_coef")
         if not isinstance(value, str) or not value.startswith("auto"):
             return data
@@ -95,6 +98,8 @@ class SACConfig(OffPolicyConfig):
         return data
 
     def __post_init__(self) -> None:
+        if self.target_entropy == "auto":  # SACConfig(target_entropy="auto")
+            self.target_entropy = None
         if isinstance(self.ent_coef, str):  # SACConfig(ent_coef="auto"), not from a mapping
             data = {"ent_coef": self.ent_coef}
             default = type(self).__dataclass_fields__["initial_ent_coef"].default

@@ -152,17 +152,23 @@ def test_alpha_falls_when_the_policy_is_more_random_than_the_target():
     ("given", "initial"),
     [({"ent_coef": "auto"}, 1.0), ({"ent_coef": "auto_0.1"}, 0.1),
      ({"ent_coef": "auto_0.1", "initial_ent_coef": 0.1}, 0.1),
-     ({"ent_coef": None, "initial_ent_coef": 0.3}, 0.3)],
+     ({"ent_coef": None, "initial_ent_coef": 0.3}, 0.3),
+     ({"ent_coef": "auto", "target_entropy": "auto"}, 1.0)],
 )  # fmt: skip
 def test_sb3_spellings_of_a_tuned_alpha(given, initial):
     # SB3 and the RL Zoo write a tuned alpha as ent_coef "auto" or "auto_<start>".
     agent = agents.SAC(env="Pendulum-v1", seed=2, **SMALL, **given)
     assert agent.config.ent_coef is None and agent.config.initial_ent_coef == initial
+    assert agent.config.target_entropy is None and agent.target_entropy == -1.0  # -|A|
     assert agent.tune_alpha and agent.alpha().item() == pytest.approx(initial)
     agent.learn(200)
     assert agent.alpha().item() != pytest.approx(initial)  # it moves
     config = agents.SAC.Config(env="Pendulum-v1", **given)  # built directly, the same
-    assert (config.ent_coef, config.initial_ent_coef) == (None, initial)
+    assert (config.ent_coef, config.initial_ent_coef, config.target_entropy) == (
+        None,
+        initial,
+        None,
+    )
     assert agents.SAC.Config(**config.to_dict()) == config  # saved as null + its start
 
 
