@@ -27,6 +27,7 @@ from rlkit.agent import (
     replay_gradient_steps,
     restore_generator,
     split_train_freq,
+    split_train_freq_fields,
 )
 from rlkit.buffers import PrioritizedReplayBuffer, ReplayBuffer, describe_capacity
 from rlkit.config import (
@@ -114,9 +115,7 @@ class DQNConfig(AgentConfig):
         return split_train_freq(data)
 
     def __post_init__(self) -> None:
-        if isinstance(self.train_freq, list | tuple):  # built directly: train_freq=(1, "episode")
-            split = split_train_freq({"train_freq": self.train_freq})
-            self.train_freq, self.train_freq_unit = split["train_freq"], split["train_freq_unit"]
+        split_train_freq_fields(self)  # built directly: train_freq=(1, "episode")
         super().__post_init__()
 
     def validate(self) -> None:

@@ -897,6 +897,16 @@ def split_train_freq(data: dict[str, Any]) -> dict[str, Any]:
     return dict(data, train_freq=value[0], train_freq_unit=value[1])
 
 
+def split_train_freq_fields(cfg: Any) -> None:
+    """`split_train_freq` for a config built directly (`train_freq=(1, "episode")`)."""
+    if isinstance(cfg.train_freq, list | tuple):
+        data = {"train_freq": cfg.train_freq}
+        if cfg.train_freq_unit != "step":  # (given: it must agree)
+            data["train_freq_unit"] = cfg.train_freq_unit
+        split = split_train_freq(data)
+        cfg.train_freq, cfg.train_freq_unit = split["train_freq"], split["train_freq_unit"]
+
+
 def replay_gradient_steps(agent: Any, previous_step: int, previous_episodes: int) -> int:
     """The gradient steps due after one vector step of a replay agent (DQN, SAC, TD3), as
     Stable-Baselines3 counts them: after learning_starts, a training call per train_freq env
