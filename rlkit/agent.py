@@ -872,7 +872,7 @@ def check_replay_settings(cfg: Any) -> None:
 
 
 # Stable-Baselines3's units of train_freq: `train_freq: 4` is 4 env steps, and its tuple form
-# `[1, "episode"]` one finished episode (the RL Zoo writes both).
+# `[1, "episode"]` one finished episode (SB3 takes both).
 TRAIN_FREQ_UNITS = ("step", "episode")
 
 
