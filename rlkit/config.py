@@ -118,11 +118,32 @@ SB3_NAMES = {
 }
 
 
+# Stable-Baselines3 settings with no rlkit counterpart, each with what rlkit does instead: a Zoo
+# config that sets one gets that, not a list of every valid key.
+SB3_ONLY = {
+    "use_sde": "gSDE exploration is not built; the Gaussian policies explore by sampling",
+    "sde_sample_freq": "gSDE exploration is not built",
+    "use_sde_at_warmup": "gSDE exploration is not built",
+    "optimize_memory_usage": "the replay buffer has no memory-optimized layout",
+    "replay_buffer_class": "one replay buffer (and prioritized replay for DQN); HER is not built",
+    "replay_buffer_kwargs": "one replay buffer (and prioritized replay for DQN); HER is not built",
+    "target_update_interval": "SAC and TD3 move their targets at every update (TD3: with the "
+    "actor, every policy_delay)",
+    "tensorboard_log": "each run writes its TensorBoard files into its run folder (--run-dir)",
+    "verbose": "the CLI prints a progress bar (--no-progress: none)",
+    "stats_window_size": "episode returns are logged one by one (rollout/episodic_return)",
+}
+
+
 def unknown_key_message(key: Any, known: Sequence[str], where: str) -> str:
     place = f" in {where}" if where else ""
     ours = SB3_NAMES.get(_join(where, str(key)))
     if ours is not None and ours.split()[0].split(".")[0] in known:
         return f"unknown config key {key!r}{place} (Stable-Baselines3's name); rlkit's: {ours}"
+    instead = None if where else SB3_ONLY.get(str(key))
+    if instead is not None:
+        sb3 = "a Stable-Baselines3 setting rlkit does not have"
+        return f"unknown config key {key!r} ({sb3}): {instead}"
     close = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.6)
     if close:
         return f"unknown config key {key!r}{place}; did you mean {close[0]!r}?"
