@@ -514,8 +514,9 @@ def _test_final_and_best(agent: Any, run_dir: Path) -> None:
 
 
 def _load_agent(path: Path, which: str | None, device: str) -> tuple[Any, Path]:
-    """(agent, the file it came from) for a saved agent file, or for a run folder: its final
-    agent.safetensors, else (a run still going, or interrupted) its newest good checkpoint;
+    """(agent, the file it came from) for a saved agent file, or for a run folder: the newer of
+    its agent.safetensors and its newest good checkpoint (a run still going, or interrupted,
+    has checkpoints; one resumed after a Ctrl-C also has the older agent file saved then);
     with which="best", its best_agent.safetensors."""
     if not path.exists():  # answered before torch loads
         raise AgentFileError(f"no such file: {path}")
@@ -537,9 +538,19 @@ def _load_agent(path: Path, which: str | None, device: str) -> tuple[Any, Path]:
                 "(eval_interval 0, or none reached)"
             )
         return agents.load(best, device=device), best
-    if (path / FINAL_AGENT_FILE).exists():
-        return agents.load(path / FINAL_AGENT_FILE, device=device), path / FINAL_AGENT_FILE
-    if list_checkpoints(path):
+    final = path / FINAL_AGENT_FILE
+    checkpoints = list_checkpoints(path)
+    if final.exists():
+        agent = agents.load(final, device=device)
+        if not checkpoints or checkpoints[-1].step <= agent.global_step:
+            return agent, final
+        newer = agents.from_checkpoint(path, device=device)  # (the newest that is intact)
+        if newer.global_step > agent.global_step:
+            agent.close()
+            return newer, newer.checkpoint_file
+        newer.close()
+        return agent, final
+    if checkpoints:
         agent = agents.from_checkpoint(path, device=device)
         return agent, agent.checkpoint_file
     raise AgentFileError(

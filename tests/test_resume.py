@@ -199,16 +199,41 @@ def test_resume_supersedes_what_was_logged_after_the_checkpoint(tmp_path):
     assert _scalars(run_dir) == _scalars(straight)
 
 
+def _eval_json(run_dir: Path) -> dict:
+    result = subprocess.run(
+        [sys.executable, "-m", "rlkit.cli", "eval", str(run_dir), "--episodes", "2", "--json"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
 def test_eval_uses_the_newest_checkpoint_of_an_unfinished_run(tmp_path):
     name, steps, overrides = CASES["dqn_nstep"]
     _train(name, steps, overrides, tmp_path, stop_at=steps // 2)
     assert not (tmp_path / "agent.safetensors").exists()
-    result = subprocess.run(
-        [sys.executable, "-m", "rlkit.cli", "eval", str(tmp_path), "--episodes", "2", "--json"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["episodes"] == 2
+    evaluated = _eval_json(tmp_path)
+    assert evaluated["episodes"] == 2 and evaluated["step"] == list_checkpoints(tmp_path)[-1].step
+    # A run resumed after a Ctrl-C (which saved agent.safetensors) and checkpointed since: its
+    # agent file is the older one; eval takes the newer checkpoint, as it was before the agent
+    # file existed.
+    agent = agents.from_checkpoint(tmp_path)
+    agent.save(tmp_path / "agent.safetensors")
+    agent.learn(
+        resume=True,
+        run_dir=tmp_path,
+        checkpoint_interval=steps // 4,
+        callback=lambda a: a.global_step < 3 * steps // 4,
+        callback_interval=steps // 4,
+    )
+    newest = list_checkpoints(tmp_path)[-1].step
+    assert newest > agents.load(tmp_path / "agent.safetensors").global_step
+    evaluated = _eval_json(tmp_path)
+    assert evaluated["step"] == newest and evaluated["file"].endswith(".safetensors")
+    assert "checkpoints" in evaluated["file"]
+    agent.save(tmp_path / "agent.safetensors")  # the run's end: its agent file is the newest
+    evaluated = _eval_json(tmp_path)
+    assert evaluated["file"] == str(tmp_path / "agent.safetensors")
 
 
 def test_resume_from_a_checkpoint_taken_before_the_first_step(tmp_path):
