@@ -19,6 +19,7 @@ import envs
 from rlkit.agent import (
     Agent,
     AgentConfig,
+    ReplayTrainFreq,
     check_replay_settings,
     clip_gradients,
     crossed,
@@ -26,8 +27,6 @@ from rlkit.agent import (
     off_policy_planned_updates,
     replay_gradient_steps,
     restore_generator,
-    split_train_freq,
-    split_train_freq_fields,
 )
 from rlkit.buffers import PrioritizedReplayBuffer, ReplayBuffer, describe_capacity
 from rlkit.config import (
@@ -47,7 +46,7 @@ from rlkit.targets import bootstrap_values, mix_monte_carlo, td_target
 
 
 @dataclasses.dataclass
-class DQNConfig(AgentConfig):
+class DQNConfig(ReplayTrainFreq, AgentConfig):
     """DQN's settings after the ones every agent has (env, n_envs, seed, device, eval_*)."""
 
     gamma: float = 0.99
@@ -108,15 +107,6 @@ class DQNConfig(AgentConfig):
     """Environment steps between two writes of the training scalars."""
     divergence: DivergenceConfig = dataclasses.field(default_factory=DivergenceConfig)
     """Divergence guard: skip non-finite updates, roll back, stop (see rlkit.guard)."""
-
-    @staticmethod
-    def translate_input(data: dict[str, Any]) -> dict[str, Any]:
-        """SB3's `train_freq: [n, "step" | "episode"]` as train_freq and train_freq_unit."""
-        return split_train_freq(data)
-
-    def __post_init__(self) -> None:
-        split_train_freq_fields(self)  # built directly: train_freq=(1, "episode")
-        super().__post_init__()
 
     def validate(self) -> None:
         super().validate()

@@ -897,14 +897,28 @@ def split_train_freq(data: dict[str, Any]) -> dict[str, Any]:
     return dict(data, train_freq=value[0], train_freq_unit=value[1])
 
 
-def split_train_freq_fields(cfg: Any) -> None:
-    """`split_train_freq` for a config built directly (`train_freq=(1, "episode")`)."""
-    if isinstance(cfg.train_freq, list | tuple):
-        data = {"train_freq": cfg.train_freq}
-        if cfg.train_freq_unit != "step":  # (given: it must agree)
-            data["train_freq_unit"] = cfg.train_freq_unit
-        split = split_train_freq(data)
-        cfg.train_freq, cfg.train_freq_unit = split["train_freq"], split["train_freq_unit"]
+class ReplayTrainFreq:
+    """Mixin of the replay configs (DQNConfig, OffPolicyConfig): SB3's `train_freq` tuple read
+    as train_freq and train_freq_unit, from a mapping (`translate_input`, which
+    `config_from_dict` calls) and in a config built directly (`train_freq=(1, "episode")`)."""
+
+    @staticmethod
+    def translate_input(data: dict[str, Any]) -> dict[str, Any]:
+        return split_train_freq(data)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.train_freq, list | tuple):
+            data = {"train_freq": self.train_freq}
+            if self.train_freq_unit != "step":  # (given: it must agree)
+                data["train_freq_unit"] = self.train_freq_unit
+            split = split_train_freq(data)
+            self.train_freq, self.train_freq_unit = split["train_freq"], split["train_freq_unit"]
+        super().__post_init__()
+
+
+def gradient_steps_per_call(cfg: Any) -> int:
+    """With train_freq in steps: gradient_steps, or with -1 one per env step of the call."""
+    return cfg.train_freq if cfg.gradient_steps == -1 else cfg.gradient_steps
 
 
 def replay_gradient_steps(agent: Any, previous_step: int, previous_episodes: int) -> int:
@@ -918,7 +932,7 @@ def replay_gradient_steps(agent: Any, previous_step: int, previous_episodes: int
         calls = off_policy_train_calls(
             previous_step, agent.global_step, cfg.learning_starts, cfg.train_freq
         )
-        return calls * (cfg.train_freq if cfg.gradient_steps == -1 else cfg.gradient_steps)
+        return calls * gradient_steps_per_call(cfg)
     # Episodes (one env copy, so at most one ends per step). A call's steps are those since
     # the previous one, which happened whether or not it trained (before learning_starts).
     if multiples_between(previous_episodes, agent.n_episodes, cfg.train_freq) == 0:
@@ -948,7 +962,7 @@ def off_policy_planned_updates(cfg: Any, start: int, end: int) -> int:
     calls = sum(
         off_policy_train_calls(s - n, s, cfg.learning_starts, cfg.train_freq) for s in steps
     )
-    return calls * (cfg.train_freq if cfg.gradient_steps == -1 else cfg.gradient_steps)
+    return calls * gradient_steps_per_call(cfg)
 
 
 def crossed(previous: int, current: int, interval: int) -> bool:

@@ -19,14 +19,13 @@ import envs
 from rlkit.agent import (
     Agent,
     AgentConfig,
+    ReplayTrainFreq,
     check_replay_settings,
     crossed,
     generator_state,
     off_policy_planned_updates,
     replay_gradient_steps,
     restore_generator,
-    split_train_freq,
-    split_train_freq_fields,
 )
 from rlkit.buffers import ReplayBuffer, describe_capacity
 from rlkit.config import require
@@ -35,7 +34,7 @@ from rlkit.optim import LRScheduleConfig
 
 
 @dataclasses.dataclass
-class OffPolicyConfig(AgentConfig):
+class OffPolicyConfig(ReplayTrainFreq, AgentConfig):
     """The replay-loop settings SAC and TD3 share, after the ones every agent has (env,
     n_envs, seed, device, eval_*); each agent's config adds its own. Defaults are SB3's."""
 
@@ -64,15 +63,6 @@ class OffPolicyConfig(AgentConfig):
     """Environment steps between two writes of the training scalars."""
     divergence: DivergenceConfig = dataclasses.field(default_factory=DivergenceConfig)
     """Divergence guard: skip non-finite updates, roll back, stop (see rlkit.guard)."""
-
-    @staticmethod
-    def translate_input(data: dict[str, Any]) -> dict[str, Any]:
-        """SB3's `train_freq: [n, "step" | "episode"]` as train_freq and train_freq_unit."""
-        return split_train_freq(data)
-
-    def __post_init__(self) -> None:
-        split_train_freq_fields(self)  # built directly: train_freq=(1, "episode")
-        super().__post_init__()
 
     def validate(self) -> None:
         super().validate()
