@@ -10,10 +10,14 @@ puts back, so every stored transition is a real one.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
+import sys
+import traceback
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -23,7 +27,7 @@ from gymnasium.vector import AsyncVectorEnv, AutoresetMode, VectorEnv, VectorWra
 from envs.vector import RecordEpisodeStatistics, SyncVectorEnv
 from rlkit.errors import EnvError
 
-__all__ = ["CheckFinite", "check_env_id", "make", "make_env", "real_next_obs"]
+__all__ = ["CheckFinite", "check_env_id", "env_spec", "make", "make_env", "real_next_obs"]
 
 # rlkit's own environments, registered under the rlkit/ namespace on `import envs`.
 _REGISTRATIONS = {
@@ -38,20 +42,69 @@ for _env_id, (_entry_point, _kwargs) in _REGISTRATIONS.items():
 
 def check_env_id(env_id: str) -> None:
     """Raise EnvError (with gymnasium's 'Did you mean' hint) unless `env_id` is registered."""
+    env_spec(env_id)
+
+
+def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
+    """gymnasium's spec of `env_id`, or EnvError. An id "module:Name-v0" (gymnasium's form for
+    an env that module registers on import, as `gym.make` takes it) imports the module first."""
     if not isinstance(env_id, str) or not env_id:
         raise EnvError(
             f"env must be a gymnasium environment id such as 'CartPole-v1', got {env_id!r}"
         )
+    module, _, name = env_id.rpartition(":")
+    if module:
+        import_env_module(module, env_id)
     try:
-        gym.spec(env_id)
+        return gym.spec(name)
     except gym.error.Error as error:
         raise EnvError(f"unknown environment {env_id!r}: {error}") from None
+
+
+def import_env_module(module: str, env_id: str) -> None:
+    """Import the module of an id "module:Name-v0", from the current folder too: `rlkit` runs
+    as a script, whose folder (not the one it is run from) Python searches first, and a user's
+    envs.py next to the config is what `python -m` and `python train.py` would find."""
+    try:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as error:
+            if error.name != module.split(".")[0] or os.getcwd() in sys.path:
+                raise
+            sys.path.insert(0, os.getcwd())
+            importlib.import_module(module)
+    except ModuleNotFoundError as error:
+        where = "the current folder and PYTHONPATH"
+        raise EnvError(f"env {env_id!r}: no module named {error.name!r} in {where}") from None
+    except Exception as error:  # the user's module failed: where, in one line
+        frame = traceback.extract_tb(error.__traceback__)[-1]
+        place = f"{os.path.relpath(frame.filename)}, line {frame.lineno}"
+        raise EnvError(
+            f"env {env_id!r}: importing {module!r} failed at {place}: "
+            f"{type(error).__name__}: {error}"
+        ) from None
+
+
+def env_module_folder(env_id: str) -> str | None:
+    """The folder on sys.path that the module of an id "module:Name-v0" imports from (None for
+    a plain id): what processes started elsewhere (Ray's workers) need on their PYTHONPATH."""
+    module, _, _ = env_id.rpartition(":") if isinstance(env_id, str) else ("", "", "")
+    if not module:
+        return None
+    import_env_module(module, env_id)
+    top = sys.modules[module.split(".")[0]]
+    location = getattr(top, "__file__", None)
+    if location is None:  # a namespace package
+        location = next(iter(top.__path__))
+    path = Path(location).resolve().parent
+    return str(path.parent if Path(location).name == "__init__.py" else path)
 
 
 def make_env(env_id: str, **env_kwargs: Any) -> Callable[[], gym.Env]:
     """A thunk that builds one copy of the environment (for vector envs and subprocesses)."""
 
     def thunk() -> gym.Env:
+        # (In a subprocess of the async vector env, this imports a "module:Name-v0"'s module.)
         if is_mujoco(env_id):
             route_mujoco_warnings()
         return gym.make(env_id, **env_kwargs)
@@ -61,7 +114,7 @@ def make_env(env_id: str, **env_kwargs: Any) -> Callable[[], gym.Env]:
 
 def is_mujoco(env_id: str) -> bool:
     """True for gymnasium's MuJoCo envs (Hopper, HalfCheetah, ...), by where they live."""
-    return "envs.mujoco" in str(gym.spec(env_id).entry_point)
+    return "envs.mujoco" in str(env_spec(env_id).entry_point)
 
 
 # Which OpenGL library MuJoCo opens (to draw frames; its import loads it) is its MUJOCO_GL.
@@ -101,7 +154,7 @@ EXTRAS = {"box2d": "box2d", "mujoco": "mujoco"}
 def missing_dependency(env_id: str, error: Exception) -> str:
     """One line naming the install for an env whose engine is missing (gymnasium's own hint
     names its extras, not rlkit's)."""
-    entry_point = str(gym.spec(env_id).entry_point)
+    entry_point = str(env_spec(env_id).entry_point)
     for module, extra in EXTRAS.items():
         if f"envs.{module}" in entry_point:
             return f"{env_id} needs the {extra} extra: pip install 'rlkit[{extra}]'"

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from rlkit.config import load_yaml
-from rlkit.errors import UserError
+from rlkit.errors import EnvError, UserError
 from rlkit.files import atomic_write_bytes
 from rlkit.stats import iqm, stratified_bootstrap_ci, summarize
 
@@ -101,13 +101,11 @@ def read_run(folder: Path) -> RunData:
 
 
 def reward_threshold(env_id: str) -> float | None:
-    import gymnasium as gym
-
-    import envs  # noqa: F401  (registers rlkit's envs)
+    import envs  # (registers rlkit's envs)
 
     try:
-        return gym.spec(env_id).reward_threshold
-    except gym.error.Error:
+        return envs.env_spec(env_id).reward_threshold
+    except EnvError:
         return None
 
 

@@ -10,6 +10,7 @@ below the median (the Optuna trial is then marked pruned).
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -120,8 +121,21 @@ def run_on_ray(address: str, study: Any, setup: TuneSetup, folder: Path, trials:
     if remaining <= 0:
         print(f"rlkit: study {study.study_name} already has {trials} trials", flush=True)
         return 0
+    # An env id "module:Name-v0" whose module the driver found in its own folder: the trials'
+    # processes, started by Ray's workers in Ray's folders, look there too (the study's folder
+    # is shared between the nodes already).
+    import envs
+
+    folder_of_env = envs.env_module_folder(setup.config.get("env", ""))
+    runtime_env = None
+    if folder_of_env is not None:
+        paths = [folder_of_env, *filter(None, [os.environ.get("PYTHONPATH")])]
+        runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(paths)}}
     try:
-        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+        ray.init(
+            address=address, logging_level=logging.WARNING, log_to_driver=False,
+            runtime_env=runtime_env,
+        )  # fmt: skip
     except Exception as error:  # ConnectionError and Ray's own
         raise UserError(f"--ray {address}: cannot connect: {str(error).splitlines()[0]}") from None
     try:

@@ -211,3 +211,39 @@ def test_torch_threads_limits_numpys_blas_pool_too():
             )
         finally:
             torch.set_num_threads(threads)
+
+
+def test_an_env_from_a_module_next_to_the_user_trains_and_evaluates(tmp_path):
+    """`--set env=module:Name-v0` (gymnasium's form) with the module in the folder `rlkit` runs
+    from, through the installed console script: Python searches the script's folder, not the
+    current one, so rlkit looks there itself."""
+    script = Path(sys.executable).parent / "rlkit"
+    (tmp_path / "my_cartpoles.py").write_text(
+        "import gymnasium as gym\n"
+        "gym.register('ShortCartPole-v0', entry_point="
+        "'gymnasium.envs.classic_control:CartPoleEnv', max_episode_steps=40)\n"
+    )
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("PYTHONPATH", None)
+
+    def user(*args, cwd=tmp_path):
+        return subprocess.run([script, *map(str, args)], cwd=cwd, capture_output=True,
+                              text=True, env=env, timeout=300)  # fmt: skip
+
+    result = user("train", ROOT / "configs" / "dqn_cartpole.yaml", "--run-dir", "run",
+                  "--set", "env=my_cartpoles:ShortCartPole-v0", *TINY)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert config["env"] == "my_cartpoles:ShortCartPole-v0"
+    lengths = read_scalars(tmp_path / "run")["rollout/episodic_length"]
+    assert max(v for _, v in lengths) <= 40  # the module's env, with its own time limit
+    evaluated = user("eval", "run", "--episodes", "2", "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout)["episodes"] == 2
+    # From a folder without the module: one line naming it.
+    elsewhere = user("eval", tmp_path / "run", cwd=ROOT)
+    assert elsewhere.returncode == 2
+    assert elsewhere.stderr.strip() == (
+        "rlkit eval: error: env 'my_cartpoles:ShortCartPole-v0': no module named "
+        "'my_cartpoles' in the current folder and PYTHONPATH"
+    )

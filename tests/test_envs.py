@@ -145,3 +145,62 @@ def test_lean_vector_env_steps_exactly_like_gymnasiums(env_id, n_envs):
     assert list(ours.return_queue) == list(theirs.return_queue)
     assert list(ours.length_queue) == list(theirs.length_queue)
     assert np.array_equal(ours.episode_returns, theirs.episode_returns)
+
+
+def _module_env(folder, name: str, body: str) -> None:
+    (folder / f"{name}.py").write_text(body)
+
+
+@pytest.fixture
+def user_folder(tmp_path, monkeypatch):
+    """The current folder of a user with their own env module in it, not on sys.path (as
+    when `rlkit` runs as a console script); sys.path and sys.modules restored afterwards."""
+    import sys
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    monkeypatch.setattr(sys, "modules", dict(sys.modules))
+    return tmp_path
+
+
+def test_an_env_id_with_a_module_imports_it_from_the_current_folder(user_folder):
+    import sys
+
+    _module_env(user_folder, "user_cartpoles", (
+        "import gymnasium as gym\n"
+        "gym.register('UserCartPole-v0', entry_point="
+        "'gymnasium.envs.classic_control:CartPoleEnv', max_episode_steps=5)\n"
+    ))  # fmt: skip
+    env = envs.make("user_cartpoles:UserCartPole-v0", n_envs=2, seed=0)
+    env.reset(seed=0)
+    lengths = set()
+    for _ in range(100):
+        *_, infos = env.step(np.array([0, 1]))
+        if "episode" in infos:
+            lengths.update(infos["episode"]["l"][infos["_episode"]].tolist())
+    assert lengths == {5}  # its own time limit: the registered env, not gymnasium's CartPole
+    assert sys.path[0] == str(user_folder)
+    assert envs.env_module_folder("user_cartpoles:UserCartPole-v0") == str(user_folder)
+    assert envs.env_module_folder("CartPole-v1") is None
+
+
+@pytest.mark.parametrize(
+    ("module_text", "env_id", "message"),
+    [
+        (None, "no_such_user_module:X-v0",
+         "env 'no_such_user_module:X-v0': no module named 'no_such_user_module' in the current "
+         "folder and PYTHONPATH"),
+        ("import gymnasium\nx = 1 / 0\n", "broken_user_envs:X-v0",
+         "env 'broken_user_envs:X-v0': importing 'broken_user_envs' failed at "
+         "broken_user_envs.py, line 2: ZeroDivisionError: division by zero"),
+        ("X = 1\n", "quiet_user_envs:NotRegistered-v0",
+         "unknown environment 'quiet_user_envs:NotRegistered-v0': "),
+    ],
+)  # fmt: skip
+def test_a_module_env_that_cannot_be_made_is_one_line(user_folder, module_text, env_id, message):
+    if module_text is not None:
+        _module_env(user_folder, env_id.split(":")[0], module_text)
+    with pytest.raises(EnvError) as raised:
+        envs.check_env_id(env_id)
+    assert str(raised.value).startswith(message)
+    assert "\n" not in str(raised.value)

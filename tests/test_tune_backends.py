@@ -17,6 +17,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import yaml
 from optuna.trial import TrialState
 
 from tests.test_tune import CONFIG, TINY, tune_command
@@ -164,8 +165,17 @@ def ray_head():
 
 
 def test_trials_run_on_a_local_ray_head(tmp_path, ray_head):
+    # The env comes from a module in the folder tune runs from ("module:Name-v0"): Ray's
+    # workers start the trials in Ray's own folders, where only the driver's PYTHONPATH that
+    # rlkit passes on finds it.
+    (tmp_path / "study_envs.py").write_text(
+        "import gymnasium as gym\n"
+        "gym.register('StudyCartPole-v0', entry_point="
+        "'gymnasium.envs.classic_control:CartPoleEnv', max_episode_steps=200)\n"
+    )
     args = [CONFIG, "--trials", RAY_TRIALS, "--seeds-per-trial", 1, "--study", "onray",
-            "--ray", ray_head, "--pruner", "none", *TINY]  # fmt: skip
+            "--ray", ray_head, "--pruner", "none", *TINY,
+            "--set", "env=study_envs:StudyCartPole-v0"]  # fmt: skip
     result = subprocess.run(tune_command(*args), cwd=tmp_path, capture_output=True, text=True,
                             timeout=600)  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -175,6 +185,8 @@ def test_trials_run_on_a_local_ray_head(tmp_path, ray_head):
     )
     _check_every_trial_once(study, tmp_path / "runs" / "onray", RAY_TRIALS)
     assert (tmp_path / "runs" / "onray" / "best.yaml").is_file()
+    trained = yaml.safe_load((tmp_path / "runs/onray/trial_0/seed_1/config.yaml").read_text())
+    assert trained["env"] == "study_envs:StudyCartPole-v0"
     # Running it again adds nothing: the study has its trials.
     again = subprocess.run(tune_command(*args), cwd=tmp_path, capture_output=True, text=True,
                            timeout=300)  # fmt: skip
