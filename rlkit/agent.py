@@ -85,7 +85,10 @@ class AgentConfig(Config):
     that the shared run loop (`Agent.learn`) does. Each agent's config adds its own."""
 
     env: str = "CartPole-v1"
-    """Gymnasium environment id (Box observations, Discrete actions)."""
+    """Gymnasium environment id; "module:Name-v0" imports module first (your own env)."""
+    env_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """Keyword arguments of the env's constructor, as gym.make takes them (SB3's env_kwargs),
+    e.g. {continuous: true} for LunarLander-v3; for training, evaluation and videos alike."""
     n_envs: int = 1
     """Copies of the environment stepped together (a gymnasium vector env)."""
     seed: int = 0
@@ -119,6 +122,8 @@ class AgentConfig(Config):
 
     def validate(self) -> None:
         envs.check_env_id(self.env)
+        for key in self.env_kwargs:
+            require(isinstance(key, str), f"env_kwargs: keys must be strings, got {key!r}")
         require(self.n_envs >= 1, f"n_envs must be >= 1, got {self.n_envs}")
         require(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
         require(self.eval_interval >= 0, f"eval_interval must be >= 0, got {self.eval_interval}")
@@ -271,8 +276,9 @@ class Agent:
         torch.manual_seed(cfg.seed)  # network initialisation
         self.rng = np.random.default_rng(cfg.seed)  # the agent's own draws (exploration)
         self.env = envs.make(
-            cfg.env, n_envs=cfg.n_envs, vectorization=getattr(cfg, "vectorization", "sync")
-        )
+            cfg.env, n_envs=cfg.n_envs, vectorization=getattr(cfg, "vectorization", "sync"),
+            **cfg.env_kwargs,
+        )  # fmt: skip
         self.observation_space = self.env.single_observation_space
         self.action_space = self.env.single_action_space
         kinds = type(self).action_kinds
@@ -720,6 +726,7 @@ class Agent:
                 self.config.env,
                 n_episodes,
                 seed,
+                env_kwargs=self.config.env_kwargs,
             )
 
     def _greedy_policy(self) -> Callable[[np.ndarray], np.ndarray] | None:

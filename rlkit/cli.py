@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import signal
 import sys
 import time
@@ -678,7 +679,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:
-    return f"rlkit: warning: {message}\n"
+    # gymnasium colours its warnings for a terminal and prefixes them "WARN: "; ours say so.
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(message)).removeprefix("WARN: ")
+    return f"rlkit: warning: {text}\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -134,16 +134,30 @@ SB3_ONLY = {
     "stats_window_size": "episode returns are logged one by one (rollout/episodic_return)",
 }
 
+# The RL Zoo's keys of its hyperparameter files that rlkit has no counterpart for (its
+# env_kwargs, n_timesteps, policy and policy_kwargs are read or renamed above).
+ZOO_ONLY = {
+    "normalize": "observation and reward normalization is built for REINFORCE, A2C and PPO "
+    "(normalize_obs, normalize_reward)",
+    "normalize_kwargs": "observation and reward normalization: normalize_obs and "
+    "normalize_reward (REINFORCE, A2C and PPO)",
+    "env_wrapper": "wrappers are not read from a config: register the wrapped env with "
+    "gymnasium in a module of yours and set env: module:Name-v0 (README, Environments)",
+    "frame_stack": "frame stacking is not built: the agents are MLPs over one observation",
+    "callback": "callbacks are not read from a config: the run loop logs, evaluates "
+    "(eval_interval), keeps the best agent and stops at stop_at_return",
+}
+
 
 def unknown_key_message(key: Any, known: Sequence[str], where: str) -> str:
     place = f" in {where}" if where else ""
     ours = SB3_NAMES.get(_join(where, str(key)))
     if ours is not None and ours.split()[0].split(".")[0] in known:
         return f"unknown config key {key!r}{place} (Stable-Baselines3's name); rlkit's: {ours}"
-    instead = None if where else SB3_ONLY.get(str(key))
-    if instead is not None:
-        sb3 = "a Stable-Baselines3 setting rlkit does not have"
-        return f"unknown config key {key!r} ({sb3}): {instead}"
+    for table, whose in ((SB3_ONLY, "a Stable-Baselines3 setting"), (ZOO_ONLY, "an RL Zoo key")):
+        instead = None if where else table.get(str(key))
+        if instead is not None:
+            return f"unknown config key {key!r} ({whose} rlkit does not have): {instead}"
     close = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.6)
     if close:
         return f"unknown config key {key!r}{place}; did you mean {close[0]!r}?"

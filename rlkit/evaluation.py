@@ -16,7 +16,7 @@ The evaluation env has at most EVAL_ENVS copies, so each set spans at most that 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -94,6 +94,7 @@ def evaluate(
     n_episodes: int,
     seed: int = 0,
     n_envs: int = EVAL_ENVS,
+    env_kwargs: Mapping[str, Any] | None = None,
 ) -> EvalResult:
     """Run `n_episodes` full episodes of `policy` (batched obs -> batched actions).
 
@@ -106,7 +107,7 @@ def evaluate(
     n_envs = max(1, min(n_envs, n_episodes))
     quota = np.full(n_envs, n_episodes // n_envs)
     quota[: n_episodes % n_envs] += 1
-    vector_env = envs.make(env_id, n_envs=n_envs)
+    vector_env = envs.make(env_id, n_envs=n_envs, **(env_kwargs or {}))
     returns: list[float] = []
     lengths: list[int] = []
     done_count = np.zeros(n_envs, dtype=np.int64)

@@ -48,14 +48,16 @@ def record_episodes(
 
     env_id = agent.config.env
     envs.check_env_id(env_id)
-    modes = _render_modes(env_id)
+    env_kwargs = dict(agent.config.env_kwargs)
+    env_kwargs.pop("render_mode", None)  # (frames are drawn whatever the config says)
+    modes = _render_modes(env_id, env_kwargs)
     if "rgb_array" not in modes:
         raise UserError(f"{env_id} cannot draw frames (its render modes: {modes or 'none'})")
     if seed is None:
         seed = seed_for_testing(agent.config.seed)
     prefix = env_id.replace("/", "-")
     env = _RecordEveryFrame(
-        gym.make(env_id, render_mode="rgb_array"), str(folder),
+        gym.make(env_id, render_mode="rgb_array", **env_kwargs), str(folder),
         episode_trigger=lambda _: True, name_prefix=prefix, disable_logger=True,
     )  # fmt: skip
     returns: list[float] = []
@@ -96,8 +98,8 @@ def record_episodes(
     return EvalResult(returns, lengths), files
 
 
-def _render_modes(env_id: str) -> list[str]:
-    env = gym.make(env_id)
+def _render_modes(env_id: str, env_kwargs: dict) -> list[str]:
+    env = gym.make(env_id, **env_kwargs)
     try:
         return list(env.metadata.get("render_modes", []))
     finally:

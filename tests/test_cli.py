@@ -247,3 +247,34 @@ def test_an_env_from_a_module_next_to_the_user_trains_and_evaluates(tmp_path):
         "rlkit eval: error: env 'my_cartpoles:ShortCartPole-v0': no module named "
         "'my_cartpoles' in the current folder and PYTHONPATH"
     )
+
+
+def test_env_kwargs_reach_training_evaluation_and_the_agent_file(tmp_path):
+    """SB3's env_kwargs: CartPole's sutton_barto_reward gives -1 at the fall and 0 before, which
+    every return logged in training, validation and `rlkit eval` shows; a keyword the env does
+    not take is one line, and gymnasium's coloured warnings come out plain."""
+    run_dir = tmp_path / "run"
+    result = rlkit("train", "configs/dqn_cartpole.yaml", "--run-dir", run_dir, *TINY,
+                   "--set", "env_kwargs.sutton_barto_reward=true",
+                   "--set", "eval_interval=500")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["env_kwargs"] == {
+        "sutton_barto_reward": True
+    }
+    scalars = read_scalars(run_dir)
+    for tag in ("rollout/episodic_return", "eval/mean_return", "test/mean_return"):
+        assert {v for _, v in scalars[tag]} <= {-1.0, 0.0}, tag  # CartPole's own: >= 8
+    evaluated = rlkit("eval", run_dir, "--episodes", "3", "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert set(json.loads(evaluated.stdout)["returns"]) <= {-1.0, 0.0}
+
+    bad = rlkit("train", "configs/dqn_cartpole.yaml", "--set", "env_kwargs.gravity=3", *TINY)
+    assert bad.returncode == 2
+    assert bad.stderr.count("\n") == 1 and "unexpected keyword argument 'gravity'" in bad.stderr
+    warned = rlkit("train", "configs/dqn_cartpole.yaml", "--run-dir", tmp_path / "warned",
+                   "--set", "env_kwargs.render_mode=ascii", *TINY, "--steps", "400")  # fmt: skip
+    assert warned.returncode == 0, warned.stderr
+    assert (
+        "rlkit: warning: The environment is being initialised with render_mode='ascii' that is "
+        "not in the possible render_modes (['human', 'rgb_array']).\n"
+    ) in warned.stderr
