@@ -100,6 +100,46 @@ def env_module_folder(env_id: str) -> str | None:
     return str(path.parent if Path(location).name == "__init__.py" else path)
 
 
+# Where an env has no time limit of its own (CliffWalking, many users' envs), an evaluation
+# or video episode stops after this many steps: a greedy policy that never reaches the end
+# (walking into a wall) would otherwise hold up the run forever.
+UNLIMITED_EPISODE_CAP = 1_000
+
+
+def has_time_limit(env_id: str, env_kwargs: dict[str, Any] | None = None) -> bool:
+    """Whether the env's episodes end within a number of steps: its registration has
+    max_episode_steps, or `env_kwargs` gives one (gym.make's own keyword)."""
+    if (env_kwargs or {}).get("max_episode_steps") is not None:
+        return True
+    return env_spec(env_id).max_episode_steps is not None
+
+
+def capped_kwargs(env_id: str, env_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`env_kwargs` for an episode that must end: with max_episode_steps at
+    UNLIMITED_EPISODE_CAP where the env has no time limit."""
+    kwargs = dict(env_kwargs or {})
+    if not has_time_limit(env_id, kwargs):
+        kwargs["max_episode_steps"] = UNLIMITED_EPISODE_CAP
+    return kwargs
+
+
+_FLAT_SPACES = (
+    gym.spaces.Box,
+    gym.spaces.Discrete,
+    gym.spaces.MultiDiscrete,
+    gym.spaces.MultiBinary,
+)
+
+
+def _flattens(space: gym.Space) -> bool:
+    """A space of numbers of a fixed size (a Text, Sequence or Graph is not)."""
+    if isinstance(space, gym.spaces.Tuple):
+        return all(map(_flattens, space.spaces))
+    if isinstance(space, gym.spaces.Dict):
+        return all(map(_flattens, space.spaces.values()))
+    return isinstance(space, _FLAT_SPACES)
+
+
 def make_env(env_id: str, **env_kwargs: Any) -> Callable[[], gym.Env]:
     """A thunk that builds one copy of the environment (for vector envs and subprocesses)."""
 
@@ -107,9 +147,27 @@ def make_env(env_id: str, **env_kwargs: Any) -> Callable[[], gym.Env]:
         # (In a subprocess of the async vector env, this imports a "module:Name-v0"'s module.)
         if is_mujoco(env_id):
             route_mujoco_warnings()
-        return gym.make(env_id, **env_kwargs)
+        return flat_observations(gym.make(env_id, **env_kwargs))
 
     return thunk
+
+
+def flat_observations(env: gym.Env) -> gym.Env:
+    """The env with observations the agents' MLPs take, a flat float vector, as SB3 prepares
+    them: a Discrete one one-hot (FrozenLake, Taxi, CliffWalking), a Tuple, Dict or
+    MultiDiscrete concatenated (Blackjack), a Box of any shape flattened (gymnasium's
+    FlattenObservation, then float32). A flat Box passes through untouched, and so does a space
+    of no fixed size of numbers (Text, Sequence, Graph), for the agent's check to name."""
+    space = env.observation_space
+    if (isinstance(space, gym.spaces.Box) and len(space.shape) == 1) or not _flattens(space):
+        return env
+    flat = gym.wrappers.FlattenObservation(env)
+    box = flat.observation_space
+    if box.dtype == np.float32:
+        return flat
+    low, high = box.low.astype(np.float32), box.high.astype(np.float32)
+    float_box = gym.spaces.Box(low, high, dtype=np.float32)
+    return gym.wrappers.TransformObservation(flat, lambda obs: obs.astype(np.float32), float_box)
 
 
 def is_mujoco(env_id: str) -> bool:

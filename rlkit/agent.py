@@ -54,6 +54,7 @@ from rlkit.malloc import keep_freed_memory
 from rlkit.normalization import Normalizer, NormalizeVector
 from rlkit.recorder import Recorder, RunMonitor
 from rlkit.serialization import load_tensors, save_tensors
+from rlkit.threads import single_threaded_numpy_blas
 
 AGENT_FILE_FORMAT = "rlkit.agent"
 FINAL_AGENT_FILE = "agent.safetensors"
@@ -230,8 +231,9 @@ def check_spaces(
         )
     if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
         raise EnvError(
-            f"{agent}'s MLP needs flat vector observations (a Box of shape (n,)), but {env_id} "
-            f"has {observation_space}; wrap the env (e.g. gymnasium.wrappers.FlattenObservation)"
+            f"{agent}'s MLP needs observations it can flatten into a vector (Box, Discrete, "
+            f"MultiDiscrete, MultiBinary, Tuple or Dict of them), but {env_id} has "
+            f"{observation_space}"
         )
 
 
@@ -414,6 +416,8 @@ class Agent:
         torch.set_float32_matmul_precision(self.config.matmul_precision)
         if self.device.type == "cpu":  # no page faults on each update's temporaries
             keep_freed_memory()
+        numpy_blas = contextlib.ExitStack()
+        numpy_blas.enter_context(single_threaded_numpy_blas())  # (rlkit.threads: why)
         try:
             while self.global_step < end_step and not self.stop_requested:
                 previous_step = self.global_step
@@ -444,6 +448,7 @@ class Agent:
             self._save_diverged(run_dir, keep_checkpoints, monitor)
             raise
         finally:
+            numpy_blas.close()
             torch.set_float32_matmul_precision(caller_precision)
             monitor.close(self.global_step)
         return self
@@ -720,7 +725,7 @@ class Agent:
         if greedy is not None and self.normalizer is not None:
             fast, normalize = greedy, self.normalizer.obs
             greedy = lambda obs: fast(normalize(obs))  # noqa: E731
-        with self._random_state_kept():
+        with self._random_state_kept(), single_threaded_numpy_blas():
             return evaluate(
                 greedy or (lambda obs: self.act(obs, deterministic=deterministic)),
                 self.config.env,

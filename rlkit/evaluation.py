@@ -16,6 +16,7 @@ The evaluation env has at most EVAL_ENVS copies, so each set spans at most that 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -100,14 +101,17 @@ def evaluate(
 
     Episodes are split evenly over up to `n_envs` copies fixed in advance, and each copy stops
     counting once it has done its share: taking the first N episodes to finish would favour
-    short ones and bias the mean down.
+    short ones and bias the mean down. An env without a time limit has its episodes cut at
+    envs.UNLIMITED_EPISODE_CAP steps.
     """
     if n_episodes < 1:
         raise ValueError(f"n_episodes must be at least 1, got {n_episodes}")
     n_envs = max(1, min(n_envs, n_episodes))
     quota = np.full(n_envs, n_episodes // n_envs)
     quota[: n_episodes % n_envs] += 1
-    vector_env = envs.make(env_id, n_envs=n_envs, **(env_kwargs or {}))
+    kwargs = envs.capped_kwargs(env_id, env_kwargs)
+    capped = not envs.has_time_limit(env_id, env_kwargs)
+    vector_env = envs.make(env_id, n_envs=n_envs, **kwargs)
     returns: list[float] = []
     lengths: list[int] = []
     done_count = np.zeros(n_envs, dtype=np.int64)
@@ -124,6 +128,12 @@ def evaluate(
                         done_count[i] += 1
     finally:
         vector_env.close()
+    if capped and max(lengths) >= envs.UNLIMITED_EPISODE_CAP:
+        warnings.warn(
+            f"{env_id} has no time limit: evaluation episodes are cut at "
+            f"{envs.UNLIMITED_EPISODE_CAP:,} steps (set env_kwargs.max_episode_steps)",
+            stacklevel=2,
+        )
     return EvalResult(returns, lengths)
 
 

@@ -48,7 +48,7 @@ def record_episodes(
 
     env_id = agent.config.env
     envs.check_env_id(env_id)
-    env_kwargs = dict(agent.config.env_kwargs)
+    env_kwargs = envs.capped_kwargs(env_id, agent.config.env_kwargs)
     env_kwargs.pop("render_mode", None)  # (frames are drawn whatever the config says)
     modes = _render_modes(env_id, env_kwargs)
     if "rgb_array" not in modes:

@@ -4,6 +4,7 @@ of these into one line and exit code 2 (tests/test_cli.py)."""
 
 import math
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
@@ -17,6 +18,24 @@ from rlkit.errors import (
     DeviceError,
     EnvError,
 )
+
+
+class TextObservations(gym.Env):
+    """Observations of no fixed size of numbers: text."""
+
+    observation_space = gym.spaces.Text(8)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return "a", {}
+
+    def step(self, action):
+        return "a", 0.0, True, False, {}
+
+
+if "rlkit_test/TextObservations-v0" not in gym.registry:
+    gym.register("rlkit_test/TextObservations-v0", entry_point=TextObservations)
 
 
 def build(name: str, **config):
@@ -37,7 +56,9 @@ CASES = [
     # (id, action, exception type, message fragment)
     ("continuous actions", build("dqn", env="Pendulum-v1"), EnvError, "needs a Discrete action"),
     ("discrete actions td3", build("td3", env="CartPole-v1"), EnvError, "continuous action space"),
-    ("tuple observations", build("dqn", env="Blackjack-v1"), EnvError, "flat vector observations"),
+    ("text observations", build("dqn", env="rlkit_test/TextObservations-v0"), EnvError,
+     "observations it can flatten into a vector (Box, Discrete, MultiDiscrete, MultiBinary, "
+     "Tuple or Dict of them), but rlkit_test/TextObservations-v0 has Text("),
     ("lr zero", build("dqn", optimizer={**ADAM, "lr": 0}), ConfigError, "optimizer.lr must be"),
     ("lr negative", build("a2c", optimizer={**ADAM, "lr": -1e-3}), ConfigError, "got -0.001"),
     ("lr nan", build("ppo", optimizer={**ADAM, "lr": math.nan}), ConfigError,

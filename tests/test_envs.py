@@ -1,3 +1,5 @@
+import warnings
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -204,3 +206,45 @@ def test_a_module_env_that_cannot_be_made_is_one_line(user_folder, module_text, 
         envs.check_env_id(env_id)
     assert str(raised.value).startswith(message)
     assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("env_id", "size"),
+    [("FrozenLake-v1", 16), ("CliffWalking-v1", 48), ("Blackjack-v1", 32 + 11 + 2)],
+)
+def test_observations_that_are_not_a_flat_box_arrive_flat_as_sb3_prepares_them(env_id, size):
+    env = envs.make(env_id, n_envs=2, seed=0)
+    space = env.single_observation_space
+    assert isinstance(space, gym.spaces.Box) and space.shape == (size,)
+    assert space.dtype == np.float32
+    obs, _ = env.reset(seed=0)
+    assert obs.dtype == np.float32 and obs.shape == (2, size)
+    assert set(np.unique(obs)) <= {0.0, 1.0}  # one-hot (per part, for Blackjack's tuple)
+    raw = gym.make(env_id)
+    first, _ = raw.reset(seed=0)
+    assert np.array_equal(obs[0], gym.spaces.flatten(raw.observation_space, first))
+
+
+def test_a_flat_box_env_is_not_wrapped():
+    env = envs.make_env("CartPole-v1")()
+    assert not isinstance(env, gym.ObservationWrapper)
+    assert env.observation_space.shape == (4,)
+
+
+def test_episodes_of_an_env_without_time_limit_end_in_evaluation():
+    """CliffWalking has no time limit; a policy walking into the wall never ends an episode,
+    and an evaluation would never end without the cap; with env_kwargs' own limit, that one."""
+    from rlkit.evaluation import evaluate
+
+    def up(obs):
+        return np.zeros(len(obs), dtype=np.int64)  # action 0: up, from the start: the wall
+
+    assert not envs.has_time_limit("CliffWalking-v1")
+    with pytest.warns(UserWarning, match="CliffWalking-v1 has no time limit: evaluation epi"):
+        result = evaluate(up, "CliffWalking-v1", 3, seed=0)
+    assert result.lengths == [envs.UNLIMITED_EPISODE_CAP] * 3
+    assert result.returns == [-float(envs.UNLIMITED_EPISODE_CAP)] * 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # its own limit: no word about the cap
+        limited = evaluate(up, "CliffWalking-v1", 2, env_kwargs={"max_episode_steps": 7})
+    assert limited.lengths == [7, 7]
