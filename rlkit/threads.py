@@ -2,13 +2,13 @@
 
 rlkit multiplies in numpy only for a few rows at a time: acting, one env step at a time, and
 the evaluation batches (rlkit.mlp_grad.NumpyLayers), where a second thread has nothing to win.
-But OpenBLAS, numpy's BLAS, keeps a pool of threads that spin for a while after each product,
-on the same cores as torch's OpenMP threads running the gradient step in between, and the two
-pools wait on each other. On a 2-core AMD EPYC (Zen 3), with 2 torch threads, SAC on Pendulum at
-the RL Zoo's sizes took 8% less time per step with numpy's BLAS on one thread
-(OPENBLAS_NUM_THREADS=1, the same agents to the bit; README, "SAC Pendulum-v1"); a product of
-8 x 48 by 48 x 256 then 256 x 256 took 65 us on one thread against 271-466 us on two while the
-cores were busy.
+But OpenBLAS, numpy's BLAS, keeps a pool of threads that spin after each product, and when the
+cores are busy (torch's threads, other runs) a product waits for its pool to get them: on a
+2-core AMD EPYC (Zen 3) whose cores two other training processes kept busy, 8 x 48 by 48 x 256
+then by 256 x 256 took 65 us on one thread against 271-466 us on two, and one row by 3 x 256
+then 256 x 256 7.5 against 36 us. On a quiet machine it makes no difference that shows
+(benchmarks/numpy_blas_threads.py, SAC Pendulum, 2 torch threads, 3 alternated pairs: median
+ratio 0.99, the same agent to the bit).
 
 A BLAS that torch itself loaded (its own OpenBLAS on some builds) keeps its threads: torch's
 products are the large ones.
