@@ -56,10 +56,11 @@ def record_episodes(
     if seed is None:
         seed = seed_for_testing(agent.config.seed)
     prefix = env_id.replace("/", "-")
-    env = _RecordEveryFrame(
+    recorder = _RecordEveryFrame(
         gym.make(env_id, render_mode="rgb_array", **env_kwargs), str(folder),
         episode_trigger=lambda _: True, name_prefix=prefix, disable_logger=True,
     )  # fmt: skip
+    env = envs.flat_observations(recorder)  # the observations the agent trained on
     returns: list[float] = []
     lengths: list[int] = []
     drawn = False  # a frame has been drawn: rendering works

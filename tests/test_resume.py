@@ -32,6 +32,15 @@ CASES = {
             network={"hidden_sizes": [32, 32]}, lr_schedule={"name": "linear"},
         ),
     ),
+    # a Discrete observation made one-hot by the wrappers envs.make adds, the env's kwargs.
+    "dqn_frozenlake": (
+        "dqn",
+        1200,
+        dict(
+            env="FrozenLake-v1", env_kwargs={"map_name": "8x8"}, learning_starts=200,
+            buffer_size=2000, batch_size=32, log_interval=200, network={"hidden_sizes": [32]},
+        ),
+    ),
     # prioritized replay (sum tree), Monte Carlo episode collector, double + dueling, Polyak.
     "dqn_family": (
         "dqn",

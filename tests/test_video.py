@@ -47,6 +47,20 @@ def test_eval_video_writes_one_valid_mp4_per_episode(saved_agent, tmp_path):
         assert frames == int(episode_return) + 1, (file, frames, episode_return)
 
 
+def test_video_of_an_env_whose_observations_the_agent_sees_flattened(tmp_path):
+    """FrozenLake's Discrete cell reaches the agent one-hot in training; the video's episodes
+    must give it the same, and end at env_kwargs' time limit of 6 steps."""
+    agent = agents.DQN("FrozenLake-v1", seed=3, env_kwargs={"max_episode_steps": 6})
+    path = tmp_path / "agent.safetensors"
+    agent.save(path)
+    agent.close()
+    folder = tmp_path / "videos"
+    result = _rlkit("eval", path, "--episodes", "2", "--video", folder, "--json")
+    assert result.returncode == 0, result.stderr
+    assert len(list(folder.glob("FrozenLake-v1-episode-*.mp4"))) == 2
+    assert json.loads(result.stdout)["mean_length"] <= 6
+
+
 def test_eval_video_without_the_extra_is_one_line_naming_the_install(saved_agent, tmp_path):
     # A real interpreter in which moviepy cannot be imported (as on an install without the
     # `video` extra).
