@@ -272,13 +272,17 @@ def make(
     seed: int | None = None,
     record_statistics: bool = True,
     vectorization: str = "sync",
-    **env_kwargs: Any,
+    env_kwargs: dict[str, Any] | None = None,
+    **more_env_kwargs: Any,
 ) -> VectorEnv:
     """`n_envs` copies of `env_id` in a vector env with SAME_STEP autoreset.
 
     `vectorization`: "sync" steps the copies one after the other in this process (best for
     cheap envs such as CartPole); "async" runs each copy in its own subprocess (for envs whose
     step is expensive).
+
+    `env_kwargs` (and any other keyword) go to `gym.make` for each copy: the env's own
+    arguments, and gym.make's (max_episode_steps).
 
     With `seed`, the copies are reset with seeds seed, seed+1, ... so runs are reproducible.
     The episode statistics wrapper puts each finished episode's return and length in
@@ -290,6 +294,7 @@ def make(
     if vectorization not in VECTORIZATIONS:
         raise EnvError(f"vectorization must be 'sync' or 'async', got {vectorization!r}")
     vector_cls = SyncVectorEnv if vectorization == "sync" else AsyncVectorEnv
+    env_kwargs = {**(env_kwargs or {}), **more_env_kwargs}
     try:
         vector_env: VectorEnv = vector_cls(
             [make_env(env_id, **env_kwargs) for _ in range(int(n_envs))],
@@ -299,7 +304,7 @@ def make(
         raise EnvError(missing_dependency(env_id, error)) from None
     except gym.error.Error as error:
         raise EnvError(f"cannot make environment {env_id!r}: {error}") from None
-    except TypeError as error:  # unexpected keyword arguments for the env constructor
+    except (TypeError, ValueError) as error:  # keyword arguments the env does not take
         raise EnvError(f"cannot make environment {env_id!r}: {error}") from None
     vector_env = CheckFinite(vector_env)
     if record_statistics:

@@ -125,6 +125,11 @@ class AgentConfig(Config):
         envs.check_env_id(self.env)
         for key in self.env_kwargs:
             require(isinstance(key, str), f"env_kwargs: keys must be strings, got {key!r}")
+        limit = self.env_kwargs.get("max_episode_steps")
+        require(
+            limit is None or (type(limit) is int and limit >= 1),
+            f"env_kwargs.max_episode_steps must be an integer >= 1 or null, got {limit!r}",
+        )
         require(self.n_envs >= 1, f"n_envs must be >= 1, got {self.n_envs}")
         require(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
         require(self.eval_interval >= 0, f"eval_interval must be >= 0, got {self.eval_interval}")
@@ -279,7 +284,7 @@ class Agent:
         self.rng = np.random.default_rng(cfg.seed)  # the agent's own draws (exploration)
         self.env = envs.make(
             cfg.env, n_envs=cfg.n_envs, vectorization=getattr(cfg, "vectorization", "sync"),
-            **cfg.env_kwargs,
+            env_kwargs=cfg.env_kwargs,
         )  # fmt: skip
         self.observation_space = self.env.single_observation_space
         self.action_space = self.env.single_action_space

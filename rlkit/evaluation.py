@@ -111,7 +111,7 @@ def evaluate(
     quota[: n_episodes % n_envs] += 1
     kwargs = envs.capped_kwargs(env_id, env_kwargs)
     capped = not envs.has_time_limit(env_id, env_kwargs)
-    vector_env = envs.make(env_id, n_envs=n_envs, **kwargs)
+    vector_env = envs.make(env_id, n_envs=n_envs, env_kwargs=kwargs)
     returns: list[float] = []
     lengths: list[int] = []
     done_count = np.zeros(n_envs, dtype=np.int64)

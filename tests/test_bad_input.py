@@ -109,6 +109,8 @@ CASES = [
      ConfigError, "wrappers are not read from a config: register the wrapped env"),
     ("env_kwargs not a mapping", build("ppo", env_kwargs=[1]), ConfigTypeError,
      "env_kwargs: expected a mapping, got list [1]"),
+    ("time limit zero", build("ppo", env_kwargs={"max_episode_steps": 0}), ConfigError,
+     "env_kwargs.max_episode_steps must be an integer >= 1 or null, got 0"),
     ("env_kwargs the env does not take", build("ppo", env_kwargs={"gravity": 3}), EnvError,
      "unexpected keyword argument 'gravity'"),
     ("SB3's use_sde", build("sac", env="Pendulum-v1", use_sde=True), ConfigError,
