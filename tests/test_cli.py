@@ -230,8 +230,8 @@ def test_an_env_from_a_module_next_to_the_user_trains_and_evaluates(tmp_path):
         return subprocess.run([script, *map(str, args)], cwd=cwd, capture_output=True,
                               text=True, env=env, timeout=300)  # fmt: skip
 
-    result = user("train", ROOT / "configs" / "dqn_cartpole.yaml", "--run-dir", "run",
-                  "--set", "env=my_cartpoles:ShortCartPole-v0", *TINY)  # fmt: skip
+    result = user("train", ROOT / "configs" / "dqn_cartpole.yaml", "--run-dir", "run", *TINY,
+                  "--steps", "600", "--set", "env=my_cartpoles:ShortCartPole-v0")  # fmt: skip
     assert result.returncode == 0, result.stderr
     config = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert config["env"] == "my_cartpoles:ShortCartPole-v0"
@@ -255,11 +255,17 @@ def test_env_kwargs_reach_training_evaluation_and_the_agent_file(tmp_path):
     not take is one line, and gymnasium's coloured warnings come out plain."""
     run_dir = tmp_path / "run"
     result = rlkit("train", "configs/dqn_cartpole.yaml", "--run-dir", run_dir, *TINY,
-                   "--set", "env_kwargs.sutton_barto_reward=true",
+                   "--set", "env_kwargs.sutton_barto_reward=true", "--steps", "1000",
+                   "--set", "env_kwargs.render_mode=ascii",  # (a mode CartPole warns about)
                    "--set", "eval_interval=500")  # fmt: skip
     assert result.returncode == 0, result.stderr
+    assert (
+        "rlkit: warning: The environment is being initialised with render_mode='ascii' that is "
+        "not in the possible render_modes (['human', 'rgb_array']).\n"
+    ) in result.stderr
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["env_kwargs"] == {
-        "sutton_barto_reward": True
+        "sutton_barto_reward": True,
+        "render_mode": "ascii",
     }
     scalars = read_scalars(run_dir)
     for tag in ("rollout/episodic_return", "eval/mean_return", "test/mean_return"):
@@ -271,10 +277,3 @@ def test_env_kwargs_reach_training_evaluation_and_the_agent_file(tmp_path):
     bad = rlkit("train", "configs/dqn_cartpole.yaml", "--set", "env_kwargs.gravity=3", *TINY)
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1 and "unexpected keyword argument 'gravity'" in bad.stderr
-    warned = rlkit("train", "configs/dqn_cartpole.yaml", "--run-dir", tmp_path / "warned",
-                   "--set", "env_kwargs.render_mode=ascii", *TINY, "--steps", "400")  # fmt: skip
-    assert warned.returncode == 0, warned.stderr
-    assert (
-        "rlkit: warning: The environment is being initialised with render_mode='ascii' that is "
-        "not in the possible render_modes (['human', 'rgb_array']).\n"
-    ) in warned.stderr
