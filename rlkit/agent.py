@@ -242,6 +242,55 @@ def check_spaces(
         )
 
 
+# Stable-Baselines3's first argument, the policy class or its name (`SAC("MlpPolicy", env)`).
+SB3_POLICIES = frozenset({"MlpPolicy", "CnnPolicy", "MultiInputPolicy"})
+# Stable-Baselines3's keyword arguments of `learn`, with rlkit's way to say the same.
+SB3_LEARN_ARGUMENTS = {
+    "total_timesteps": "rlkit's: total_steps (or the first argument)",
+    "progress_bar": "rlkit's: progress",
+    "tb_log_name": "rlkit's: run_dir (the run folder holds its TensorBoard files)",
+    "log_interval": "rlkit's log_interval is a config key: agents.X(env, log_interval=...)",
+    "reset_num_timesteps": "rlkit's steps always go on from the agent's global_step; "
+    "resume=True continues a restored checkpoint's run to its end",
+}
+# What gym.make / gym.make_vec record in an env's spec beside the env's own keyword arguments.
+_MAKE_ONLY_KWARGS = frozenset(
+    {"render_mode", "num_envs", "vectorization_mode", "vector_kwargs", "wrappers"}
+)
+
+
+def check_agent_arguments(agent: str, env: Any, config: Any) -> None:
+    """One-line errors for Stable-Baselines3's way of making an agent, `SAC("MlpPolicy", env)`
+    with an env id or a gymnasium Env: rlkit takes the env's id first and makes its own seeded
+    copies of the env (training, validation, test), so it needs the id, not an env object."""
+    if isinstance(env, str) and env in SB3_POLICIES:
+        spec = getattr(config, "spec", None)
+        example = spec.id if spec is not None else config
+        raise ConfigError(
+            f"agents.{agent} takes the env first, as agents.{agent}(env="
+            f"{example if isinstance(example, str) else 'Pendulum-v1'!r}): {env!r} is "
+            "Stable-Baselines3's policy argument (rlkit's agents build their own MLPs: "
+            "network.hidden_sizes, network.activation)"
+        )
+    if isinstance(env, gym.Env | gym.vector.VectorEnv):
+        spec = env.spec
+        if spec is None:
+            instead = "register it with gymnasium and pass its id (README, Environments)"
+        else:
+            kwargs = {k: v for k, v in spec.kwargs.items() if k not in _MAKE_ONLY_KWARGS}
+            registered = gym.registry.get(spec.id)
+            limit = kwargs.pop("max_episode_steps", spec.max_episode_steps)  # (make_vec's place)
+            if registered is None or limit != registered.max_episode_steps:
+                kwargs["max_episode_steps"] = limit
+            copies = spec.kwargs.get("num_envs")
+            instead = f"env={spec.id!r}" + (f", n_envs={copies}" if copies else "")
+            instead += f", env_kwargs={kwargs!r}" if kwargs else ""
+        raise ConfigError(
+            f"agents.{agent} takes an env id, not a {type(env).__name__} object (rlkit makes "
+            f"its own seeded copies of the env for training and evaluation): {instead}"
+        )
+
+
 def build_config(cls: type, config: Any, env: str | None, overrides: dict[str, Any]):
     """An agent's config from a config object or mapping, `env`, and keyword overrides."""
     if isinstance(config, cls):
@@ -277,6 +326,7 @@ class Agent:
     )
 
     def __init__(self, env: str | None = None, config: Any = None, **overrides: Any) -> None:
+        check_agent_arguments(type(self).__name__, env, config)
         self.config = build_config(type(self).Config, config, env, overrides)
         cfg = self.config
         self.device = resolve_device(cfg.device)
@@ -370,6 +420,19 @@ class Agent:
     def _act(self, obs: torch.Tensor, deterministic: bool) -> np.ndarray:
         raise NotImplementedError
 
+    def predict(
+        self,
+        observation: Any,
+        state: Any = None,
+        episode_start: Any = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, None]:
+        """Stable-Baselines3's `model.predict`: (actions, None), `act` under SB3's signature and
+        default (sampling, not greedy), so code written for SB3 models runs on rlkit's agents
+        (SB3's `evaluate_policy`, a user's own loop). rlkit's agents have no recurrent state:
+        `state` and `episode_start` are taken and ignored."""
+        return self.act(observation, deterministic=deterministic), None
+
     # ------------------------------------------------------------------ training runs
 
     def _make_guard(self) -> DivergenceGuard:
@@ -388,6 +451,7 @@ class Agent:
         callback_interval: int = 1_000,
         keep_checkpoints: int = 3,
         resume: bool = False,
+        **unknown: Any,
     ) -> Agent:
         """Train for `total_steps` environment steps (summed over copies; on-policy agents
         round up to whole rollouts).
@@ -405,6 +469,12 @@ class Agent:
         checkpoint (`agents.from_checkpoint`) to its original end. `callback(agent)` runs every
         `callback_interval` steps; returning False stops training, as does `stop_requested`.
         """
+        if unknown:  # Stable-Baselines3's names get rlkit's
+            name = next(iter(unknown))
+            instead = SB3_LEARN_ARGUMENTS.get(name)
+            if instead is None:
+                raise TypeError(f"learn() got an unexpected keyword argument {name!r}")
+            raise TypeError(f"learn() has no {name!r} (Stable-Baselines3's name); {instead}")
         start_step, end_step = self._begin_run(
             total_steps, resume, checkpoint_interval, keep_checkpoints
         )

@@ -152,6 +152,22 @@ CASES = [
     ("buffer beyond memory", build("dqn", buffer_size=10**12), BufferTooLargeError,
      "lower buffer_size"),
     ("config of wrong type", lambda: agents.DQN(config=5), ConfigError, "must be a DQNConfig"),
+    # Stable-Baselines3's ways: the policy first, an env object, learn's keyword names.
+    ("sb3 policy first", lambda: agents.SAC("MlpPolicy", "Pendulum-v1"), ConfigError,
+     "agents.SAC takes the env first, as agents.SAC(env='Pendulum-v1'): 'MlpPolicy' is "
+     "Stable-Baselines3's policy argument"),
+    ("sb3 policy and env object", lambda: agents.PPO("MlpPolicy", gym.make("Acrobot-v1")),
+     ConfigError, "agents.PPO(env='Acrobot-v1')"),
+    ("env object", lambda: agents.DQN(gym.make("CartPole-v1", max_episode_steps=100)),
+     ConfigError, "takes an env id, not a TimeLimit object (rlkit makes its own seeded copies "
+     "of the env for training and evaluation): env='CartPole-v1', env_kwargs="
+     "{'max_episode_steps': 100}"),
+    ("vector env object", lambda: agents.TD3(env=gym.make_vec("Pendulum-v1", 2, g=9.0)),
+     ConfigError, "env='Pendulum-v1', n_envs=2, env_kwargs={'g': 9.0}"),
+    ("sb3 total_timesteps", learn(total_timesteps=100), TypeError,
+     "learn() has no 'total_timesteps' (Stable-Baselines3's name); rlkit's: total_steps"),
+    ("unknown learn argument", learn(total_steps=100, episodes=3), TypeError,
+     "unexpected keyword argument 'episodes'"),
     ("zero steps", learn(total_steps=0), ConfigError, "total_steps must be a positive integer"),
     ("steps as string", learn(total_steps="100"), ConfigError, "got '100'"),
     ("negative checkpoint interval", learn(total_steps=100, checkpoint_interval=-5), ConfigError,

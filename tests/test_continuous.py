@@ -49,6 +49,32 @@ def test_discrete_env_and_unbounded_actions_are_refused_in_one_line(name):
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
+@pytest.mark.parametrize("name", ["sac", "td3", "ppo", "dqn"])
+def test_predict_is_act_under_stable_baselines3s_signature(name):
+    # SB3's model.predict(obs, state, episode_start, deterministic=False) -> (actions, state):
+    # code written for SB3 models (its evaluate_policy, a user's loop) runs on rlkit's agents.
+    env = "CartPole-v1" if name == "dqn" else "Pendulum-v1"
+    agent = agents.agent_class(name)(env=env, seed=0, **(SMALL if name != "ppo" else {}))
+    obs = np.random.default_rng(0).uniform(-1, 1, (64, *agent.obs_shape)).astype(np.float32)
+    actions, state = agent.predict(obs, state=None, episode_start=np.ones(64), deterministic=True)
+    assert state is None
+    np.testing.assert_array_equal(actions, agent.act(obs, deterministic=True))
+    single, _ = agent.predict(obs[0], deterministic=True)
+    np.testing.assert_array_equal(single, agent.act(obs[0]))
+    if name != "dqn":  # SB3's default samples (DQN's untrained epsilon is 1: random too)
+        first, second = agent.predict(obs)[0], agent.predict(obs)[0]
+        assert not np.array_equal(first, second) and not np.array_equal(first, actions)
+
+
+def test_stable_baselines3s_evaluate_policy_runs_an_rlkit_agent():
+    evaluation = pytest.importorskip(
+        "stable_baselines3.common.evaluation", reason="bench extra: make bench-setup"
+    )
+    agent = agents.SAC(env="Pendulum-v1", seed=0, **SMALL)
+    mean, std = evaluation.evaluate_policy(agent, gym.make("Pendulum-v1"), n_eval_episodes=2)
+    assert -2_000 < mean < 0 and std >= 0  # Pendulum's returns: about -1,200 untrained
+
+
 @pytest.mark.parametrize("name", CONTINUOUS)
 def test_actions_lie_within_the_bounds_of_the_env(name):
     agent = agents.agent_class(name)(env="MountainCarContinuous-v0", seed=0, **SMALL)
