@@ -291,6 +291,26 @@ def check_agent_arguments(agent: str, env: Any, config: Any) -> None:
         )
 
 
+def check_callback(callback: Any, interval: Any) -> None:
+    """Before `learn` steps the env: a callback that is a function of the agent, and its
+    interval. (Found only at its first call, a wrong one cost the run up to there.)"""
+    if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
+        raise ConfigError(f"callback_interval must be an integer >= 1, got {interval!r}")
+    if callback is None or callable(callback):
+        return
+    kind = type(callback)
+    if kind.__module__.startswith("stable_baselines3"):
+        raise ConfigError(
+            f"callback: {kind.__name__} is a Stable-Baselines3 callback object; rlkit's is a "
+            "function of the agent, callback(agent) -> False to stop, every callback_interval "
+            "steps (evaluation, the best agent, checkpoints and stop_at_return are built in)"
+        )
+    raise ConfigError(
+        f"callback must be a function of the agent (callback(agent) -> False to stop), got "
+        f"{kind.__name__} {callback!r}"
+    )
+
+
 def build_config(cls: type, config: Any, env: str | None, overrides: dict[str, Any]):
     """An agent's config from a config object or mapping, `env`, and keyword overrides."""
     if isinstance(config, cls):
@@ -475,6 +495,7 @@ class Agent:
             if instead is None:
                 raise TypeError(f"learn() got an unexpected keyword argument {name!r}")
             raise TypeError(f"learn() has no {name!r} (Stable-Baselines3's name); {instead}")
+        check_callback(callback, callback_interval)
         start_step, end_step = self._begin_run(
             total_steps, resume, checkpoint_interval, keep_checkpoints
         )

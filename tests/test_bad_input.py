@@ -168,6 +168,12 @@ CASES = [
      "learn() has no 'total_timesteps' (Stable-Baselines3's name); rlkit's: total_steps"),
     ("unknown learn argument", learn(total_steps=100, episodes=3), TypeError,
      "unexpected keyword argument 'episodes'"),
+    # (before this check, a callback that is not a function failed at its first call, or
+    # never, when the run was shorter than callback_interval)
+    ("callback not a function", learn(total_steps=100, callback="save"), ConfigError,
+     "callback must be a function of the agent (callback(agent) -> False to stop), got str"),
+    ("callback interval zero", learn(total_steps=100, callback=print, callback_interval=0),
+     ConfigError, "callback_interval must be an integer >= 1, got 0"),
     ("zero steps", learn(total_steps=0), ConfigError, "total_steps must be a positive integer"),
     ("steps as string", learn(total_steps="100"), ConfigError, "got '100'"),
     ("negative checkpoint interval", learn(total_steps=100, checkpoint_interval=-5), ConfigError,
