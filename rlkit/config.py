@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import math
 import numbers
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -274,7 +275,30 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: the config file is empty")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys to values, got {_type_name(data)}")
+    sections = zoo_sections(data)
+    if sections:
+        raise ConfigError(
+            f"{path} is an RL Zoo hyperparameter file (a section per env: "
+            f"{', '.join(sections[:3])}{', ...' if len(sections) > 3 else ''}); an rlkit config "
+            "is one flat mapping with agent: and env: keys, as configs/dqn_cartpole_zoo.yaml "
+            "writes the Zoo's CartPole-v1 DQN"
+        )
     return data
+
+
+_ENV_ID = re.compile(r"^[\w:./-]+-v\d+$")
+
+
+def zoo_sections(data: Mapping[str, Any]) -> list[str]:
+    """The env ids heading the sections of an RL Zoo hyperparameter file (`Pendulum-v1: {...}`,
+    each a mapping), or [] for anything else."""
+    keys = [str(key) for key in data]
+    looks_like_zoo = (
+        all(isinstance(value, Mapping) for value in data.values())
+        and any(_ENV_ID.match(key) for key in keys)
+        and not {"agent", "env"} & set(keys)
+    )
+    return keys if looks_like_zoo else []
 
 
 def dump_yaml(data: Mapping[str, Any], path: str | Path) -> None:

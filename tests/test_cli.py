@@ -155,6 +155,7 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path, case):
         ["train", "configs/dqn_cartpole.yaml", "--steps", "0"],
         ["eval", "missing.safetensors"],
         ["tune", "configs/dqn_cartpole.yaml", "--trials", "2"],
+        ["train", "tests/fixtures/zoo_sac.yml"],
     ],
 )
 def test_mistakes_in_the_command_line_are_answered_before_torch_loads(args):

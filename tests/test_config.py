@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from agents import DQN, DQNConfig
@@ -104,6 +106,22 @@ def test_missing_and_malformed_files(tmp_path):
         load_yaml(write(tmp_path, ""))
     with pytest.raises(ConfigError, match="expected a mapping"):
         load_yaml(write(tmp_path, "- 1\n- 2\n"))
+
+
+def test_an_rl_zoo_hyperparameter_file_is_named_as_one(tmp_path):
+    zoo = Path(__file__).parent / "fixtures" / "zoo_sac.yml"
+    with pytest.raises(ConfigError) as raised:
+        load_yaml(zoo)
+    assert str(raised.value) == (
+        f"{zoo} is an RL Zoo hyperparameter file (a section per env: Pendulum-v1, "
+        "LunarLanderContinuous-v3); an rlkit config is one flat mapping with agent: and env: "
+        "keys, as configs/dqn_cartpole_zoo.yaml writes the Zoo's CartPole-v1 DQN"
+    )
+    # rlkit's own configs hold mappings too, and a key that merely ends like an env id.
+    for text in ("agent: sac\nenv: Pendulum-v1\noptimizer: {lr: 0.001}\n",
+                 "optimizer: {lr: 0.001}\nnetwork: {hidden_sizes: [64]}\n",
+                 "CartPole-v1: 3\n"):  # fmt: skip
+        assert load_yaml(write(tmp_path, text))
 
 
 def test_python_object_tags_are_refused_and_never_run(tmp_path):
