@@ -42,6 +42,12 @@ def load_tensors(
     if path.is_dir():
         raise AgentFileError(f"expected a file, got a folder: {path}")
     data = path.read_bytes()
+    if data[:4] == b"PK\x03\x04":  # (what a damaged file is unlikely to start with)
+        raise AgentFileError(
+            f"{path} is a zip archive (Stable-Baselines3's model.save and torch.save write "
+            "those); rlkit reads its own safetensors agent files and never unpickles, which "
+            "loading one would need"
+        )
     try:
         tensors = _load_bytes(data)
         header = _read_header(data)

@@ -1,4 +1,5 @@
 import pickle
+import zipfile
 
 import numpy as np
 import pytest
@@ -176,8 +177,20 @@ def test_loading_a_pickle_fails_without_running_it(tmp_path):
         agents.load(bad)
     torch_file = tmp_path / "agent.pt"
     torch.save({"x": Exploit()}, torch_file)
-    with pytest.raises(AgentFileError):
+    with pytest.raises(AgentFileError, match=r"a zip archive \(Stable-Baselines3's model.save"):
         agents.load(torch_file)
+    # A Stable-Baselines3 model file: a zip of its pickled parts (policy.pth, data, ...).
+    sb3_file = tmp_path / "ppo_cartpole.zip"
+    with zipfile.ZipFile(sb3_file, "w") as archive:
+        archive.writestr("policy.pth", pickle.dumps(Exploit()))
+        archive.writestr("data", "{}")
+    with pytest.raises(AgentFileError) as raised:
+        agents.load(sb3_file)
+    assert str(raised.value) == (
+        f"{sb3_file} is a zip archive (Stable-Baselines3's model.save and torch.save write "
+        "those); rlkit reads its own safetensors agent files and never unpickles, which "
+        "loading one would need"
+    )
     assert not sentinel.exists()
 
 
