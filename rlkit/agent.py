@@ -249,7 +249,7 @@ SB3_LEARN_ARGUMENTS = {
     "total_timesteps": "rlkit's: total_steps (or the first argument)",
     "progress_bar": "rlkit's: progress",
     "tb_log_name": "rlkit's: run_dir (the run folder holds its TensorBoard files)",
-    "log_interval": "rlkit's log_interval is a config key: agents.X(env, log_interval=...)",
+    "log_interval": "rlkit's log_interval is a config key (agents.SAC(env=..., log_interval=...))",
     "reset_num_timesteps": "rlkit's steps always go on from the agent's global_step; "
     "resume=True continues a restored checkpoint's run to its end",
 }
@@ -264,31 +264,40 @@ def check_agent_arguments(agent: str, env: Any, config: Any) -> None:
     with an env id or a gymnasium Env: rlkit takes the env's id first and makes its own seeded
     copies of the env (training, validation, test), so it needs the id, not an env object."""
     if isinstance(env, str) and env in SB3_POLICIES:
-        spec = getattr(config, "spec", None)
-        example = spec.id if spec is not None else config
+        given = config if isinstance(config, str | gym.Env | gym.vector.VectorEnv) else None
         raise ConfigError(
-            f"agents.{agent} takes the env first, as agents.{agent}(env="
-            f"{example if isinstance(example, str) else 'Pendulum-v1'!r}): {env!r} is "
+            f"agents.{agent} takes the env first, as agents.{agent}("
+            f"{_env_arguments(given) if given is not None else 'env=...'}): {env!r} is "
             "Stable-Baselines3's policy argument (rlkit's agents build their own MLPs: "
             "network.hidden_sizes, network.activation)"
         )
     if isinstance(env, gym.Env | gym.vector.VectorEnv):
-        spec = env.spec
-        if spec is None:
-            instead = "register it with gymnasium and pass its id (README, Environments)"
-        else:
-            kwargs = {k: v for k, v in spec.kwargs.items() if k not in _MAKE_ONLY_KWARGS}
-            registered = gym.registry.get(spec.id)
-            limit = kwargs.pop("max_episode_steps", spec.max_episode_steps)  # (make_vec's place)
-            if registered is None or limit != registered.max_episode_steps:
-                kwargs["max_episode_steps"] = limit
-            copies = spec.kwargs.get("num_envs")
-            instead = f"env={spec.id!r}" + (f", n_envs={copies}" if copies else "")
-            instead += f", env_kwargs={kwargs!r}" if kwargs else ""
         raise ConfigError(
             f"agents.{agent} takes an env id, not a {type(env).__name__} object (rlkit makes "
-            f"its own seeded copies of the env for training and evaluation): {instead}"
+            f"its own seeded copies of the env for training and evaluation): "
+            f"{_env_arguments(env)}"
         )
+
+
+def _env_arguments(env: str | gym.Env | gym.vector.VectorEnv) -> str:
+    """rlkit's arguments for an env id or the env made from one: env=, n_envs=, env_kwargs=
+    (read off the spec that gym.make / gym.make_vec record)."""
+    if isinstance(env, str):
+        return f"env={env!r}"
+    spec = env.spec
+    if spec is None:
+        return "an env id (register the env with gymnasium: README, Environments)"
+    kwargs = {k: v for k, v in spec.kwargs.items() if k not in _MAKE_ONLY_KWARGS}
+    registered = gym.registry.get(spec.id)
+    limit = kwargs.pop("max_episode_steps", spec.max_episode_steps)  # (make_vec's place)
+    if registered is None or limit != registered.max_episode_steps:
+        kwargs["max_episode_steps"] = limit
+    copies = spec.kwargs.get("num_envs")
+    return (
+        f"env={spec.id!r}"
+        + (f", n_envs={copies}" if copies else "")
+        + (f", env_kwargs={kwargs!r}" if kwargs else "")
+    )
 
 
 def check_callback(callback: Any, interval: Any) -> None:

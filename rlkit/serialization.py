@@ -42,7 +42,7 @@ def load_tensors(
     if path.is_dir():
         raise AgentFileError(f"expected a file, got a folder: {path}")
     data = path.read_bytes()
-    if data[:4] == b"PK\x03\x04":  # (what a damaged file is unlikely to start with)
+    if data[:4] == b"PK\x03\x04":  # a zip archive's signature
         raise AgentFileError(
             f"{path} is a zip archive (Stable-Baselines3's model.save and torch.save write "
             "those); rlkit reads its own safetensors agent files and never unpickles, which "
