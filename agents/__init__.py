@@ -11,6 +11,7 @@ from agents.ppo import PPO, PPOConfig
 from agents.reinforce import Reinforce, ReinforceConfig
 from agents.sac import SAC, SACConfig
 from agents.td3 import TD3, TD3Config
+from rlkit.checkpoint import CHECKPOINT_FORMAT
 from rlkit.errors import AgentFileError, UserError
 from rlkit.serialization import load_tensors
 
@@ -52,6 +53,13 @@ def load(path: str | Path, device: str = "auto"):
     `best_agent.safetensors` (whose `saved_evaluation` holds the validation score it was kept
     for). The file is read without unpickling."""
     tensors, metadata = load_tensors(path)
+    if metadata.get("format") == CHECKPOINT_FORMAT:
+        run = Path(path).parent.parent
+        raise AgentFileError(
+            f"{path} is a training checkpoint, not a saved agent: load its run folder, "
+            f"agents.from_checkpoint({str(run)!r}) (or `rlkit eval {run}`: the newer of its "
+            "agent.safetensors and its newest good checkpoint)"
+        )
     if metadata.get("format") != "rlkit.agent":
         raise AgentFileError(f"{path} is an rlkit file but not a saved agent")
     name = str(metadata.get("agent", "")).lower()

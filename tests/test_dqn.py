@@ -194,6 +194,20 @@ def test_loading_a_pickle_fails_without_running_it(tmp_path):
     assert not sentinel.exists()
 
 
+def test_a_checkpoint_file_given_as_an_agent_names_its_run_folder(tmp_path):
+    run = tmp_path / "run"
+    DQN(**SMALL, seed=0).learn(300, run_dir=run, checkpoint_interval=150)
+    newest = sorted((run / "checkpoints").glob("*.safetensors"))[-1]
+    with pytest.raises(AgentFileError) as raised:
+        agents.load(newest)
+    assert str(raised.value) == (
+        f"{newest} is a training checkpoint, not a saved agent: load its run folder, "
+        f"agents.from_checkpoint({str(run)!r}) (or `rlkit eval {run}`: the newer of its "
+        "agent.safetensors and its newest good checkpoint)"
+    )
+    assert agents.from_checkpoint(run).global_step == 300  # what it says works
+
+
 def test_truncated_file_is_a_clear_error(tmp_path):
     agent = DQN(**SMALL, seed=0)
     path = agent.save(tmp_path / "agent.safetensors")
