@@ -72,7 +72,9 @@ def test_stable_baselines3s_evaluate_policy_runs_an_rlkit_agent():
     )
     agent = agents.SAC(env="Pendulum-v1", seed=0, **SMALL)
     mean, std = evaluation.evaluate_policy(agent, gym.make("Pendulum-v1"), n_eval_episodes=2)
-    assert -2_000 < mean < 0 and std >= 0  # Pendulum's returns: about -1,200 untrained
+    # Pendulum's returns lie in [-200 * 16.27, 0] (its largest cost per step, 200 steps); the
+    # episodes start from unseeded states here, so only the range is certain.
+    assert -3_300 < mean <= 0 and std >= 0
 
 
 @pytest.mark.parametrize("name", CONTINUOUS)
