@@ -16,8 +16,14 @@ def _rlkit_command(arguments: str) -> list[str]:
     return [sys.executable, "-m", "rlkit.cli", *arguments.split()]
 
 
-def _train_in_parallel(config: str, seeds, tmp_path) -> None:
+def _train_in_parallel(config: str, seeds, tmp_path, validation: bool = True) -> None:
+    """`rlkit train CONFIG --seed S` for each seed, side by side. validation=False: without
+    the periodic and final evaluations, for a claim about the final agent, which they leave
+    unchanged to the bit (test_evaluation.py's test_evaluating_does_not_change_the_training_run;
+    checked on these configs too): the test's own `rlkit eval` evaluates it."""
     settings = "--no-progress --set torch_threads=1"
+    if not validation:
+        settings += " --set eval_interval=0 --set eval_episodes=0"
     procs = {
         seed: subprocess.Popen(
             _rlkit_command(
@@ -77,7 +83,7 @@ def test_dqn_cartpole_config_solves_on_seeds_1_2_3(tmp_path):
 @pytest.mark.slow
 def test_dqn_tictactoe_wins_or_draws_90_percent_against_random(tmp_path):
     seeds = (1, 2, 3)
-    _train_in_parallel("configs/dqn_tictactoe.yaml", seeds, tmp_path)
+    _train_in_parallel("configs/dqn_tictactoe.yaml", seeds, tmp_path, validation=False)
     rates = {}
     for seed, result in _greedy_evals(_run_dirs(tmp_path, seeds), episodes=500).items():
         returns = result["returns"]
@@ -89,7 +95,7 @@ def test_dqn_tictactoe_wins_or_draws_90_percent_against_random(tmp_path):
 @pytest.mark.slow
 def test_ppo_cartpole_solves_within_100k_steps_on_seeds_1_2_3(tmp_path):
     seeds = (1, 2, 3)
-    _train_in_parallel("configs/ppo_cartpole.yaml", seeds, tmp_path)
+    _train_in_parallel("configs/ppo_cartpole.yaml", seeds, tmp_path, validation=False)
     results = _greedy_evals(_run_dirs(tmp_path, seeds))
     means = {seed: result["mean_return"] for seed, result in results.items()}
     print(f"PPO CartPole-v1, 100k steps, greedy mean over 20 episodes: {means}")
