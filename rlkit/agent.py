@@ -300,11 +300,9 @@ def _env_arguments(env: str | gym.Env | gym.vector.VectorEnv) -> str:
     )
 
 
-def check_callback(callback: Any, interval: Any) -> None:
-    """Before `learn` steps the env: a callback that is a function of the agent, and its
-    interval. (Found only at its first call, a wrong one cost the run up to there.)"""
-    if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
-        raise ConfigError(f"callback_interval must be an integer >= 1, got {interval!r}")
+def check_callback(callback: Any) -> None:
+    """Before `learn` steps the env: a callback that is a function of the agent. (Found only
+    at its first call, a wrong one cost the run up to there.)"""
     if callback is None or callable(callback):
         return
     kind = type(callback)
@@ -504,9 +502,9 @@ class Agent:
             if instead is None:
                 raise TypeError(f"learn() got an unexpected keyword argument {name!r}")
             raise TypeError(f"learn() has no {name!r} (Stable-Baselines3's name); {instead}")
-        check_callback(callback, callback_interval)
+        check_callback(callback)
         start_step, end_step = self._begin_run(
-            total_steps, resume, checkpoint_interval, keep_checkpoints
+            total_steps, resume, checkpoint_interval, keep_checkpoints, callback_interval
         )
         self._prepare_run(start_step, end_step)
         if self._obs is None:
@@ -619,11 +617,13 @@ class Agent:
         resume: bool,
         checkpoint_interval: int = 0,
         keep_checkpoints: int = 3,
+        callback_interval: int = 1_000,
     ) -> tuple[int, int]:
         """(start step, end step) of this `learn` call; a resumed run keeps its original ones."""
         for name, value, least in (
             ("checkpoint_interval", checkpoint_interval, 0),
             ("keep_checkpoints", keep_checkpoints, 1),
+            ("callback_interval", callback_interval, 1),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise ConfigError(f"{name} must be an integer >= {least}, got {value!r}")
