@@ -11,7 +11,7 @@ from agents.ppo import PPO, PPOConfig
 from agents.reinforce import Reinforce, ReinforceConfig
 from agents.sac import SAC, SACConfig
 from agents.td3 import TD3, TD3Config
-from rlkit.checkpoint import CHECKPOINT_FORMAT
+from rlkit.checkpoint import CHECKPOINT_FORMAT, checkpoint_dir
 from rlkit.errors import AgentFileError, UserError
 from rlkit.serialization import load_tensors
 
@@ -55,6 +55,11 @@ def load(path: str | Path, device: str = "auto"):
     tensors, metadata = load_tensors(path)
     if metadata.get("format") == CHECKPOINT_FORMAT:
         run = Path(path).parent.parent
+        if checkpoint_dir(run) != Path(path).parent:  # (copied out of its run folder)
+            raise AgentFileError(
+                f"{path} is a training checkpoint, not a saved agent: load the run folder it "
+                "came from with agents.from_checkpoint(RUN) (or `rlkit eval RUN`)"
+            )
         raise AgentFileError(
             f"{path} is a training checkpoint, not a saved agent: load its run folder, "
             f"agents.from_checkpoint({str(run)!r}) (or `rlkit eval {run}`: the newer of its "

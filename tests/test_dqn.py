@@ -206,6 +206,10 @@ def test_a_checkpoint_file_given_as_an_agent_names_its_run_folder(tmp_path):
         "agent.safetensors and its newest good checkpoint)"
     )
     assert agents.from_checkpoint(run).global_step == 300  # what it says works
+    copied = tmp_path / "step.safetensors"  # out of its run folder: no folder to name
+    copied.write_bytes(newest.read_bytes())
+    with pytest.raises(AgentFileError, match="load the run folder it came from with agents"):
+        agents.load(copied)
 
 
 def test_truncated_file_is_a_clear_error(tmp_path):
