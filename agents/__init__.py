@@ -11,9 +11,9 @@ from agents.ppo import PPO, PPOConfig
 from agents.reinforce import Reinforce, ReinforceConfig
 from agents.sac import SAC, SACConfig
 from agents.td3 import TD3, TD3Config
-from rlkit.checkpoint import CHECKPOINT_FORMAT, checkpoint_dir
-from rlkit.errors import AgentFileError, UserError
-from rlkit.serialization import load_tensors
+from rlkit.base.errors import AgentFileError, UserError
+from rlkit.io.checkpoint import CHECKPOINT_FORMAT, checkpoint_dir
+from rlkit.io.serialization import load_tensors
 
 AGENTS: dict[str, type] = {
     "dqn": DQN, "ppo": PPO, "a2c": A2C, "reinforce": Reinforce, "sac": SAC, "td3": TD3,
@@ -41,7 +41,7 @@ __all__ = [
 
 def agent_class(name: str) -> type:
     """Agent class by its config name (`dqn`), case-insensitive."""
-    from rlkit.config import check_choice
+    from rlkit.base.config import check_choice
 
     key = str(name).lower()
     check_choice("agent", key, list(AGENTS))
@@ -78,7 +78,7 @@ def from_checkpoint(run_dir: str | Path, device: str | None = None):
     (optimizer, buffer, random states, environments): `.learn(resume=True)` continues the run
     exactly. `device` overrides the run's own device setting. Damaged checkpoints are skipped
     (listed in `agent.skipped_checkpoints`)."""
-    from rlkit.checkpoint import newest_good_checkpoint, read_checkpoint
+    from rlkit.io.checkpoint import newest_good_checkpoint, read_checkpoint
 
     info, skipped = newest_good_checkpoint(run_dir)
     if info is None:

@@ -15,17 +15,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlkit.agent import Agent
-from rlkit.config import check_unit_interval
-from rlkit.optim import OptimizerConfig, build_optimizer
-from rlkit.policy_gradient import explained_variance, gae, normalize, value_loss
-from rlkit.rollout import (
+from rlkit.agent.core import Agent
+from rlkit.agent.on_policy import (
     OnPolicyConfig,
     RolloutBuffer,
     actor_critic_actions,
     build_actor_critic,
     collect_rollout,
 )
+from rlkit.base.config import check_unit_interval
+from rlkit.math.policy_gradient import explained_variance, gae, normalize, value_loss
+from rlkit.optim import OptimizerConfig, build_optimizer
 
 
 @dataclasses.dataclass

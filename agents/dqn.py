@@ -2,7 +2,7 @@
 
 Read top to bottom: the config (every hyperparameter, one line each), the agent's set-up,
 `learn` (the interaction loop), `_update` (one gradient step, the algorithm itself) and
-save/load. The math lives in rlkit.targets and rlkit.losses, tested on its own.
+save/load. The math lives in rlkit.math.targets and rlkit.math.losses, tested on its own.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 import envs
-from rlkit.agent import (
+from rlkit.agent.core import (
     Agent,
     AgentConfig,
     ReplayTrainFreq,
@@ -28,21 +28,21 @@ from rlkit.agent import (
     replay_gradient_steps,
     restore_generator,
 )
-from rlkit.buffers import PrioritizedReplayBuffer, ReplayBuffer, describe_capacity
-from rlkit.config import (
+from rlkit.agent.guard import DivergenceConfig
+from rlkit.base.config import (
     check_choice,
     check_positive,
     check_unit_interval,
     require,
 )
-from rlkit.guard import DivergenceConfig
-from rlkit.losses import LOSSES, get_loss
-from rlkit.mlp_grad import PlainMLP
-from rlkit.networks import NetworkConfig, QNetwork
-from rlkit.nstep import EpisodeCollector, NStepCollector
+from rlkit.data.buffers import PrioritizedReplayBuffer, ReplayBuffer, describe_capacity
+from rlkit.data.nstep import EpisodeCollector, NStepCollector
+from rlkit.math.losses import LOSSES, get_loss
+from rlkit.math.schedules import linear_schedule
+from rlkit.math.targets import bootstrap_values, mix_monte_carlo, td_target
+from rlkit.nn.mlp_grad import PlainMLP
+from rlkit.nn.networks import NetworkConfig, QNetwork
 from rlkit.optim import LRScheduleConfig, OptimizerConfig, build_optimizer
-from rlkit.schedules import linear_schedule
-from rlkit.targets import bootstrap_values, mix_monte_carlo, td_target
 
 
 @dataclasses.dataclass
@@ -101,12 +101,12 @@ class DQNConfig(ReplayTrainFreq, AgentConfig):
     """Learning-rate schedule over the gradient updates of one `learn` call."""
     fast_mlp: bool = True
     """Plain MLP Q-networks (relu/tanh, no dueling head): forward and backward written out
-    (rlkit.mlp_grad) instead of autograd, the same gradients at about half the cost on small
+    (rlkit.nn.mlp_grad) instead of autograd, the same gradients at about half the cost on small
     nets. false: autograd."""
     log_interval: int = 1_000
     """Environment steps between two writes of the training scalars."""
     divergence: DivergenceConfig = dataclasses.field(default_factory=DivergenceConfig)
-    """Divergence guard: skip non-finite updates, roll back, stop (see rlkit.guard)."""
+    """Divergence guard: skip non-finite updates, roll back, stop (see rlkit.agent.guard)."""
 
     def validate(self) -> None:
         super().validate()
@@ -154,7 +154,7 @@ class DQN(Agent):
         self.q_net_target.load_state_dict(self.q_net.state_dict())
         self.q_net_target.requires_grad_(False)
         self.optimizer = build_optimizer(self.q_net.parameters(), cfg.optimizer)
-        # The hand-written MLP path (rlkit.mlp_grad) where the network is a plain MLP.
+        # The hand-written MLP path (rlkit.nn.mlp_grad) where the network is a plain MLP.
         fast = cfg.fast_mlp and not net.dueling and PlainMLP.supports(self.q_net.net)
         self._fast = PlainMLP(self.q_net.net) if fast else None
         self._fast_target = PlainMLP(self.q_net_target.net, gradients=False) if fast else None

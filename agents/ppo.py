@@ -4,7 +4,7 @@ Read top to bottom: the config (PPO's own settings on top of the shared on-polic
 agent's set-up, `_train_step` (collect a rollout, compute advantages, update; the run loop
 around it is `Agent.learn`, shared by every agent) and `_update` (several
 epochs of minibatch gradient steps: the algorithm itself). The math lives in
-rlkit.policy_gradient, tested on its own.
+rlkit.math.policy_gradient, tested on its own.
 """
 
 from __future__ import annotations
@@ -17,11 +17,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlkit.agent import Agent, clip_gradients
-from rlkit.config import check_choice, check_unit_interval, require
-from rlkit.mlp_grad import PlainMLP
-from rlkit.optim import build_optimizer
-from rlkit.policy_gradient import (
+from rlkit.agent.core import Agent, clip_gradients
+from rlkit.agent.on_policy import (
+    NumpyActorCritic,
+    OnPolicyConfig,
+    RolloutBuffer,
+    actor_critic_actions,
+    build_actor_critic,
+    collect_rollout,
+)
+from rlkit.base.config import check_choice, check_unit_interval, require
+from rlkit.math.policy_gradient import (
     PPOLoss,
     clipped_surrogate_loss,
     explained_variance,
@@ -30,15 +36,9 @@ from rlkit.policy_gradient import (
     ppo_loss_gradients,
     value_loss,
 )
-from rlkit.rollout import (
-    NumpyActorCritic,
-    OnPolicyConfig,
-    RolloutBuffer,
-    actor_critic_actions,
-    build_actor_critic,
-    collect_rollout,
-)
-from rlkit.schedules import linear_schedule
+from rlkit.math.schedules import linear_schedule
+from rlkit.nn.mlp_grad import PlainMLP
+from rlkit.optim import build_optimizer
 
 
 @dataclasses.dataclass
@@ -61,7 +61,7 @@ class PPOConfig(OnPolicyConfig):
     """Stop a rollout's epochs early once the approximate KL exceeds this (null: never)."""
     fast_mlp: bool = True
     """Separate plain-MLP actor and critic (relu/tanh) without value clipping: the loss
-    gradient and the backward written out (rlkit.mlp_grad, rlkit.policy_gradient) instead of
+    gradient and the backward written out (rlkit.nn.mlp_grad, rlkit.math.policy_gradient) instead of
     autograd, the same gradients at a fraction of the cost on small nets. false: autograd."""
 
     def validate(self) -> None:
@@ -101,7 +101,7 @@ class PPO(Agent):
         self.model = model.to(self.device)
         self.optimizer = build_optimizer(self.model.parameters(), cfg.optimizer)
         self._parameters = list(self.model.parameters())  # walking the modules costs per call
-        # The hand-written path (rlkit.mlp_grad): actor and critic gradients in one flat buffer,
+        # The hand-written path (rlkit.nn.mlp_grad): actor and critic gradients in one flat buffer,
         # in the order of model.parameters(), so the global norm is one norm.
         self._actor = self._critic = None
         model = self.model

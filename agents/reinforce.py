@@ -18,12 +18,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlkit.agent import Agent
-from rlkit.config import require
-from rlkit.nstep import discounted_returns
+from rlkit.agent.core import Agent
+from rlkit.agent.on_policy import OnPolicyConfig, actor_critic_actions, build_actor_critic
+from rlkit.base.config import require
+from rlkit.data.nstep import discounted_returns
+from rlkit.math.policy_gradient import explained_variance, normalize, value_loss
 from rlkit.optim import build_optimizer
-from rlkit.policy_gradient import explained_variance, normalize, value_loss
-from rlkit.rollout import OnPolicyConfig, actor_critic_actions, build_actor_critic
 
 
 @dataclasses.dataclass

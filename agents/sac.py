@@ -1,7 +1,7 @@
 """Soft Actor-Critic (Haarnoja et al. 2018, with the automatic temperature of the 2018 "SAC
 Algorithms and Applications" paper) for continuous actions.
 
-A tanh-squashed Gaussian actor (rlkit.gaussian), twin Q(s, a) MLP regressors with
+A tanh-squashed Gaussian actor (rlkit.math.gaussian), twin Q(s, a) MLP regressors with
 Polyak-averaged targets, and the entropy temperature alpha tuned to keep the policy's entropy
 near `target_entropy` (default -|A|). Read top to bottom: the config, the set-up, acting,
 `_train_step` (the interaction loop's turn) and `_update` (one gradient step, the algorithm).
@@ -17,13 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlkit.agent import Agent, clip_gradients
-from rlkit.buffers import ReplayBuffer
-from rlkit.config import check_non_negative, require
-from rlkit.gaussian import LOG_STD_MAX, LOG_STD_MIN, squashed_sample
-from rlkit.mlp_grad import NumpyLayers
-from rlkit.networks import NetworkConfig, SquashedGaussianPolicy, TwinQNetwork
-from rlkit.off_policy import (
+from rlkit.agent.core import Agent, clip_gradients
+from rlkit.agent.off_policy import (
     OffPolicyConfig,
     TrainScalars,
     check_replay_fits,
@@ -33,9 +28,14 @@ from rlkit.off_policy import (
     restore_replay_state,
     train_step,
 )
+from rlkit.base.config import check_non_negative, require
+from rlkit.data.buffers import ReplayBuffer
+from rlkit.math.gaussian import LOG_STD_MAX, LOG_STD_MIN, squashed_sample
+from rlkit.math.targets import td_target
+from rlkit.nn.mlp_grad import NumpyLayers
+from rlkit.nn.networks import NetworkConfig, SquashedGaussianPolicy, TwinQNetwork
+from rlkit.nn.sac_grad import SACGradients
 from rlkit.optim import OptimizerConfig, build_optimizer
-from rlkit.sac_grad import SACGradients
-from rlkit.targets import td_target
 
 
 def _sac_network() -> NetworkConfig:
@@ -44,7 +44,7 @@ def _sac_network() -> NetworkConfig:
 
 @dataclasses.dataclass
 class SACConfig(OffPolicyConfig):
-    """SAC's settings after the replay loop's (rlkit.off_policy.OffPolicyConfig: gamma,
+    """SAC's settings after the replay loop's (rlkit.agent.off_policy.OffPolicyConfig: gamma,
     buffer_size, batch_size, learning_starts, train_freq, gradient_steps, tau, max_grad_norm,
     lr_schedule, log_interval, divergence). Defaults are Stable-Baselines3's."""
 
@@ -60,7 +60,7 @@ class SACConfig(OffPolicyConfig):
     optimizer: OptimizerConfig = dataclasses.field(default_factory=lambda: OptimizerConfig(lr=3e-4))
     """One optimizer over the actor, the critics and alpha (same learning rate, as SB3)."""
     fast_mlp: bool = True
-    """Relu or tanh networks: the losses' gradients written out (rlkit.sac_grad) instead of
+    """Relu or tanh networks: the losses' gradients written out (rlkit.nn.sac_grad) instead of
     autograd: the same gradients, about a quarter less time per update on CPU. false: autograd."""
 
     @staticmethod
@@ -163,7 +163,7 @@ class SAC(Agent):
             "temperature": self.temperature,
         }
         self._make_guard()
-        # The written-out gradient step (rlkit.sac_grad) where the networks allow it.
+        # The written-out gradient step (rlkit.nn.sac_grad) where the networks allow it.
         fast = cfg.fast_mlp and SACGradients.supports(self.actor, self.critic)
         self._fast = (
             SACGradients(
@@ -173,7 +173,7 @@ class SAC(Agent):
             if fast
             else None
         )  # fmt: skip
-        # Acting one env step at a time in numpy on the CPU (rlkit.mlp_grad.NumpyLayers).
+        # Acting one env step at a time in numpy on the CPU (rlkit.nn.mlp_grad.NumpyLayers).
         linears = [*self.actor.trunk[0::2], self.actor.mean, self.actor.log_std]
         numpy_actor = self.device.type == "cpu" and cfg.network.activation in ("relu", "tanh")
         self._numpy_actor = NumpyLayers(linears, cfg.network.activation) if numpy_actor else None
@@ -236,7 +236,7 @@ class SAC(Agent):
 
     def _train_step(self, monitor, start_step: int, end_step: int) -> dict | None:
         """One step of the env copies with the actor's samples (uniformly random actions until
-        learning_starts), then the gradient steps that are due (rlkit.off_policy)."""
+        learning_starts), then the gradient steps that are due (rlkit.agent.off_policy)."""
         return train_step(self, monitor)
 
     def _update(self) -> dict[str, float] | None:
@@ -246,7 +246,7 @@ class SAC(Agent):
         cfg = self.config
         batch = self.buffer.sample(cfg.batch_size, self.sample_generator, _FIELDS)
         alpha = self.alpha()
-        if self._fast is not None:  # the same gradients, written out (rlkit.sac_grad)
+        if self._fast is not None:  # the same gradients, written out (rlkit.nn.sac_grad)
             noise = (self._noise(batch.actions), self._noise(batch.actions))  # as drawn below
             values = self._fast.step(batch, *noise, alpha, self.target_entropy).tolist()
             grads = [self._fast.flat_grad]

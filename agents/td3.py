@@ -18,12 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlkit.agent import Agent, clip_gradients
-from rlkit.buffers import ReplayBuffer
-from rlkit.config import check_non_negative, require
-from rlkit.mlp_grad import PlainMLP
-from rlkit.networks import DeterministicPolicy, NetworkConfig, TwinQNetwork
-from rlkit.off_policy import (
+from rlkit.agent.core import Agent, clip_gradients
+from rlkit.agent.off_policy import (
     OffPolicyConfig,
     TrainScalars,
     check_replay_fits,
@@ -33,9 +29,13 @@ from rlkit.off_policy import (
     restore_replay_state,
     train_step,
 )
+from rlkit.base.config import check_non_negative, require
+from rlkit.data.buffers import ReplayBuffer
+from rlkit.math.targets import smoothed_actions, td_target
+from rlkit.nn.mlp_grad import PlainMLP
+from rlkit.nn.networks import DeterministicPolicy, NetworkConfig, TwinQNetwork
+from rlkit.nn.td3_grad import TD3Gradients
 from rlkit.optim import OptimizerConfig, build_optimizer
-from rlkit.targets import smoothed_actions, td_target
-from rlkit.td3_grad import TD3Gradients
 
 
 def _td3_network() -> NetworkConfig:
@@ -44,7 +44,7 @@ def _td3_network() -> NetworkConfig:
 
 @dataclasses.dataclass
 class TD3Config(OffPolicyConfig):
-    """TD3's settings after the replay loop's (rlkit.off_policy.OffPolicyConfig: gamma,
+    """TD3's settings after the replay loop's (rlkit.agent.off_policy.OffPolicyConfig: gamma,
     buffer_size, batch_size, learning_starts, train_freq, gradient_steps, tau, max_grad_norm,
     lr_schedule, log_interval, divergence). Defaults are Stable-Baselines3's, with CleanRL's
     exploration noise (SB3 has none unless given one)."""
@@ -63,7 +63,7 @@ class TD3Config(OffPolicyConfig):
     optimizer: OptimizerConfig = dataclasses.field(default_factory=lambda: OptimizerConfig(lr=1e-3))
     """One optimizer over actor and critics, in two parameter groups (same learning rate)."""
     fast_mlp: bool = True
-    """Relu or tanh networks: the losses' gradients written out (rlkit.td3_grad) instead of
+    """Relu or tanh networks: the losses' gradients written out (rlkit.nn.td3_grad) instead of
     autograd: the same gradients in less time per update on CPU. false: autograd."""
 
     def validate(self) -> None:
@@ -109,7 +109,7 @@ class TD3(Agent):
             "critic_target": self.critic_target,
         }
         self._make_guard()
-        # The written-out gradient step (rlkit.td3_grad) where the networks allow it, and
+        # The written-out gradient step (rlkit.nn.td3_grad) where the networks allow it, and
         # acting one env step at a time in numpy on the CPU.
         fast = cfg.fast_mlp and TD3Gradients.supports(self.actor, self.critic)
         self._fast = (
@@ -163,7 +163,7 @@ class TD3(Agent):
 
     def _train_step(self, monitor, start_step: int, end_step: int) -> dict | None:
         """One step of the env copies with mu(s) plus Gaussian noise (uniformly random actions
-        until learning_starts), then the gradient steps that are due (rlkit.off_policy)."""
+        until learning_starts), then the gradient steps that are due (rlkit.agent.off_policy)."""
         return train_step(self, monitor)
 
     def _update(self) -> dict[str, float] | None:
@@ -175,7 +175,7 @@ class TD3(Agent):
             batch.actions.shape, generator=self.sample_generator, device=self.device
         )
         actor_step = (self.n_updates + 1) % cfg.policy_delay == 0
-        if self._fast is not None:  # the same gradients, written out (rlkit.td3_grad)
+        if self._fast is not None:  # the same gradients, written out (rlkit.nn.td3_grad)
             values = self._fast.step(
                 batch, noise, cfg.target_policy_noise, cfg.target_noise_clip, actor_step
             ).tolist()

@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rlkit.evaluation import evaluate  # noqa: E402
+from rlkit.agent.evaluation import evaluate  # noqa: E402
 
 ENV_IDS = {"dqn": "CartPole-v1", "ppo": "CartPole-v1", "sac": "Pendulum-v1"}
 SOLVED = {"CartPole-v1": 475.0, "Pendulum-v1": -200.0}

@@ -28,9 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import agents  # noqa: E402
-from rlkit import experiment  # noqa: E402
-from rlkit.device import describe_cpu  # noqa: E402
-from rlkit.evaluation import seed_for_testing  # noqa: E402
+from rlkit.agent.evaluation import seed_for_testing  # noqa: E402
+from rlkit.base.device import describe_cpu  # noqa: E402
+from rlkit.experiments import seeds as experiment  # noqa: E402
 
 
 def parse_seeds(text: list[str]) -> list[int]:

@@ -1,4 +1,4 @@
-"""What keeping freed memory (rlkit.malloc, set when training starts on the CPU) saves per SAC
+"""What keeping freed memory (rlkit.base.malloc, set when training starts on the CPU) saves per SAC
 update: fresh processes alternated, with the setting and without it (the run loop's call
 replaced by a no-op), each timing `--updates` updates in rounds after 1,000 training steps.
 
@@ -23,11 +23,11 @@ WORKER = """
 import json, resource, statistics, sys, time
 import torch
 import agents
-import rlkit.agent
-from rlkit.malloc import keep_freed_memory
+import rlkit.agent.core
+from rlkit.base.malloc import keep_freed_memory
 mode, name, updates = sys.argv[1], sys.argv[2], int(sys.argv[3])
 if mode == "plain":
-    rlkit.agent.keep_freed_memory = lambda: False
+    rlkit.agent.core.keep_freed_memory = lambda: False
 torch.set_num_threads(2)
 agent = agents.agent_class(name)(env="Pendulum-v1", seed=1, learning_starts=100,
                                  optimizer={"lr": 1e-3})
@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=100)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    from rlkit.device import describe_cpu
+    from rlkit.base.device import describe_cpu
 
     print(f"# {args.agent} at the Zoo's sizes, {describe_cpu()}, 2 threads\n")
     print("| pair | plain ms | plain faults | kept ms | kept faults | kept / plain |")

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from rlkit.device import describe_cpu
+from rlkit.base.device import describe_cpu
 
 SHAPES = {  # (rows, inputs, outputs) of the products in one SAC update on Pendulum
     "hidden 256x256": (256, 256, 256),

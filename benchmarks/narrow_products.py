@@ -5,8 +5,8 @@ directly and as their transpose (the same numbers), on this CPU.
 
 torch's CPU products run several times slower when the result has one or a few columns than
 the same arithmetic with the roles swapped, so that the result has that many rows instead
-(rlkit.networks.output_layer, rlkit.critic_grad, rlkit.sac_grad.NARROW). Each row: microseconds
-per call both ways, alternated, best of `--rounds`, and their ratio.
+(rlkit.nn.networks.output_layer, rlkit.nn.critic_grad, rlkit.nn.sac_grad.NARROW). Each row:
+microseconds per call both ways, alternated, best of `--rounds`, and their ratio.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from rlkit.device import describe_cpu
+from rlkit.base.device import describe_cpu
 
 B, H = 256, 256  # the RL Zoo's SAC on Pendulum: batch 256, 256-wide layers, twin critics
 

@@ -1,4 +1,4 @@
-"""What numpy's BLAS on one thread during `learn` (rlkit.threads) saves: fresh processes
+"""What numpy's BLAS on one thread during `learn` (rlkit.base.threads) saves: fresh processes
 alternated, with the setting and without it (the run loop's context replaced by a no-op, numpy's
 OpenBLAS pool left at torch_threads, as `rlkit train` set it before), each timing a whole
 `learn` of a shipped config, and a hash of the trained weights to show the two train the same
@@ -27,7 +27,7 @@ import contextlib, hashlib, json, sys, tempfile, time
 import torch
 from threadpoolctl import threadpool_limits
 import agents
-import rlkit.agent
+import rlkit.agent.core
 from rlkit.cli import load_run_config
 mode, config, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
 run, agent_config = load_run_config(config, ["eval_interval=0"], seed=1, device="cpu")
@@ -35,7 +35,7 @@ threads = run.torch_threads or torch.get_num_threads()
 torch.set_num_threads(threads)
 threadpool_limits(limits=threads, user_api="blas")
 if mode == "pool":
-    rlkit.agent.single_threaded_numpy_blas = contextlib.nullcontext
+    rlkit.agent.core.single_threaded_numpy_blas = contextlib.nullcontext
 agent = agents.agent_class(run.agent)(config=agent_config)
 start = time.perf_counter()
 agent.learn(steps)
@@ -63,7 +63,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4000)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    from rlkit.device import describe_cpu
+    from rlkit.base.device import describe_cpu
 
     print(f"# {describe_cpu()}; {args.config}, {args.steps} steps, seed 1")
     print(

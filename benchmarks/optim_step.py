@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import rlkit.optim as ro
-from rlkit.networks import mlp
+from rlkit.nn.networks import mlp
 
 OPTIONS = {
     "sgd": {"lr": 1e-2, "momentum": 0.9},

@@ -1,6 +1,6 @@
 """Time per SAC or TD3 gradient step on Pendulum-v1 (batch 256; networks of the Zoo's sizes
 unless --hidden: SAC 256x256, TD3 400x300): autograd (fast_mlp=false) and the written-out
-gradients (rlkit.sac_grad, rlkit.td3_grad; the default), each under torch's "highest" and
+gradients (rlkit.nn.sac_grad, rlkit.nn.td3_grad; the default), each under torch's "highest" and
 "medium" float32 matmul precision, alternated.
 
     .venv/bin/python benchmarks/replay_update.py [--agent sac|td3] [--hidden 64 64] \
@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import agents
-from rlkit.device import describe_cpu
+from rlkit.base.device import describe_cpu
 
 ZOO_HIDDEN = {"sac": [256, 256], "td3": [400, 300]}
 

@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from learning import parse_seeds  # (puts the repository on sys.path)
 from vs_sb3 import run_worker
 
-from rlkit.device import describe_cpu
+from rlkit.base.device import describe_cpu
 
 CONFIGS = {"dqn": "configs/dqn_cartpole.yaml", "ppo": "configs/ppo_cartpole.yaml"}
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from learning import parse_seeds  # (puts the repository on sys.path)
 
-from rlkit.device import describe_cpu
+from rlkit.base.device import describe_cpu
 
 ROOT = Path(__file__).resolve().parents[1]
 RLKIT = [sys.executable, "-m", "rlkit.cli", "train"]

@@ -21,7 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from rlkit.device import describe_cpu  # noqa: E402
+from rlkit.base.device import describe_cpu  # noqa: E402
 
 VARIANTS = {
     "shipped": "",

@@ -26,8 +26,8 @@ from pathlib import Path
 import learning  # noqa: F401  (puts the repository on sys.path)
 import optuna
 
-from rlkit.device import describe_cpu
-from rlkit.experiment import parse_seeds
+from rlkit.base.device import describe_cpu
+from rlkit.experiments.seeds import parse_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
 RLKIT = [sys.executable, "-m", "rlkit.cli"]

@@ -25,7 +25,7 @@ import numpy as np
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, VectorEnv, VectorWrapper
 
 from envs.vector import RecordEpisodeStatistics, SyncVectorEnv
-from rlkit.errors import EnvError
+from rlkit.base.errors import EnvError
 
 __all__ = ["CheckFinite", "check_env_id", "env_spec", "make", "make_env", "real_next_obs"]
 

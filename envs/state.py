@@ -53,7 +53,7 @@ def _restorable(value: Any) -> bool:
 
 def _number(saved: Any) -> Any:
     """A saved number. Checkpoints written before the checkpoint writer encoded every inf and
-    nan itself (rlkit.checkpoint.encode_non_finite) held the env's as {"float": "inf"}."""
+    nan itself (rlkit.io.checkpoint.encode_non_finite) held the env's as {"float": "inf"}."""
     return float(saved["float"]) if isinstance(saved, dict) else saved
 
 

@@ -9,7 +9,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import pytest
 import torch
 
-from rlkit.device import describe_cpu
+from rlkit.base.device import describe_cpu
 
 
 def pytest_report_header(config):

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from rlkit.buffers import ReplayBatch
+from rlkit.data.buffers import ReplayBatch
 
 
 def read_scalars(run_dir: str | Path) -> dict[str, list[tuple[int, float]]]:

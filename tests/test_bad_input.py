@@ -10,7 +10,7 @@ import pytest
 
 import agents
 import envs
-from rlkit.errors import (
+from rlkit.base.errors import (
     AgentFileError,
     BufferTooLargeError,
     ConfigError,

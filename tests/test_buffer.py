@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from rlkit.buffers import ReplayBuffer
-from rlkit.errors import BufferTooLargeError
+from rlkit.base.errors import BufferTooLargeError
+from rlkit.data.buffers import ReplayBuffer
 
 
 def _rows(start, n, obs_dim=3):

@@ -3,9 +3,9 @@ from pathlib import Path
 import pytest
 
 from agents import DQN, DQNConfig
+from rlkit.base.config import apply_overrides, config_from_dict, load_yaml
+from rlkit.base.errors import ConfigError, ConfigTypeError, EnvError, UserError
 from rlkit.cli import load_run_config
-from rlkit.config import apply_overrides, config_from_dict, load_yaml
-from rlkit.errors import ConfigError, ConfigTypeError, EnvError, UserError
 
 
 def write(tmp_path, text, name="config.yaml"):

@@ -15,9 +15,9 @@ import pytest
 import torch
 
 import agents
-from rlkit.agent import check_spaces
-from rlkit.checkpoint import list_checkpoints
-from rlkit.errors import ConfigError, EnvError
+from rlkit.agent.core import check_spaces
+from rlkit.base.errors import ConfigError, EnvError
+from rlkit.io.checkpoint import list_checkpoints
 
 from .helpers import read_scalars
 
@@ -159,7 +159,7 @@ def test_each_loss_moves_only_its_own_parameters():
     # ... but the actor's term reaches the actor only, never the critics' weights.
     batch = agent.buffer.sample(32, agent.sample_generator)
     mean, log_std = agent.actor(batch.obs)
-    from rlkit.gaussian import squashed_sample
+    from rlkit.math.gaussian import squashed_sample
 
     actions, log_prob = squashed_sample(mean, log_std, torch.randn_like(mean))
     q = torch.min(*agent.critic.frozen(batch.obs, actions))
@@ -233,7 +233,7 @@ def test_td3_moves_actor_and_targets_every_policy_delay_updates():
 
 
 def test_td3_target_smoothing_noise_is_clipped_and_actions_stay_in_bounds():
-    from rlkit.targets import smoothed_actions
+    from rlkit.math.targets import smoothed_actions
 
     actions = torch.tensor([[0.0], [0.95], [-0.95], [0.3]])
     noise = torch.tensor([[10.0], [1.0], [-1.0], [-0.5]])  # standard normal draws
@@ -299,7 +299,7 @@ def test_td3_learns_pendulum_quickly(tmp_path):
     # autograd on an AMD EPYC Zen 5: -115 to -381; at 10,000 one was at -699), which the best
     # agent rides out. Seeds 1-10, one thread: through autograd on the Zen 5 -132.9, -125.7,
     # -127.9, -115.1, -137.9, -133.3, -146.3, -136.3, -131.1, -136.3; with the written-out
-    # step (rlkit.td3_grad) on a Zen 3 -131.7, -120.8, -127.8, -115.5, -141.6, -136.3, -147.6,
+    # step (rlkit.nn.td3_grad) on a Zen 3 -131.7, -120.8, -127.8, -115.5, -141.6, -136.3, -147.6,
     # -135.9, -133.7, -134.0 (final agents -115.5 to -141.6); with the critics' output layer
     # computed transposed (Zen 3) -134.3, -122.4, -133.7, -116.7, -139.5, -133.0, -148.6,
     # -140.7, -130.5, -136.2 (final agents -116.7 to -235.7). The untrained actor scores -1,255
@@ -341,7 +341,7 @@ def test_env_state_with_inf_goes_through_a_checkpoint(tmp_path):
     # writer encodes it and the reader turns it back into the float.
     import envs
     from envs.state import get_state, set_state
-    from rlkit.checkpoint import (
+    from rlkit.io.checkpoint import (
         CHECKPOINT_FORMAT,
         newest_good_checkpoint,
         read_checkpoint,

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from rlkit.device import resolve_device
-from rlkit.errors import DeviceError
+from rlkit.base.device import resolve_device
+from rlkit.base.errors import DeviceError
 
 
 def test_auto_picks_cuda_when_available_else_cpu():

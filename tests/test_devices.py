@@ -18,8 +18,8 @@ import pytest
 import torch
 
 import agents
-from rlkit.agent import DeviceChangeWarning, generator_state, restore_generator
-from rlkit.checkpoint import list_checkpoints, read_checkpoint
+from rlkit.agent.core import DeviceChangeWarning, generator_state, restore_generator
+from rlkit.io.checkpoint import list_checkpoints, read_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

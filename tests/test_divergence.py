@@ -11,9 +11,9 @@ import pytest
 import torch
 
 import agents
-from rlkit.checkpoint import all_finite, list_checkpoints, read_checkpoint
-from rlkit.errors import EnvError
-from rlkit.guard import DivergenceConfig, DivergenceError, DivergenceGuard
+from rlkit.agent.guard import DivergenceConfig, DivergenceError, DivergenceGuard
+from rlkit.base.errors import EnvError
+from rlkit.io.checkpoint import all_finite, list_checkpoints, read_checkpoint
 
 from .helpers import read_scalars
 

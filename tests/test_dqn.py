@@ -7,7 +7,7 @@ import torch
 
 import agents
 from agents import DQN
-from rlkit.errors import AgentFileError, BufferTooLargeError, EnvError
+from rlkit.base.errors import AgentFileError, BufferTooLargeError, EnvError
 
 from .helpers import read_scalars
 

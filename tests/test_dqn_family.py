@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from agents import DQN
-from rlkit.buffers import PrioritizedReplayBuffer
-from rlkit.networks import QNetwork, dueling_aggregate
-from rlkit.nstep import EpisodeCollector, discounted_returns
-from rlkit.sumtree import SumTree
-from rlkit.targets import mix_monte_carlo
+from rlkit.data.buffers import PrioritizedReplayBuffer
+from rlkit.data.nstep import EpisodeCollector, discounted_returns
+from rlkit.data.sumtree import SumTree
+from rlkit.math.targets import mix_monte_carlo
+from rlkit.nn.networks import QNetwork, dueling_aggregate
 
 
 def test_dueling_aggregation_hand_computed():

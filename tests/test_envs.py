@@ -6,7 +6,7 @@ import pytest
 
 import envs
 from agents import DQN
-from rlkit.errors import EnvError
+from rlkit.base.errors import EnvError
 
 
 def test_make_returns_seeded_vector_env_with_episode_statistics():
@@ -234,7 +234,7 @@ def test_a_flat_box_env_is_not_wrapped():
 def test_episodes_of_an_env_without_time_limit_end_in_evaluation():
     """CliffWalking has no time limit; a policy walking into the wall never ends an episode,
     and an evaluation would never end without the cap; with env_kwargs' own limit, that one."""
-    from rlkit.evaluation import evaluate
+    from rlkit.agent.evaluation import evaluate
 
     def up(obs):
         return np.zeros(len(obs), dtype=np.int64)  # action 0: up, from the start: the wall

@@ -14,15 +14,15 @@ import torch
 
 import agents
 import envs
-from rlkit.errors import ConfigError
-from rlkit.evaluation import (
+from rlkit.agent.evaluation import (
     EVAL_ENVS,
     ValidationRecord,
     overlapping_seed_sets,
     seed_for_testing,
     seed_for_validation,
 )
-from rlkit.recorder import RunMonitor
+from rlkit.base.errors import ConfigError
+from rlkit.io.recorder import RunMonitor
 
 from .helpers import read_scalars
 

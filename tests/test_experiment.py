@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from rlkit.checkpoint import newest_good_checkpoint
-from rlkit.errors import UserError
-from rlkit.experiment import parse_seeds
+from rlkit.base.errors import UserError
+from rlkit.experiments.seeds import parse_seeds
+from rlkit.io.checkpoint import newest_good_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = [

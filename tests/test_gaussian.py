@@ -1,4 +1,4 @@
-"""rlkit.gaussian against torch.distributions, the tanh squash correction against a numeric
+"""rlkit.math.gaussian against torch.distributions, the tanh squash correction against a numeric
 change of variables, and the squashed sample's written-out gradients against autograd."""
 
 import numpy as np
@@ -7,7 +7,7 @@ import torch
 from torch.distributions import Independent, Normal, TransformedDistribution
 from torch.distributions.transforms import TanhTransform
 
-from rlkit.gaussian import (
+from rlkit.math.gaussian import (
     diagonal_entropy,
     diagonal_log_prob,
     from_bounds,
@@ -83,7 +83,7 @@ def test_bounds_round_trip(array):
 
 
 def test_policy_gradient_gaussian_matches_torch_normal():
-    from rlkit.policy_gradient import DiagonalGaussian
+    from rlkit.math.policy_gradient import DiagonalGaussian
 
     torch.manual_seed(0)
     mean, log_std = torch.randn(64, 3), torch.randn(3)  # one log std per dimension

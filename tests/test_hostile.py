@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 import agents
-from rlkit.checkpoint import list_checkpoints
+from rlkit.io.checkpoint import list_checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from rlkit.checkpoint import checkpoint_dir, list_checkpoints, verify_checkpoint
-from rlkit.files import atomic_write_bytes
+from rlkit.base.files import atomic_write_bytes
+from rlkit.io.checkpoint import checkpoint_dir, list_checkpoints, verify_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = [

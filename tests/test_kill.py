@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from rlkit.checkpoint import checkpoint_dir, list_checkpoints, newest_good_checkpoint
+from rlkit.io.checkpoint import checkpoint_dir, list_checkpoints, newest_good_checkpoint
 
 from .helpers import read_scalars
 

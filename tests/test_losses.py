@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rlkit.losses import LOSSES, get_loss, huber_loss, l1_loss, mse_loss, pseudo_huber_loss
+from rlkit.math.losses import LOSSES, get_loss, huber_loss, l1_loss, mse_loss, pseudo_huber_loss
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""rlkit.malloc: training on the CPU keeps freed memory in the process (glibc), so that each
+"""rlkit.base.malloc: training on the CPU keeps freed memory in the process (glibc), so that each
 update's temporaries do not have to be faulted in from the kernel again. Checked in fresh
 interpreters by what happens to freed memory, with and without the setting: given back to the
 kernel (the resident size falls back) or kept (it stays)."""
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rlkit.malloc import keep_freed_memory
+from rlkit.base.malloc import keep_freed_memory
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""The hand-written MLP backward (rlkit.mlp_grad) against autograd: same gradients, same
+"""The hand-written MLP backward (rlkit.nn.mlp_grad) against autograd: same gradients, same
 forward, same clipping, and DQN trains the same with it as without."""
 
 import pytest
@@ -6,9 +6,9 @@ import torch
 from torch import nn
 
 import agents
-from rlkit.losses import LOSSES
-from rlkit.mlp_grad import LOSS_GRADIENTS, PlainMLP
-from rlkit.networks import mlp
+from rlkit.math.losses import LOSSES
+from rlkit.nn.mlp_grad import LOSS_GRADIENTS, PlainMLP
+from rlkit.nn.networks import mlp
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh"])

@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from rlkit.errors import ConfigError
-from rlkit.networks import ACTIVATIONS, NetworkConfig, PolicyNetwork, QNetwork, mlp
+from rlkit.base.errors import ConfigError
+from rlkit.nn.networks import ACTIVATIONS, NetworkConfig, PolicyNetwork, QNetwork, mlp
 
 
 @pytest.mark.parametrize("activation", list(ACTIVATIONS))
@@ -86,7 +86,7 @@ def test_mlp_gradients_match_finite_differences(activation):
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
 def test_twin_q_network_is_two_mlps_in_values_and_gradients(activation):
     # The stacked, batched critics against the plain version: two `mlp`s from the same seed.
-    from rlkit.networks import TwinQNetwork
+    from rlkit.nn.networks import TwinQNetwork
 
     config = NetworkConfig(hidden_sizes=[8, 6], activation=activation, init="torch_default")
     torch.manual_seed(0)
@@ -123,7 +123,7 @@ def test_twin_q_network_is_two_mlps_in_values_and_gradients(activation):
 
 @pytest.mark.parametrize("gain", [None, 2**0.5])
 def test_hidden_layers_are_initialised_with_the_configured_gain(gain):
-    from rlkit.networks import ActorCritic
+    from rlkit.nn.networks import ActorCritic
 
     model = ActorCritic(4, 2, [64, 64], activation="tanh", init="orthogonal", gain=gain)
     expected = torch.nn.init.calculate_gain("tanh") if gain is None else gain

@@ -1,4 +1,4 @@
-"""Observation normalization and reward scaling (rlkit.normalization): the running moments
+"""Observation normalization and reward scaling (rlkit.nn.normalization): the running moments
 against numpy over everything seen, the reward scale against the running discounted return,
 and the statistics saved in the agent file and used when a loaded agent acts."""
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import agents
-from rlkit.normalization import Normalizer, update_moments
+from rlkit.nn.normalization import Normalizer, update_moments
 
 
 def test_running_moments_equal_numpy_over_all_batches():

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from rlkit.nstep import NStepCollector, discounted_sum
+from rlkit.data.nstep import NStepCollector, discounted_sum
 
 
 def test_discounted_sum():

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import rlkit.optim as ro
-from rlkit.networks import mlp
+from rlkit.nn.networks import mlp
 
 CASES = [
     ("sgd", {}),
@@ -134,7 +134,7 @@ def test_adam_fused_and_written_out_paths(name, options, dtype):
 )
 @pytest.mark.parametrize("layout", ["in order", "reversed", "replaced"])
 def test_gradients_already_in_one_buffer_are_read_where_they_lie(name, options, in_place, layout):
-    # Written-out gradient paths (rlkit.mlp_grad) write the gradients as views of one buffer in
+    # Written-out gradient paths (rlkit.nn.mlp_grad) write the gradients as views of one buffer in
     # the parameters' order; an update that only reads them takes them there, without the copy.
     # The same steps to the bit either way, and param.grad is left as it was.
     start, x, y = _problem(torch.float32)

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 import agents
-from rlkit.networks import ActorCritic
-from rlkit.policy_gradient import (
+from rlkit.agent.on_policy import RolloutBuffer, collect_rollout
+from rlkit.io.recorder import RunMonitor
+from rlkit.math.policy_gradient import (
     CategoricalLogits,
     approx_kl,
     clipped_surrogate_loss,
@@ -17,8 +18,7 @@ from rlkit.policy_gradient import (
     ppo_loss_gradients,
     value_loss,
 )
-from rlkit.recorder import RunMonitor
-from rlkit.rollout import RolloutBuffer, collect_rollout
+from rlkit.nn.networks import ActorCritic
 
 
 def test_gae_hand_computed():
@@ -199,7 +199,7 @@ def test_ppo_target_kl_stops_the_epochs_early():
 
 
 def test_policy_gradient_config_errors():
-    from rlkit.errors import ConfigError
+    from rlkit.base.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"must be a multiple of batch_size"):
         agents.PPO(env="CartPole-v1", n_envs=2, n_steps=10, batch_size=16)
@@ -214,7 +214,7 @@ def test_policy_gradient_config_errors():
 def test_categorical_logits_matches_torch_categorical_exactly():
     from torch.distributions import Categorical
 
-    from rlkit.policy_gradient import CategoricalLogits
+    from rlkit.math.policy_gradient import CategoricalLogits
 
     logits = torch.randn(256, 5, generator=torch.Generator().manual_seed(0)) * 3
     logits[0, 2] = -1e30  # an action all but excluded
@@ -271,8 +271,8 @@ def test_ppo_loss_gradients_match_autograd(ent_coef):
 def test_numpy_acting_matches_the_model():
     # The CPU rollout path acts in numpy; its log-probabilities and values must be the model's,
     # and its actions must follow the policy's probabilities.
-    from rlkit.mlp_grad import PlainMLP
-    from rlkit.rollout import NumpyActorCritic
+    from rlkit.agent.on_policy import NumpyActorCritic
+    from rlkit.nn.mlp_grad import PlainMLP
 
     torch.manual_seed(0)
     model = ActorCritic(4, 3, [16, 16], "tanh", "orthogonal")

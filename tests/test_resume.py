@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import agents
-from rlkit.checkpoint import list_checkpoints, read_checkpoint
+from rlkit.io.checkpoint import list_checkpoints, read_checkpoint
 
 from .helpers import read_scalars
 
@@ -261,7 +261,7 @@ def test_resume_from_a_checkpoint_taken_before_the_first_step(tmp_path):
 def test_non_finite_floats_anywhere_in_the_state_survive_the_strict_json(tmp_path):
     # Strict JSON has no inf or nan; the writer encodes each, wherever it sits, and the reader
     # turns them back into floats (Hopper's healthy z range, (0.7, inf), is one in the wild).
-    from rlkit.checkpoint import CHECKPOINT_FORMAT, newest_good_checkpoint, write_checkpoint
+    from rlkit.io.checkpoint import CHECKPOINT_FORMAT, newest_good_checkpoint, write_checkpoint
 
     state = {
         "format": CHECKPOINT_FORMAT,
@@ -283,8 +283,8 @@ def test_non_finite_floats_anywhere_in_the_state_survive_the_strict_json(tmp_pat
 def test_a_corrupt_encoded_float_is_a_clear_error(tmp_path):
     import hashlib
 
-    from rlkit.checkpoint import CHECKPOINT_FORMAT, newest_good_checkpoint, write_checkpoint
-    from rlkit.errors import AgentFileError
+    from rlkit.base.errors import AgentFileError
+    from rlkit.io.checkpoint import CHECKPOINT_FORMAT, newest_good_checkpoint, write_checkpoint
 
     manifest = write_checkpoint(tmp_path, 5, {"w": torch.zeros(2)}, {"format": CHECKPOINT_FORMAT})
     info, _ = newest_good_checkpoint(tmp_path)

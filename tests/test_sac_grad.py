@@ -1,4 +1,4 @@
-"""SAC's written-out gradient step (rlkit.sac_grad, agents.SAC's default) against its autograd
+"""SAC's written-out gradient step (rlkit.nn.sac_grad, agents.SAC's default) against its autograd
 update (`SAC._autograd_gradients`, fast_mlp=false): the same gradients for every parameter and
 the same scalars, in float64 over several network shapes, activations, action sizes, a fixed
 and a tuned alpha, terminal transitions and log stds past the clamp; and a short run trains
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import agents
-from rlkit.sac_grad import SACGradients
+from rlkit.nn.sac_grad import SACGradients
 from tests.helpers import THREE_ACTIONS, random_replay_batch, register_three_actions
 
 

@@ -1,14 +1,15 @@
-"""The `search:` block (rlkit.search) and the scores of `rlkit tune` (rlkit.tune): parsing, the
-one-line errors, drawing values through a real Optuna trial, and the score arithmetic by hand."""
+"""The `search:` block (rlkit.experiments.search) and the scores of `rlkit tune`
+(rlkit.experiments.tune): parsing, the one-line errors, drawing values through a real Optuna
+trial, and the score arithmetic by hand."""
 
 import math
 
 import optuna
 import pytest
 
-from rlkit.errors import ConfigError
-from rlkit.search import SearchSpace
-from rlkit.tune import last_third_mean, read_setup, trial_score
+from rlkit.base.errors import ConfigError
+from rlkit.experiments.search import SearchSpace
+from rlkit.experiments.tune import last_third_mean, read_setup, trial_score
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 SPACE = {

@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from rlkit.stats import iqm, stratified_bootstrap_ci, summarize
+from rlkit.math.stats import iqm, stratified_bootstrap_ci, summarize
 
 
 def test_iqm_of_hand_computed_examples():

@@ -1,6 +1,6 @@
 import torch
 
-from rlkit.targets import bootstrap_values, td_target
+from rlkit.math.targets import bootstrap_values, td_target
 
 
 def test_td_target_stops_at_termination_only():

@@ -1,4 +1,4 @@
-"""TD3's written-out gradient step (rlkit.td3_grad, agents.TD3's default) against its autograd
+"""TD3's written-out gradient step (rlkit.nn.td3_grad, agents.TD3's default) against its autograd
 update (`TD3._autograd_gradients`, fast_mlp=false): the same gradients for every parameter and
 the same scalars, in float64 over network shapes, activations, action sizes, actor steps and
 critic-only steps, terminal transitions and smoothing noise past its clip; a short run trains
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import agents
-from rlkit.td3_grad import TD3Gradients
+from rlkit.nn.td3_grad import TD3Gradients
 from tests.helpers import THREE_ACTIONS, random_replay_batch, register_three_actions
 
 

@@ -1,4 +1,4 @@
-"""numpy's BLAS runs on one thread while an agent trains and evaluates (rlkit.threads): its
+"""numpy's BLAS runs on one thread while an agent trains and evaluates (rlkit.base.threads): its
 pool would otherwise spin against torch's threads on the same cores."""
 
 import numpy as np  # noqa: F401  (numpy's BLAS loaded)

@@ -276,7 +276,10 @@ def test_without_optuna_it_says_what_to_install(tmp_path):
 def test_workers_opening_a_new_database_at_once_both_get_it(tmp_path):
     # Both make Optuna's tables; the loser of the CREATE TABLE race tries again.
     (tmp_path / "runs").mkdir()
-    code = "from rlkit.tune import open_storage; open_storage('sqlite:///runs/study.db', 60)"
+    code = (
+        "from rlkit.experiments.tune import open_storage; "
+        "open_storage('sqlite:///runs/study.db', 60)"
+    )
     for _ in range(4):
         (tmp_path / "runs" / "study.db").unlink(missing_ok=True)
         command = [sys.executable, "-c", code]

@@ -81,7 +81,7 @@ def test_eval_video_without_the_extra_is_one_line_naming_the_install(saved_agent
 @pytest.mark.parametrize("n_frames", [1, 10, 11, 12, 37])
 def test_every_frame_is_written(tmp_path, n_frames):
     # moviepy 2.2 (RecordVideo's own writer) drops the last frame of 11 frames at 50 fps.
-    from rlkit.video import _write_mp4
+    from rlkit.agent.video import _write_mp4
 
     frames = [np.full((400, 600, 3), i * 6 % 256, dtype=np.uint8) for i in range(n_frames)]
     path = tmp_path / "clip.mp4"

@@ -98,7 +98,7 @@ class _Bucket:
     def in_place_flat_grad(self, grads: list[Tensor]) -> Tensor | None:
         """The gradients as one flat tensor without a copy, when they already are consecutive
         views of one buffer in this bucket's layout (rlkit's written-out gradient paths write
-        them so: rlkit.mlp_grad); else None. Checked once per new set of gradient tensors."""
+        them so: rlkit.nn.mlp_grad); else None. Checked once per new set of gradient tensors."""
         if self._in_place_grads is not None and all(
             g is seen for g, seen in zip(grads, self._in_place_grads, strict=True)
         ):

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from rlkit.config import (
+from rlkit.base.config import (
     Config,
     ConfigError,
     check_choice,
