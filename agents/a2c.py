@@ -18,12 +18,12 @@ import torch
 from rlkit.agent.core import Agent
 from rlkit.agent.on_policy import (
     OnPolicyConfig,
-    RolloutBuffer,
     actor_critic_actions,
     build_actor_critic,
     collect_rollout,
 )
 from rlkit.base.config import check_unit_interval
+from rlkit.data.rollout import RolloutBuffer
 from rlkit.math.policy_gradient import explained_variance, gae, normalize, value_loss
 from rlkit.optim import OptimizerConfig, build_optimizer
 

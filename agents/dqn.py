@@ -16,19 +16,16 @@ import numpy as np
 import torch
 
 import envs
-from rlkit.agent.core import (
-    Agent,
-    AgentConfig,
+from rlkit.agent.config import AgentConfig
+from rlkit.agent.core import Agent
+from rlkit.agent.files import generator_state, restore_generator
+from rlkit.agent.guard import DivergenceConfig
+from rlkit.agent.replay import (
     ReplayTrainFreq,
     check_replay_settings,
-    clip_gradients,
-    crossed,
-    generator_state,
     off_policy_planned_updates,
     replay_gradient_steps,
-    restore_generator,
 )
-from rlkit.agent.guard import DivergenceConfig
 from rlkit.base.config import (
     check_choice,
     check_positive,
@@ -38,11 +35,12 @@ from rlkit.base.config import (
 from rlkit.data.buffers import PrioritizedReplayBuffer, ReplayBuffer, describe_capacity
 from rlkit.data.nstep import EpisodeCollector, NStepCollector
 from rlkit.math.losses import LOSSES, get_loss
-from rlkit.math.schedules import linear_schedule
+from rlkit.math.schedules import crossed, linear_schedule
 from rlkit.math.targets import bootstrap_values, mix_monte_carlo, td_target
 from rlkit.nn.mlp_grad import PlainMLP
 from rlkit.nn.networks import NetworkConfig, QNetwork
 from rlkit.optim import LRScheduleConfig, OptimizerConfig, build_optimizer
+from rlkit.optim.clipping import clip_gradients
 
 
 @dataclasses.dataclass
@@ -82,7 +80,7 @@ class DQNConfig(ReplayTrainFreq, AgentConfig):
     per_beta: float = 0.4
     """Prioritized replay: initial importance-sampling exponent, annealed linearly to 1."""
     per_epsilon: float = 1e-6
-    """Prioritized replay: added to |TD error| so that no transition gets priority 0."""
+    """Prioritized replay: added to abs(TD error) so that no transition gets priority 0."""
     exploration_initial_eps: float = 1.0
     """Epsilon at the start."""
     exploration_final_eps: float = 0.05

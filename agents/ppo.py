@@ -17,16 +17,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlkit.agent.core import Agent, clip_gradients
+from rlkit.agent.core import Agent
 from rlkit.agent.on_policy import (
     NumpyActorCritic,
     OnPolicyConfig,
-    RolloutBuffer,
     actor_critic_actions,
     build_actor_critic,
     collect_rollout,
 )
 from rlkit.base.config import check_choice, check_unit_interval, require
+from rlkit.data.rollout import RolloutBuffer
 from rlkit.math.policy_gradient import (
     PPOLoss,
     clipped_surrogate_loss,
@@ -39,6 +39,7 @@ from rlkit.math.policy_gradient import (
 from rlkit.math.schedules import linear_schedule
 from rlkit.nn.mlp_grad import PlainMLP
 from rlkit.optim import build_optimizer
+from rlkit.optim.clipping import clip_gradients
 
 
 @dataclasses.dataclass

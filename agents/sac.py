@@ -3,8 +3,9 @@ Algorithms and Applications" paper) for continuous actions.
 
 A tanh-squashed Gaussian actor (rlkit.math.gaussian), twin Q(s, a) MLP regressors with
 Polyak-averaged targets, and the entropy temperature alpha tuned to keep the policy's entropy
-near `target_entropy` (default -|A|). Read top to bottom: the config, the set-up, acting,
-`_train_step` (the interaction loop's turn) and `_update` (one gradient step, the algorithm).
+near `target_entropy` (default: minus the number of action dimensions). Read top to bottom:
+the config, the set-up, acting, `_train_step` (the interaction loop's turn) and `_update` (one
+gradient step, the algorithm).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlkit.agent.core import Agent, clip_gradients
+from rlkit.agent.core import Agent
 from rlkit.agent.off_policy import (
     OffPolicyConfig,
     TrainScalars,
@@ -36,6 +37,7 @@ from rlkit.nn.mlp_grad import NumpyLayers
 from rlkit.nn.networks import NetworkConfig, SquashedGaussianPolicy, TwinQNetwork
 from rlkit.nn.sac_grad import SACGradients
 from rlkit.optim import OptimizerConfig, build_optimizer
+from rlkit.optim.clipping import clip_gradients
 
 
 def _sac_network() -> NetworkConfig:
@@ -67,8 +69,8 @@ class SACConfig(OffPolicyConfig):
     def translate_input(data: dict[str, Any]) -> dict[str, Any]:
         """Stable-Baselines3's (and the RL Zoo's) spellings of a tuned alpha: `ent_coef: auto`
         (tuned from initial_ent_coef) and `ent_coef: auto_0.1` (tuned from 0.1), as
-        `ent_coef: null` and `initial_ent_coef`; `target_entropy: auto` (-|A|) as null; and
-        the replay loop's (train_freq's tuple)."""
+        `ent_coef: null` and `initial_ent_coef`; `target_entropy: auto` (minus the number of
+        action dimensions) as null; and the replay loop's (train_freq's tuple)."""
         data = OffPolicyConfig.translate_input(data)
         if data.get("target_entropy") == "auto":
             data = dict(data, target_entropy=None)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlkit.agent.core import Agent, clip_gradients
+from rlkit.agent.core import Agent
 from rlkit.agent.off_policy import (
     OffPolicyConfig,
     TrainScalars,
@@ -36,6 +36,7 @@ from rlkit.nn.mlp_grad import PlainMLP
 from rlkit.nn.networks import DeterministicPolicy, NetworkConfig, TwinQNetwork
 from rlkit.nn.td3_grad import TD3Gradients
 from rlkit.optim import OptimizerConfig, build_optimizer
+from rlkit.optim.clipping import clip_gradients
 
 
 def _td3_network() -> NetworkConfig:

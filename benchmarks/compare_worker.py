@@ -67,7 +67,7 @@ def run_rlkit(
     import torch
 
     import agents
-    from rlkit.cli import load_run_config
+    from rlkit.experiments.run_config import load_run_config
 
     # The worker times training and does its own checks: no periodic evaluation inside.
     overrides = ["eval_interval=0", *overrides]

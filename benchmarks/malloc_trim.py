@@ -23,11 +23,11 @@ WORKER = """
 import json, resource, statistics, sys, time
 import torch
 import agents
-import rlkit.agent.core
+import rlkit.agent.run_loop
 from rlkit.base.malloc import keep_freed_memory
 mode, name, updates = sys.argv[1], sys.argv[2], int(sys.argv[3])
 if mode == "plain":
-    rlkit.agent.core.keep_freed_memory = lambda: False
+    rlkit.agent.run_loop.keep_freed_memory = lambda: False
 torch.set_num_threads(2)
 agent = agents.agent_class(name)(env="Pendulum-v1", seed=1, learning_starts=100,
                                  optimizer={"lr": 1e-3})

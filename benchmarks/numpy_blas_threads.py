@@ -28,7 +28,8 @@ import torch
 from threadpoolctl import threadpool_limits
 import agents
 import rlkit.agent.core
-from rlkit.cli import load_run_config
+import rlkit.agent.run_loop
+from rlkit.experiments.run_config import load_run_config
 mode, config, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
 run, agent_config = load_run_config(config, ["eval_interval=0"], seed=1, device="cpu")
 threads = run.torch_threads or torch.get_num_threads()
@@ -36,6 +37,7 @@ torch.set_num_threads(threads)
 threadpool_limits(limits=threads, user_api="blas")
 if mode == "pool":
     rlkit.agent.core.single_threaded_numpy_blas = contextlib.nullcontext
+    rlkit.agent.run_loop.single_threaded_numpy_blas = contextlib.nullcontext
 agent = agents.agent_class(run.agent)(config=agent_config)
 start = time.perf_counter()
 agent.learn(steps)

@@ -30,7 +30,7 @@ def run(config: str, beta_mc: float, seed: int, steps: int, check: int, games: i
     import torch
 
     import agents
-    from rlkit.cli import load_run_config
+    from rlkit.experiments.run_config import load_run_config
 
     torch.set_num_threads(1)
     _, agent_config = load_run_config(config, [f"beta_mc={beta_mc}", f"seed={seed}"])

@@ -196,7 +196,7 @@ def test_torch_threads_limits_numpys_blas_pool_too():
     import threadpoolctl
     import torch
 
-    from rlkit.cli import limit_threads
+    from rlkit.base.threads import limit_threads
 
     blas = [p for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
     assert blas, "numpy's BLAS not found"

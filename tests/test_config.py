@@ -5,7 +5,7 @@ import pytest
 from agents import DQN, DQNConfig
 from rlkit.base.config import apply_overrides, config_from_dict, load_yaml
 from rlkit.base.errors import ConfigError, ConfigTypeError, EnvError, UserError
-from rlkit.cli import load_run_config
+from rlkit.experiments.run_config import load_run_config
 
 
 def write(tmp_path, text, name="config.yaml"):

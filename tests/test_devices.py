@@ -18,7 +18,7 @@ import pytest
 import torch
 
 import agents
-from rlkit.agent.core import DeviceChangeWarning, generator_state, restore_generator
+from rlkit.agent.files import DeviceChangeWarning, generator_state, restore_generator
 from rlkit.io.checkpoint import list_checkpoints, read_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import agents
-from rlkit.agent.on_policy import RolloutBuffer, collect_rollout
+from rlkit.agent.on_policy import collect_rollout
+from rlkit.data.rollout import RolloutBuffer
 from rlkit.io.recorder import RunMonitor
 from rlkit.math.policy_gradient import (
     CategoricalLogits,

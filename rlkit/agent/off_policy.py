@@ -16,20 +16,19 @@ from typing import Any
 import numpy as np
 
 import envs
-from rlkit.agent.core import (
-    Agent,
-    AgentConfig,
+from rlkit.agent.config import AgentConfig
+from rlkit.agent.core import Agent
+from rlkit.agent.files import generator_state, restore_generator
+from rlkit.agent.guard import DivergenceConfig
+from rlkit.agent.replay import (
     ReplayTrainFreq,
     check_replay_settings,
-    crossed,
-    generator_state,
     off_policy_planned_updates,
     replay_gradient_steps,
-    restore_generator,
 )
-from rlkit.agent.guard import DivergenceConfig
 from rlkit.base.config import require
 from rlkit.data.buffers import ReplayBuffer, describe_capacity
+from rlkit.math.schedules import crossed
 from rlkit.optim import LRScheduleConfig
 
 

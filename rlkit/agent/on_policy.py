@@ -1,5 +1,5 @@
-"""On-policy data: the settings policy-gradient agents share, the rollout storage, and the loop
-that fills it.
+"""What the policy-gradient agents (REINFORCE, A2C, PPO) share: their settings, the actor-critic
+they build, and the loop that fills a rollout (rlkit.data.rollout) by acting.
 
 Truncation: when a copy's episode is cut by a time limit, the state it reached still has a
 value. The collector adds gamma * V(final observation) to that step's reward and then treats
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 import envs
-from rlkit.agent.core import AgentConfig
+from rlkit.agent.config import AgentConfig
 from rlkit.agent.guard import DivergenceConfig
 from rlkit.base.config import (
     check_choice,
@@ -24,6 +24,7 @@ from rlkit.base.config import (
     check_unit_interval,
     require,
 )
+from rlkit.data.rollout import RolloutBuffer
 from rlkit.io.recorder import RunMonitor
 from rlkit.nn.mlp_grad import PlainMLP
 from rlkit.nn.networks import ActorCritic, NetworkConfig
@@ -110,50 +111,6 @@ def actor_critic_actions(model: ActorCritic, obs: torch.Tensor, deterministic: b
         else:
             actions = model.distribution(head).sample()
     return actions.cpu().numpy()
-
-
-class RolloutBuffer:
-    """One rollout of `n_steps` x `n_envs` steps, preallocated on the training device."""
-
-    def __init__(
-        self,
-        n_steps: int,
-        n_envs: int,
-        obs_dim: int,
-        device: torch.device,
-        action_dim: int | None = None,
-    ) -> None:
-        """`action_dim`: None for discrete actions (one index per step), else the length of
-        the float action vectors."""
-        shape = (n_steps, n_envs)
-        self.n_steps, self.n_envs = n_steps, n_envs
-        self.obs = torch.zeros((*shape, obs_dim), device=device)
-        if action_dim is None:
-            self.actions = torch.zeros(shape, dtype=torch.int64, device=device)
-        else:
-            self.actions = torch.zeros((*shape, action_dim), device=device)
-        self.log_probs = torch.zeros(shape, device=device)
-        self.rewards = torch.zeros(shape, device=device)
-        self.dones = torch.zeros(shape, dtype=torch.bool, device=device)
-        self.values = torch.zeros(shape, device=device)
-        self.advantages = torch.zeros(shape, device=device)
-        self.returns = torch.zeros(shape, device=device)
-
-    @property
-    def nbytes(self) -> int:
-        return sum(t.nbytes for t in vars(self).values() if isinstance(t, torch.Tensor))
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return {k: v for k, v in vars(self).items() if isinstance(v, torch.Tensor)}
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        for name, tensor in self.state_dict().items():
-            tensor.copy_(state[name])
-
-    def flat(self, name: str) -> torch.Tensor:
-        """A field with the step and copy dimensions merged: (n_steps * n_envs, ...)."""
-        tensor = getattr(self, name)
-        return tensor.reshape(-1, *tensor.shape[2:])
 
 
 class NumpyActorCritic:

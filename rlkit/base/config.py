@@ -8,12 +8,17 @@ then calls `validate()` for ranges, so a config is valid however it was built: f
 
 from __future__ import annotations
 
+import ast
 import copy
 import dataclasses
 import difflib
+import functools
+import inspect
+import itertools
 import math
 import numbers
 import re
+import textwrap
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -214,6 +219,31 @@ class Config:
                 value.to_dict() if isinstance(value, Config) else copy.deepcopy(value)
             )
         return result
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring under each field of a config dataclass (its own and its bases'), read from
+    the source: the one description of a setting, shown by the config reference in the docs."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if dataclasses.is_dataclass(klass):
+            docs.update(_class_field_docs(klass))
+    return docs
+
+
+@functools.cache
+def _class_field_docs(klass: type) -> dict[str, str]:
+    try:
+        source = textwrap.dedent(inspect.getsource(klass))
+    except (OSError, TypeError):
+        return {}
+    body = ast.parse(source).body[0].body
+    docs = {}
+    for node, after in itertools.pairwise(body):
+        is_doc = isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and is_doc:
+            docs[node.target.id] = inspect.cleandoc(str(after.value.value))
+    return docs
 
 
 def require(condition: bool, message: str) -> None:

@@ -1,4 +1,5 @@
-"""numpy's BLAS on one thread while an agent trains or evaluates.
+"""Threads: numpy's BLAS on one thread while an agent trains or evaluates, and the thread
+limits of a run (`torch_threads`).
 
 rlkit multiplies in numpy only for a few rows at a time: acting, one env step at a time, and
 the evaluation batches (rlkit.nn.mlp_grad.NumpyLayers), where a second thread has nothing to win.
@@ -41,3 +42,14 @@ def single_threaded_numpy_blas() -> Iterator[None]:
     finally:
         for lib, threads in zip(pools, before, strict=True):
             lib.set_num_threads(threads)
+
+
+def limit_threads(threads: int) -> None:
+    """`torch_threads`: torch's intra-op threads, and numpy's BLAS threads alike (the acting
+    path of the policy-gradient agents multiplies in numpy, and OpenBLAS keeps a pool of its
+    own: with 4 seeds on 2 cores, its spinning threads made 256-wide PPO runs ~30x slower)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(threads)
+    threadpool_limits(limits=threads, user_api="blas")

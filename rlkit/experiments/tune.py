@@ -21,11 +21,8 @@ config); a trial lost with its worker, or stopped by Ctrl-C, leaves its slot to 
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import re
-import sys
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -36,9 +33,7 @@ import yaml
 
 from rlkit.base.config import ConfigError, apply_overrides, load_yaml, set_dotted
 from rlkit.base.errors import UserError
-from rlkit.base.files import atomic_write_bytes
 from rlkit.experiments.search import SEARCH_KEY, SearchSpace
-from rlkit.experiments.seeds import available_cores, stop_signals
 
 STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # Optuna user attributes of a trial: how it ended (failed | interrupted | surplus), and why.
@@ -144,7 +139,7 @@ def read_setup(
     """Read and check the config and its search block: every key must be one the agent has,
     and the values at the ends of each range must pass the agent's own checks."""
     from rlkit.base.config import config_from_dict
-    from rlkit.cli import RUN_KEYS, split_run_settings
+    from rlkit.experiments.run_config import RUN_KEYS, split_run_settings
 
     data = apply_overrides(load_yaml(config_path), overrides)
     if SEARCH_KEY not in data:
@@ -249,7 +244,7 @@ def open_storage(url: str, heartbeat: int | None = None, retry_failed: bool = Fa
                 r"already exists|duplicate key|unique constraint", str(error), re.IGNORECASE
             )
             if not lost_race or attempt == 4:
-                message = f"--storage {hide_password(url)}: {_first_line(error)}"
+                message = f"--storage {hide_password(url)}: {first_line(error)}"
                 raise UserError(message) from None
             time.sleep(0.5 + attempt)
     raise AssertionError("unreachable")
@@ -270,7 +265,7 @@ def hide_password(url: str) -> str:
     return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
     text = str(getattr(error, "orig", None) or error).strip()
     return (text.splitlines() or [type(error).__name__])[0]
 
@@ -305,7 +300,7 @@ def load_or_create_study(
             direction="maximize", load_if_exists=True,
         )  # fmt: skip
     except Exception as error:
-        raise UserError(f"cannot open study {name}: {_first_line(error)}") from None
+        raise UserError(f"cannot open study {name}: {first_line(error)}") from None
     have = study.user_attrs.get(STUDY_SETUP)
     if have is None:
         study.set_user_attr(STUDY_SETUP, wanted)
@@ -336,293 +331,14 @@ def load_study(name: str, storage: Any) -> Any:
 # ----------------------------------------------------------------------------- budget
 
 
-def counts_toward_budget(trial: Any) -> bool:
-    """Trials that ran, run or will run to an end; not those lost with their worker (stale),
-    stopped by Ctrl-C, or started in excess by a race at the end of the budget."""
-    from optuna.trial import TrialState
-
-    if trial.state == TrialState.FAIL:
-        return trial.user_attrs.get(OUTCOME) == "failed"
-    return True
-
-
-@dataclasses.dataclass
-class TrialRun:
-    """A trial of this worker: its Optuna trial, its seeds and how far it is scored."""
-
-    trial: Any
-    experiment: Any
-    reported: int = 0
-    score: float | None = None
-    pruned: bool = False
-    started: float = dataclasses.field(default_factory=time.monotonic)
-
-
-class Worker:
-    """One `rlkit tune` process: runs up to `jobs` trials at a time until the study holds
-    `trials` trials that count toward the budget (see `counts_toward_budget`)."""
-
-    def __init__(self, study: Any, setup: TuneSetup, folder: Path, trials: int, jobs: int,
-                 heartbeat: int | None, log: Any = None) -> None:  # fmt: skip
-        self.study = study
-        self.setup = setup
-        self.space = setup.space
-        self.folder = folder
-        self.trials = trials
-        self.jobs = jobs
-        self.heartbeat = heartbeat
-        self.log = log or (lambda text: print(text, file=sys.stderr, flush=True))
-        self.active: list[TrialRun] = []
-        self.stop_requested = 0
-        self.last_beat = 0.0
-        self.cores_per_trial = max(1, available_cores() // jobs)
-
-    def request_stop(self) -> None:
-        """Ctrl-C: no new trials; the seeds of the running ones stop and save."""
-        self.stop_requested += 1
-        if self.stop_requested == 1:
-            self.log("rlkit: stopping; the running trials end as interrupted (Ctrl-C again "
-                     "to abort)")  # fmt: skip
-        for run in self.active:
-            run.experiment.request_stop()
-
-    def run(self) -> int:
-        """Run trials until the budget is spent; 130 if stopped by Ctrl-C, else 0."""
-        from rlkit.base.errors import EXIT_INTERRUPTED
-
-        with stop_signals(self.request_stop):
-            waiting_said = False
-            while True:
-                for run in list(self.active):
-                    self._watch(run)
-                self._beat()
-                while not self.stop_requested and len(self.active) < self.jobs:
-                    run = self._next_trial()
-                    if run is None:
-                        break
-                    self.active.append(run)
-                if not self.active:
-                    if self.stop_requested or not self._others_running():
-                        break
-                    if not waiting_said:
-                        waiting_said = True
-                        self.log("rlkit: the budget is taken; waiting for the trials of other "
-                                 "workers to end (or go stale)")  # fmt: skip
-                    time.sleep(min(5.0, (self.heartbeat or 5) / 2))
-                    continue
-                waiting_said = False
-                time.sleep(0.1)
-        return EXIT_INTERRUPTED if self.stop_requested else 0
-
-    # ---------------------------------------------------------------- trials
-
-    def _trials(self) -> list[Any]:
-        return self.study.get_trials(deepcopy=False)
-
-    def _others_running(self) -> bool:
-        """Trials of other workers still running, when this worker's heartbeat can tell a
-        dead worker's: wait for them, since one may go stale and free its slot."""
-        from optuna.trial import TrialState
-
-        if self.heartbeat is None:
-            return False
-        return any(t.state == TrialState.RUNNING for t in self._trials())
-
-    def _next_trial(self) -> TrialRun | None:
-        """Ask Optuna for the next trial (a queued retry first), or None if the budget is
-        taken."""
-        import optuna
-        from optuna.trial import TrialState
-
-        optuna.storages.fail_stale_trials(self.study)
-        trials = self._trials()
-        waiting = any(t.state == TrialState.WAITING for t in trials)
-        if not waiting and sum(map(counts_toward_budget, trials)) >= self.trials:
-            return None
-        with warnings.catch_warnings():  # ask/tell with heartbeats recorded here, by design
-            warnings.simplefilter("ignore")
-            trial = self.study.ask()
-        self._beat_trial(trial)
-        retry = bool(trial._fixed_params)  # a queued retry of a lost trial: already counted
-        if not retry:
-            before = [t for t in self._trials() if t.number < trial.number]
-            if sum(map(counts_toward_budget, before)) >= self.trials:
-                # Another worker took the last slot between the count and the ask.
-                trial.set_user_attr(OUTCOME, "surplus")
-                self.study.tell(trial, state=TrialState.FAIL)
-                return None
-        try:
-            values = self.space.suggest(trial)
-            experiment = self.setup.create_trial(
-                self.folder, trial.number, values, self.cores_per_trial
-            )
-        except UserError as error:
-            trial.set_user_attr(OUTCOME, "failed")
-            trial.set_user_attr(DETAIL, str(error))
-            self.study.tell(trial, state=TrialState.FAIL)
-            self.log(f"rlkit: trial {trial.number} FAILED: {error}")
-            return None
-        trial.set_user_attr("folder", str(experiment.parent))
-        seeds = ", ".join(map(str, self.setup.seeds))
-        self.log(f"rlkit: trial {trial.number} started: {format_values(values)} "
-                 f"(seeds {seeds}; {experiment.parent})")  # fmt: skip
-        return TrialRun(trial, experiment)
-
-    def _watch(self, run: TrialRun) -> None:
-        """Poll a trial's seeds: report each evaluation all of them have made; prune; end."""
-        experiment = run.experiment
-        going = experiment.poll(len(self.setup.seeds))
-        scores = [] if run.pruned else new_scores(experiment, run.reported)
-        for k, score in scores:
-            run.reported, run.score = k, score
-            run.trial.report(score, k)
-            if run.trial.should_prune() and not self.stop_requested:
-                run.pruned = True
-                experiment.request_stop()
-                break
-        if not going:
-            self._end(run)
-
-    def _end(self, run: TrialRun) -> None:
-        from optuna.trial import TrialState
-
-        self.active.remove(run)
-        trial, experiment = run.trial, run.experiment
-        minutes = (time.monotonic() - run.started) / 60
-        failure = experiment.failure()
-        if run.pruned:
-            self.study.tell(trial, state=TrialState.PRUNED)
-            self.log(f"rlkit: trial {trial.number} pruned at evaluation {run.reported} "
-                     f"(score {run.score:.2f}; {minutes:.1f} min)")  # fmt: skip
-        elif self.stop_requested:
-            trial.set_user_attr(OUTCOME, "interrupted")
-            self.study.tell(trial, state=TrialState.FAIL)
-            self.log(f"rlkit: trial {trial.number} interrupted")
-        elif failure is not None:
-            trial.set_user_attr(OUTCOME, "failed")
-            trial.set_user_attr(DETAIL, failure)
-            self.study.tell(trial, state=TrialState.FAIL)
-            self.log(f"rlkit: trial {trial.number} FAILED: {failure}")
-        else:
-            per_seed = [r.evaluations for r in experiment.runs]
-            score = trial_score(per_seed)
-            self.study.tell(trial, score)
-            best = self.study.best_trial
-            self.log(f"rlkit: trial {trial.number} scored {score:.2f} ({minutes:.1f} min); "
-                     f"best so far: trial {best.number}, {best.value:.2f}")  # fmt: skip
-
-    def _beat(self) -> None:
-        if self.heartbeat is None or time.monotonic() - self.last_beat < self.heartbeat / 2:
-            return
-        self.last_beat = time.monotonic()
-        for run in self.active:
-            self._beat_trial(run.trial)
-
-    def _beat_trial(self, trial: Any) -> None:
-        if self.heartbeat is not None:
-            self.study._storage.record_heartbeat(trial._trial_id)
-
-
 def format_values(values: Mapping[str, Any]) -> str:
-    return ", ".join(f"{key}={_short(value)}" for key, value in values.items())
+    return ", ".join(f"{key}={short_value(value)}" for key, value in values.items())
 
 
-def _short(value: Any) -> str:
+def short_value(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("\n...")
 
 
 # ----------------------------------------------------------------------------- report
-
-
-def write_report(study: Any, folder: Path, log: Any = print) -> None:
-    """best.yaml (a config ready to train, the best values filled in), trials.csv, and
-    Optuna's optimization history and parameter importances as PNGs, in `folder`."""
-    from optuna.trial import TrialState
-
-    if STUDY_SETUP not in study.user_attrs:
-        raise UserError(f"study {study.study_name} was not made by rlkit tune: no report")
-    setup = TuneSetup(**study.user_attrs[STUDY_SETUP])
-    space = setup.space
-    folder.mkdir(parents=True, exist_ok=True)
-    trials = study.get_trials(deepcopy=False)
-    keys = [d.key for d in space.dimensions]
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["trial", "state", "score", *keys, "evaluations", "minutes", "folder",
-                     "note"])  # fmt: skip
-    for t in trials:
-        values = (
-            space.values_of(t.params)
-            if set(t.params) >= {d.param_name for d in space.dimensions}
-            else {}
-        )
-        minutes = (
-            f"{(t.datetime_complete - t.datetime_start).total_seconds() / 60:.2f}"
-            if t.datetime_complete and t.datetime_start
-            else ""
-        )
-        writer.writerow([
-            t.number, t.state.name, "" if t.value is None else f"{t.value:.4f}",
-            *[_short(values[k]) if k in values else "" for k in keys],
-            len(t.intermediate_values), minutes, t.user_attrs.get("folder", ""),
-            t.user_attrs.get(OUTCOME, "") + (
-                f": {t.user_attrs[DETAIL]}" if DETAIL in t.user_attrs else ""
-            ),
-        ])  # fmt: skip
-    atomic_write_bytes(folder / "trials.csv", out.getvalue().encode())
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    counts = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
-    summary = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
-    log(f"rlkit: study {study.study_name}: {len(trials)} trials ({summary}); "
-        f"{folder / 'trials.csv'}")  # fmt: skip
-    if not complete:
-        log("rlkit: no trial has completed yet: no best.yaml")
-        return
-    best = max(complete, key=lambda t: t.value)
-    values = space.values_of(best.params)
-    config = setup.trial_config(values)
-    header = (
-        f"# The best trial of rlkit tune study {study.study_name}: trial {best.number}, score "
-        f"{best.value:.2f}\n# (IQM over seeds {setup.seeds} of the mean validation return over "
-        f"the last third of {setup.steps:,}-step runs).\n# Its values: "
-        f"{format_values(values)}\n"
-    )
-    atomic_write_bytes(
-        folder / "best.yaml", (header + yaml.safe_dump(config, sort_keys=False)).encode()
-    )
-    log(f"rlkit: best: trial {best.number}, score {best.value:.2f}: {format_values(values)}; "
-        f"train it with: rlkit train {folder / 'best.yaml'}")  # fmt: skip
-    _plots(study, folder, len(complete), log)
-
-
-def _plots(study: Any, folder: Path, complete: int, log: Any) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from optuna.visualization import matplotlib as optuna_plots
-    except ImportError:
-        log("rlkit: plots skipped: pip install 'rlkit[plot]'")
-        return
-    with warnings.catch_warnings():  # "experimental" notices of Optuna's matplotlib plots
-        warnings.simplefilter("ignore")
-        plots = [("optimization_history.png", optuna_plots.plot_optimization_history)]
-        if complete >= 2 and len(study.best_trial.params) >= 1:
-            plots.append(("param_importances.png", optuna_plots.plot_param_importances))
-        for name, plot in plots:
-            try:
-                axes = plot(study)
-            except (ValueError, RuntimeError) as error:  # too few trials for importances
-                log(f"rlkit: {name} skipped: {_first_line(error)}")
-                continue
-            figure = axes.figure if hasattr(axes, "figure") else axes[0].figure
-            figure.set_size_inches(8, 5)
-            figure.tight_layout()
-            buffer = io.BytesIO()
-            figure.savefig(buffer, format="png", dpi=100)
-            plt.close(figure)
-            atomic_write_bytes(folder / name, buffer.getvalue())
-    log(f"rlkit: plots in {folder}")

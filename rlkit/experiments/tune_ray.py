@@ -25,11 +25,11 @@ from rlkit.experiments.search import SearchSpace
 from rlkit.experiments.tune import (
     OUTCOME,
     TuneSetup,
-    counts_toward_budget,
     format_values,
     new_scores,
     trial_score,
 )
+from rlkit.experiments.tune_worker import counts_toward_budget
 
 TRIAL_NUMBER = "__rlkit_trial"  # the Optuna trial number, added to a Ray trial's config
 METRIC = "score"

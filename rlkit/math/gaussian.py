@@ -2,11 +2,12 @@
 against torch.distributions and the squash correction numerically).
 
 Two kinds, as in the agents that use them:
+
 - a diagonal Gaussian (PPO, A2C, REINFORCE): u ~ N(mean, std^2) per action dimension, the
   log-probability and entropy summed over dimensions; the env gets u clipped to the bounds;
 - a tanh-squashed Gaussian (SAC): a = tanh(u), always inside (-1, 1), with the change of
   variables log p(a) = log N(u) - sum log(1 - tanh(u)^2), written as
-  log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)), exact and stable for large |u|
+  log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)), exact and stable for large abs(u)
   (the naive form is log(0) = -inf once tanh(u) rounds to 1).
 
 `to_bounds` and `from_bounds` map [-1, 1] to a Box's [low, high] and back (arrays with

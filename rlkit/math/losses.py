@@ -26,7 +26,7 @@ def mse_loss(prediction, target, weights=None):
 
 
 def l1_loss(prediction, target, weights=None):
-    """L1: mean of |y - f(x)|. Robust, but its gradient does not shrink near the optimum."""
+    """L1: mean of abs(y - f(x)). Robust, but its gradient does not shrink near the optimum."""
     if weights is None:
         return F.l1_loss(prediction, target)
     return _reduce((prediction - target).abs(), weights)
@@ -35,7 +35,7 @@ def l1_loss(prediction, target, weights=None):
 def huber_loss(prediction, target, weights=None, delta: float = 1.0):
     """Huber / smooth-L1: quadratic within `delta`, linear outside (DQN's standard loss).
 
-    0.5 e^2 for |e| <= delta, delta (|e| - 0.5 delta) otherwise; equals torch's huber_loss.
+    0.5 e^2 for abs(e) <= delta, delta (abs(e) - 0.5 delta) otherwise; equals torch's huber_loss.
     """
     if weights is None:
         return F.huber_loss(prediction, target, delta=delta)

@@ -123,7 +123,8 @@ def ppo_loss_gradients(
     value clipping), and its gradient with respect to the logits and the values, written out
     so that no autograd graph is needed (tests check both against autograd).
 
-    With p = softmax(logits), u_i = rho_i A_i and c_i = clip(rho_i) A_i:
+    With p = softmax(logits), u_i = rho_i A_i and c_i = clip(rho_i) A_i::
+
       d policy_loss / d log pi(a_i|s_i) = -u_i / B where u_i <= c_i (the unclipped term is the
         smaller one, or they are equal inside the clip range), else 0 (the clip holds it);
       d log pi(a_i|s_i) / d logits_ij = [j = a_i] - p_ij;
