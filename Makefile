@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= configs/dqn_cartpole.yaml
 
-.PHONY: setup bench-setup train test test-fast test-extended lint format clean
+.PHONY: setup bench-setup train test test-fast test-extended docs lint format clean
 
 setup: $(VENV)/.installed
 
@@ -39,6 +39,12 @@ test-fast: setup
 test-extended: setup
 	$(BIN)/python -m pytest -m extended
 
+# The documentation site, docs/_build/html/index.html; warnings are errors (a broken link or
+# reference, a page outside the table of contents). `make test` builds it too (tests/test_docs.py).
+docs: setup
+	$(BIN)/python -m sphinx -W --keep-going -q -b html docs docs/_build/html
+	@echo "docs: docs/_build/html/index.html"
+
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -48,4 +54,4 @@ format: setup
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache docs/_build

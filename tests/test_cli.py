@@ -191,7 +191,7 @@ def test_existing_run_folder_is_not_overwritten(trained_run):
 
 def test_torch_threads_limits_numpys_blas_pool_too():
     # The policy-gradient agents act through numpy; OpenBLAS's own pool must follow
-    # torch_threads, or side-by-side seeds fight over the cores (README, "Many seeds").
+    # torch_threads, or side-by-side seeds fight over the cores (docs/guide/seeds.md).
     import numpy as np  # noqa: F401  (BLAS loaded)
     import threadpoolctl
     import torch

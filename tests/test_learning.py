@@ -1,4 +1,4 @@
-"""Learning claims, measured the way the README states them: the shipped config trained from the
+"""Learning claims, measured as docs/results.md states them: the shipped config trained from the
 command line, then greedy evaluation. `slow` ones run in CI (about four minutes on 2 cores);
 `extended` ones only with `make test-extended` (about ten more minutes)."""
 
@@ -102,7 +102,7 @@ def test_ppo_cartpole_solves_within_100k_steps_on_seeds_1_2_3(tmp_path):
     assert all(mean >= 475 for mean in means.values()), means
 
 
-# The README's other learning claims (its "Results" tables, measured over 10 or 20 seeds):
+# The other learning claims of docs/results.md (measured over 10 or 20 seeds):
 # config, greedy mean over 20 test episodes to reach on each of seeds 1, 2 and 3.
 EXTENDED_CLAIMS = [
     ("configs/dqn_acrobot.yaml", -100),  # 100k steps

@@ -59,7 +59,7 @@ class AgentConfig(Config):
     """torch.set_float32_matmul_precision while `learn` runs (restored after): highest, high or
     medium. On CPU, medium hands float32 products to oneDNN, allowed to compute in bfloat16
     where it has a fast kernel for it; on the AVX-512 CPU measured it runs a float32 kernel
-    instead, float32 results 2x faster at SAC's sizes (README, "SAC Pendulum-v1"). On CUDA,
+    instead, float32 results 2x faster at SAC's sizes (docs/speed.md). On CUDA,
     high and medium allow TF32."""
 
     def validate(self) -> None:

@@ -54,7 +54,7 @@ def _env_arguments(env: str | gym.Env | gym.vector.VectorEnv) -> str:
         return f"env={env!r}"
     spec = env.spec
     if spec is None:
-        return "an env id (register the env with gymnasium: README, Environments)"
+        return "an env id (register the env with gymnasium: docs/guide/environments.md)"
     kwargs = {k: v for k, v in spec.kwargs.items() if k not in _MAKE_ONLY_KWARGS}
     registered = gym.registry.get(spec.id)
     limit = kwargs.pop("max_episode_steps", spec.max_episode_steps)  # (make_vec's place)

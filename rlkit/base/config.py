@@ -148,7 +148,7 @@ ZOO_ONLY = {
     "normalize_kwargs": "observation and reward normalization: normalize_obs and "
     "normalize_reward (REINFORCE, A2C and PPO)",
     "env_wrapper": "wrappers are not read from a config: register the wrapped env with "
-    "gymnasium in a module of yours and set env: module:Name-v0 (README, Environments)",
+    "gymnasium in a module of yours and set env: module:Name-v0 (docs/guide/environments.md)",
     "frame_stack": "frame stacking is not built: the agents are MLPs over one observation",
     "callback": "callbacks are not read from a config: the run loop logs, evaluates "
     "(eval_interval), keeps the best agent and stops at stop_at_return",

@@ -327,7 +327,7 @@ def available_cores() -> int:
 def thread_args(configured: int, processes: int, cores: int | None = None) -> list[str]:
     """`rlkit train` options that share `cores` (default: all available) among `processes`
     runs at once, one `torch_threads` each, unless the config sets its own (`configured`):
-    more threads than cores make them wait on each other (README, "Many seeds")."""
+    more threads than cores make them wait on each other (docs/guide/seeds.md)."""
     if configured:
         return []
     cores = available_cores() if cores is None else cores

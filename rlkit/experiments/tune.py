@@ -145,8 +145,8 @@ def read_setup(
     if SEARCH_KEY not in data:
         raise ConfigError(
             f"{config_path} has no {SEARCH_KEY}: block of keys to vary, such as "
-            f"`{SEARCH_KEY}: {{optimizer.lr: {{log_uniform: [1.0e-5, 1.0e-2]}}}}` (README, "
-            '"Hyperparameter search")'
+            f"`{SEARCH_KEY}: {{optimizer.lr: {{log_uniform: [1.0e-5, 1.0e-2]}}}}` (docs/guide/"
+            "tuning.md)"
         )
     search = data.pop(SEARCH_KEY)
     space = SearchSpace.parse(search)
