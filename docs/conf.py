@@ -39,6 +39,8 @@ nitpick_ignore_regex = [
     ),
 ]
 
+# Docstrings write `code` in single backticks, as Markdown does.
+default_role = "code"
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 autodoc_typehints_format = "short"
