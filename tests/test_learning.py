@@ -69,14 +69,17 @@ def _run_dirs(tmp_path: Path, seeds) -> dict:
 
 @pytest.mark.slow
 def test_dqn_cartpole_config_solves_on_seeds_1_2_3(tmp_path):
-    # The best agent of the periodic evaluations: 20/20 seeds at 500 on this config (README,
-    # "Results"). The final agent's outcome depends more on the last updates' rounding, which
-    # differs between CPUs; the PPO test below checks a final agent.
+    # The final agent and the best agent of the periodic evaluations (docs/results.md: final
+    # agents 20/20 seeds at 500.0 on an Intel Xeon, and 19/20 with the other rounding, where
+    # seeds 1-3 scored 500.0 too; best agents 20/20 with both).
     seeds = (1, 2, 3)
     _train_in_parallel("configs/dqn_cartpole.yaml", seeds, tmp_path)
-    results = _greedy_evals(_run_dirs(tmp_path, seeds), agent="best")
-    best = {seed: result["mean_return"] for seed, result in results.items()}
-    print(f"DQN CartPole-v1, 50k steps, best agent, greedy mean over 20 test episodes: {best}")
+    run_dirs = _run_dirs(tmp_path, seeds)
+    final = {s: r["mean_return"] for s, r in _greedy_evals(run_dirs).items()}
+    best = {s: r["mean_return"] for s, r in _greedy_evals(run_dirs, agent="best").items()}
+    print(f"DQN CartPole-v1, 50k steps, greedy mean over 20 test episodes: final {final}, "
+          f"best {best}")  # fmt: skip
+    assert all(mean >= 475 for mean in final.values()), final
     assert all(mean >= 475 for mean in best.values()), best
 
 
