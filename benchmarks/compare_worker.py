@@ -1,10 +1,12 @@
 """One training run of rlkit or Stable-Baselines3, timed, in its own process; prints one JSON
 line. Used by vs_sb3.py and time_to_solve.py, which alternate rlkit and SB3 runs side by side.
 
-    python benchmarks/compare_worker.py {rlkit,sb3} {dqn,ppo,sac} SEED [--config C] \
+    python benchmarks/compare_worker.py {rlkit,sb3} {dqn,ppo,a2c,sac,td3} SEED [--config C] \
         [--check-every N]
 
-DQN and PPO train on CartPole-v1, SAC on Pendulum-v1, each at RL-Zoo's hyperparameters.
+DQN, PPO and A2C train on CartPole-v1, SAC and TD3 on Pendulum-v1, each at RL-Zoo's
+hyperparameters (A2C's with the linear learning-rate decay of configs/a2c_cartpole.yaml on both
+sides).
 Timing covers building the agent and training (not imports, not evaluation). With
 --check-every, training pauses every N env steps for a greedy evaluation over 20 episodes; the
 pause is excluded from the clock, and the first step at which the mean reaches the solve
@@ -20,20 +22,27 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from rlkit.agent.evaluation import evaluate  # noqa: E402
 
-ENV_IDS = {"dqn": "CartPole-v1", "ppo": "CartPole-v1", "sac": "Pendulum-v1"}
+ENV_IDS = {
+    "dqn": "CartPole-v1", "ppo": "CartPole-v1", "a2c": "CartPole-v1", "sac": "Pendulum-v1",
+    "td3": "Pendulum-v1",
+}  # fmt: skip
 SOLVED = {"CartPole-v1": 475.0, "Pendulum-v1": -200.0}
 EVAL_EPISODES = 20
 ZOO_CONFIGS = {
     "dqn": "configs/dqn_cartpole_zoo.yaml",
     "ppo": "configs/ppo_cartpole_zoo.yaml",
     "sac": "configs/sac_pendulum.yaml",  # the Zoo's Pendulum-v1 SAC
+    "td3": "configs/td3_pendulum.yaml",  # the Zoo's Pendulum-v1 TD3
+    "a2c": "configs/a2c_cartpole.yaml",  # the Zoo's CartPole-v1 A2C, lr decayed linearly
 }
-TOTAL_STEPS = {"dqn": 50_000, "ppo": 100_000, "sac": 20_000}
+TOTAL_STEPS = {"dqn": 50_000, "ppo": 100_000, "a2c": 200_000, "sac": 20_000, "td3": 20_000}
 
 
 class Clock:
@@ -95,14 +104,28 @@ def run_rlkit(
 
 def run_sb3(algo: str, seed: int, check_every: int) -> dict:
     import torch
-    from stable_baselines3 import DQN, PPO, SAC
+    from stable_baselines3 import A2C, DQN, PPO, SAC, TD3
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.noise import NormalActionNoise
 
     env_id = ENV_IDS[algo]
     clock = Clock(seed, env_id)
     if algo == "sac":  # rl-zoo3 sac.yml, Pendulum-v1: SB3's defaults with learning rate 1e-3
         model = SAC("MlpPolicy", env_id, learning_rate=1e-3, seed=seed, device="cpu")
+    elif algo == "td3":  # rl-zoo3 td3.yml, Pendulum-v1
+        model = TD3(
+            "MlpPolicy", env_id, gamma=0.98, buffer_size=200_000, learning_starts=10_000,
+            action_noise=NormalActionNoise(np.zeros(1), 0.1 * np.ones(1)), learning_rate=1e-3,
+            policy_kwargs={"net_arch": [400, 300]}, seed=seed, device="cpu",
+        )  # fmt: skip
+    elif algo == "a2c":  # rl-zoo3 a2c.yml, CartPole-v1 (8 envs), with rlkit's lr decay
+        # vf_coef 0.25 on SB3's E[(V - R)^2] is rlkit's 0.5 on 0.5 E[(V - R)^2].
+        model = A2C(
+            "MlpPolicy", make_vec_env(env_id, n_envs=8, seed=seed), n_steps=5, gamma=0.99,
+            gae_lambda=1.0, ent_coef=0.0, vf_coef=0.25, max_grad_norm=0.5,
+            learning_rate=lambda progress: progress * 7e-4, seed=seed, device="cpu",
+        )  # fmt: skip
     elif algo == "dqn":  # rl-zoo3 dqn.yml, CartPole-v1
         model = DQN(
             "MlpPolicy", env_id, learning_rate=2.3e-3, batch_size=64, buffer_size=100_000,
@@ -135,12 +158,12 @@ def run_sb3(algo: str, seed: int, check_every: int) -> dict:
             return due
 
         def _on_step(self) -> bool:
-            if algo in ("dqn", "sac") and self._due():
+            if algo in ("dqn", "sac", "td3") and self._due():
                 clock.check(self.num_timesteps, policy)
             return True
 
         def _on_rollout_start(self) -> None:
-            if algo == "ppo" and self._due():
+            if algo in ("ppo", "a2c") and self._due():
                 clock.check(self.num_timesteps, policy)
 
     model.learn(TOTAL_STEPS[algo], callback=Check() if check_every else None)
@@ -165,7 +188,7 @@ def _result(clock: Clock, train_s: float, steps: int, final: float, threads: int
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("library", choices=["rlkit", "sb3"])
-    parser.add_argument("algo", choices=["dqn", "ppo", "sac"])
+    parser.add_argument("algo", choices=sorted(ENV_IDS))
     parser.add_argument("seed", type=int)
     parser.add_argument("--config", help="rlkit config (default: the zoo config of the algo)")
     parser.add_argument("--check-every", type=int, default=0)

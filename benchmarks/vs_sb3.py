@@ -4,8 +4,9 @@
     .venv/bin/python benchmarks/vs_sb3.py --seeds 1 2 3
 
 For each algorithm (DQN and PPO with RL-Zoo's CartPole-v1 hyperparameters, shipped as
-configs/dqn_cartpole_zoo.yaml and configs/ppo_cartpole_zoo.yaml; SAC with RL-Zoo's Pendulum-v1
-ones, configs/sac_pendulum.yaml) and each seed, runs rlkit then
+configs/dqn_cartpole_zoo.yaml and configs/ppo_cartpole_zoo.yaml; SAC and TD3 with RL-Zoo's
+Pendulum-v1 ones, configs/sac_pendulum.yaml and td3_pendulum.yaml; `--algos a2c td3` for A2C
+on CartPole-v1 with configs/a2c_cartpole.yaml) and each seed, runs rlkit then
 SB3 (A B A B ...), each in a fresh process, one at a time. Prints each run's training wall time
 (agent construction + learn, no imports, no evaluation), the rlkit/SB3 ratio of each pair and
 its median, steps/s, and both final greedy evaluation means over 20 episodes.
@@ -37,7 +38,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument(
-        "--algos", nargs="+", default=["dqn", "ppo", "sac"], choices=["dqn", "ppo", "sac"]
+        "--algos",
+        nargs="+",
+        default=["dqn", "ppo", "sac"],
+        choices=["dqn", "ppo", "a2c", "sac", "td3"],
     )
     args = parser.parse_args()
 
