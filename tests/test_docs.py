@@ -210,7 +210,6 @@ def workspace(tmp_path: Path) -> Path:
     work = tmp_path / "work"
     work.mkdir()
     shutil.copytree(ROOT / "configs", work / "configs")
-    (work / "benchmarks").symlink_to(ROOT / "benchmarks")
     return work
 
 
