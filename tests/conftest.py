@@ -20,7 +20,8 @@ def pytest_report_header(config):
 
 @pytest.fixture(autouse=True)
 def _single_thread():
-    # Small networks run faster on one thread, and results do not depend on the thread count.
+    # Small networks run faster on one thread. (Some products round differently with another
+    # thread count: a test compares runs made with the same one.)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -45,9 +45,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"run folder {run_dir} already exists and is not empty; choose another --run-dir "
             f"or continue it with --resume {run_dir}"
         )
-    if run.torch_threads:
-        limit_threads(run.torch_threads)
-    agent = agents.agent_class(run.agent)(config=agent_config)
+    agent_cls = agents.agent_class(run.agent)
+    if not run.torch_threads:
+        run = dataclasses.replace(run, torch_threads=_measured_threads(agent_cls, agent_config))
+    limit_threads(run.torch_threads)
+    agent = agent_cls(config=agent_config)
     print(
         f"rlkit: training {run.agent} on {agent_config.env} for {run.total_steps:,} steps "
         f"on {agent.device}; run folder {run_dir}",
@@ -55,6 +57,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     print(f"rlkit: {agent.describe_memory()}", file=sys.stderr)
     return _train(agent, run, run_dir, progress=_progress_mode(args), resume=False)
+
+
+def _measured_threads(agent_cls: type, agent_config: Any) -> int:
+    """torch_threads unset: the count that trains this config fastest here, with a margin for a
+    busy core (rlkit.agent.calibration); recorded in the run's config.yaml. On a GPU, and
+    where torch has one thread anyway, torch's own count."""
+    import torch
+
+    from rlkit.agent.calibration import calibrated_threads
+    from rlkit.base.device import resolve_device
+
+    cores = torch.get_num_threads()
+    if cores <= 1 or resolve_device(agent_config.device).type != "cpu":
+        return cores
+    threads, how = calibrated_threads(agent_cls, agent_config.to_dict(), cores)
+    print(f"rlkit: torch threads: {threads} ({how})", file=sys.stderr)
+    return threads
 
 
 def _progress_mode(args: argparse.Namespace) -> bool | str:
