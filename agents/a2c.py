@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlkit.agent.core import Agent
+from rlkit.agent.core import Agent, update_step
 from rlkit.agent.on_policy import (
     OnPolicyConfig,
     actor_critic_actions,
@@ -99,6 +99,7 @@ class A2C(Agent):
             return None
         return {k: float(v) for k, v in stats.items()}
 
+    @update_step
     def _update(self, last_values: torch.Tensor) -> dict[str, torch.Tensor | float]:
         """One gradient step on the whole rollout."""
         cfg = self.config

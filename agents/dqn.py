@@ -17,7 +17,7 @@ import torch
 
 import envs
 from rlkit.agent.config import AgentConfig
-from rlkit.agent.core import Agent
+from rlkit.agent.core import Agent, update_step
 from rlkit.agent.files import generator_state, restore_generator
 from rlkit.agent.guard import DivergenceConfig
 from rlkit.agent.replay import (
@@ -279,6 +279,7 @@ class DQN(Agent):
         elif cfg.n_steps > 1:
             self.collector = NStepCollector(cfg.n_steps, cfg.gamma, cfg.n_envs)
 
+    @update_step
     def _update(self, per_beta: float) -> tuple[float, float, float] | None:
         """One gradient step on a replay batch; returns (loss, mean Q, gradient norm), or None
         when the divergence guard skipped it."""

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlkit.agent.core import Agent
+from rlkit.agent.core import Agent, update_step
 from rlkit.agent.on_policy import (
     NumpyActorCritic,
     OnPolicyConfig,
@@ -174,6 +174,7 @@ class PPO(Agent):
         self.n_rollouts += 1
         return stats if self.n_rollouts % cfg.log_interval == 0 else None
 
+    @update_step
     def _update(self, clip_range: float) -> dict[str, float]:
         """n_epochs passes of minibatch steps on the rollout; returns the scalars to log."""
         cfg = self.config

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlkit.agent.core import Agent
+from rlkit.agent.core import Agent, update_step
 from rlkit.agent.on_policy import OnPolicyConfig, actor_critic_actions, build_actor_critic
 from rlkit.base.config import require
 from rlkit.data.nstep import discounted_returns
@@ -124,6 +124,7 @@ class Reinforce(Agent):
             self.lr_scheduler.step()
         return stats
 
+    @update_step
     def _update(self, batch: list[tuple]) -> dict[str, float]:
         """One gradient step on a batch of finished episodes."""
         cfg = self.config

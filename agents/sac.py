@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlkit.agent.core import Agent
+from rlkit.agent.core import Agent, update_step
 from rlkit.agent.off_policy import (
     OffPolicyConfig,
     TrainScalars,
@@ -241,6 +241,7 @@ class SAC(Agent):
         learning_starts), then the gradient steps that are due (rlkit.agent.off_policy)."""
         return train_step(self, monitor)
 
+    @update_step
     def _update(self) -> dict[str, float] | None:
         """One gradient step of the critics, the actor and alpha on one replay batch (their
         three losses summed: each reaches only its own parameters); None if the guard skipped

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlkit.agent.core import Agent
+from rlkit.agent.core import Agent, update_step
 from rlkit.agent.off_policy import (
     OffPolicyConfig,
     TrainScalars,
@@ -167,6 +167,7 @@ class TD3(Agent):
         until learning_starts), then the gradient steps that are due (rlkit.agent.off_policy)."""
         return train_step(self, monitor)
 
+    @update_step
     def _update(self) -> dict[str, float] | None:
         """One critic gradient step on one replay batch, and every `policy_delay`-th one also
         an actor step and the Polyak update of both targets; None if the guard skipped it."""

@@ -7,7 +7,9 @@ line. Used by vs_sb3.py and time_to_solve.py, which alternate rlkit and SB3 runs
 DQN, PPO and A2C train on CartPole-v1, SAC and TD3 on Pendulum-v1, each at RL-Zoo's
 hyperparameters (A2C's with the linear learning-rate decay of configs/a2c_cartpole.yaml on both
 sides).
-Timing covers building the agent and training (not imports, not evaluation). With
+rlkit's side chooses torch's thread count and matmul precision as `rlkit train` does where the
+config leaves them out (rlkit.agent.calibration). Timing covers building the agent and
+training (not imports, not evaluation, not that choice). With
 --check-every, training pauses every N env steps for a greedy evaluation over 20 episodes; the
 pause is excluded from the clock, and the first step at which the mean reaches the solve
 threshold (475 on CartPole, -200 on Pendulum) is reported with the training time it took to
@@ -27,7 +29,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rlkit.agent.evaluation import evaluate  # noqa: E402
 
 ENV_IDS = {
     "dqn": "CartPole-v1", "ppo": "CartPole-v1", "a2c": "CartPole-v1", "sac": "Pendulum-v1",
@@ -59,6 +60,8 @@ class Clock:
         return time.perf_counter() - self.start - self.paused
 
     def check(self, step: int, policy) -> None:
+        from rlkit.agent.evaluation import evaluate
+
         if self.solved_at is not None:
             return  # only the first solve is measured; later checks would only cost time
         elapsed = self.training_seconds()
@@ -73,18 +76,26 @@ class Clock:
 def run_rlkit(
     algo: str, seed: int, config: str, check_every: int, overrides: list[str] = ()
 ) -> dict:
-    import torch
 
     import agents
-    from rlkit.experiments.run_config import load_run_config
+    from rlkit.agent.evaluation import evaluate
+    from rlkit.base.threads import limit_threads
+    from rlkit.cli.train import measured_settings
+    from rlkit.experiments.run_config import load_run_config, read_run_settings
 
     # The worker times training and does its own checks: no periodic evaluation inside.
     overrides = ["eval_interval=0", *overrides]
     run, agent_config = load_run_config(config, overrides, seed=seed, device="cpu")
-    if run.torch_threads:
-        torch.set_num_threads(run.torch_threads)
+    # What `rlkit train` measures where the config leaves threads and precision out (cached
+    # after the first run on a machine; outside the clock).
+    agent_cls = agents.agent_class(run.agent)
+    given = read_run_settings(config, overrides)[1]
+    run, agent_config = measured_settings(
+        agent_cls, run, agent_config, precision_given="matmul_precision" in given
+    )
+    limit_threads(run.torch_threads)
     clock = Clock(seed, ENV_IDS[algo])
-    agent = agents.agent_class(run.agent)(config=agent_config)
+    agent = agent_cls(config=agent_config)
 
     def policy(obs):
         return agent.act(obs, deterministic=True)
@@ -99,10 +110,13 @@ def run_rlkit(
     )
     train_s = clock.training_seconds()
     final = evaluate(policy, clock.env_id, EVAL_EPISODES, seed=20_000 + seed).mean_return
-    return _result(clock, train_s, agent.global_step, final, torch.get_num_threads())
+    threads = f"{run.torch_threads} ({agent_config.matmul_precision})"
+    return _result(clock, train_s, agent.global_step, final, threads)
 
 
-def run_sb3(algo: str, seed: int, check_every: int) -> dict:
+def run_sb3(algo: str, seed: int, check_every: int, save_dir: str | None = None) -> dict:
+    """With save_dir (a whole process timed from outside, as an SB3 user runs one): the model
+    saved there and evaluated by SB3's own evaluate_policy, and nothing of rlkit imported."""
     import torch
     from stable_baselines3 import A2C, DQN, PPO, SAC, TD3
     from stable_baselines3.common.callbacks import BaseCallback
@@ -168,11 +182,20 @@ def run_sb3(algo: str, seed: int, check_every: int) -> dict:
 
     model.learn(TOTAL_STEPS[algo], callback=Check() if check_every else None)
     train_s = clock.training_seconds()
+    if save_dir is not None:
+        from stable_baselines3.common.evaluation import evaluate_policy
+
+        model.save(Path(save_dir) / "model.zip")
+        eval_env = make_vec_env(env_id, n_envs=1, seed=20_000 + seed)
+        final, _ = evaluate_policy(model, eval_env, n_eval_episodes=EVAL_EPISODES)
+        return _result(clock, train_s, model.num_timesteps, float(final), torch.get_num_threads())
+    from rlkit.agent.evaluation import evaluate
+
     final = evaluate(policy, env_id, EVAL_EPISODES, seed=20_000 + seed).mean_return
     return _result(clock, train_s, model.num_timesteps, final, torch.get_num_threads())
 
 
-def _result(clock: Clock, train_s: float, steps: int, final: float, threads: int) -> dict:
+def _result(clock: Clock, train_s: float, steps: int, final: float, threads: int | str) -> dict:
     return {
         "env_id": clock.env_id,
         "train_s": train_s,
@@ -193,12 +216,13 @@ def main() -> None:
     parser.add_argument("--config", help="rlkit config (default: the zoo config of the algo)")
     parser.add_argument("--check-every", type=int, default=0)
     parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--save-dir", help="sb3: save the model here, evaluate with SB3's own")
     args = parser.parse_args()
     if args.library == "rlkit":
         config = args.config or ZOO_CONFIGS[args.algo]
         result = run_rlkit(args.algo, args.seed, config, args.check_every, args.overrides)
     else:
-        result = run_sb3(args.algo, args.seed, args.check_every)
+        result = run_sb3(args.algo, args.seed, args.check_every, args.save_dir)
     print(json.dumps(result))
 
 

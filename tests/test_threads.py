@@ -1,7 +1,8 @@
-"""Threads: numpy's BLAS runs on one thread while an agent trains and evaluates
+"""Threads and precision: numpy's BLAS runs on one thread while an agent trains and evaluates
 (rlkit.base.threads), its pool would otherwise spin against torch's threads on the same cores;
-and `rlkit train` without torch_threads measures torch's count on the machine, once per CPU,
-torch and config (rlkit.agent.calibration)."""
+torch runs on the run's count in the updates only; `rlkit train` without torch_threads or
+matmul_precision measures them on the machine, once per CPU, torch and config
+(rlkit.agent.calibration), and never chooses bfloat16 products (rlkit.base.precision)."""
 
 import json
 import os
@@ -10,13 +11,21 @@ import sys
 from pathlib import Path
 
 import numpy as np  # noqa: F401  (numpy's BLAS loaded)
+import pytest
 import threadpoolctl
 import torch
 import yaml
 from safetensors.torch import load_file
 
 import agents
-from rlkit.agent.calibration import choose_threads, workload_key
+from rlkit.agent.calibration import choose, choose_threads, workload_key
+from rlkit.base.precision import (
+    SHAPES,
+    keeps_float32,
+    onednn_keeps_float32,
+    relative_error,
+    torch_precision,
+)
 
 
 def _numpy_blas_threads() -> list[int]:
@@ -47,6 +56,91 @@ def test_numpy_blas_is_single_threaded_inside_learn_and_evaluate_only():
         agent.evaluate(2)
         assert seen and all(threads == [1] * len(threads) for threads in seen)
         assert _numpy_blas_threads() == [2] * len(_numpy_blas_threads())
+
+
+def test_torch_runs_on_the_run_count_in_updates_and_on_one_thread_elsewhere():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        agent = agents.A2C(env="CartPole-v1", n_envs=2, n_steps=8,
+                           network={"hidden_sizes": [16]})  # fmt: skip
+        seen: set[tuple[int, int]] = set()  # (rows through a layer, torch's threads)
+        for layer in agent.networks["model"].modules():
+            if isinstance(layer, torch.nn.Linear):
+                layer.register_forward_hook(
+                    lambda m, inputs, out: seen.add((inputs[0].shape[0], torch.get_num_threads()))
+                )
+        loop_threads = []
+        agent.learn(64, callback=lambda a: loop_threads.append(torch.get_num_threads()),
+                    callback_interval=16)  # fmt: skip
+        assert (16, 2) in seen and (2, 1) in seen, seen  # the update's 16 rows; acting's 2
+        assert (16, 1) not in seen and (2, 2) not in seen, seen
+        assert loop_threads and set(loop_threads) == {1}
+        assert torch.get_num_threads() == 2 and agent.update_threads is None  # put back
+        seen.clear()
+        agent.evaluate(1, deterministic=False)  # (torch modules; greedy is numpy)
+        assert seen and {threads for _, threads in seen} == {1}, seen
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+# ------------------------------------------------------------------------------ precision
+
+
+def test_bfloat16_products_fail_the_float32_check_and_float32_ones_pass():
+    generator = torch.Generator().manual_seed(1)
+    for rows, inputs, outputs in SHAPES:
+        x, w = (
+            torch.randn(rows, inputs, generator=generator),
+            torch.randn(outputs, inputs, generator=generator),
+        )
+        exact = x.double() @ w.double().T
+        default = relative_error(x @ w.T, exact)
+        bfloat16 = relative_error((x.bfloat16() @ w.bfloat16().T).float(), exact)
+        assert keeps_float32(default, default)
+        assert keeps_float32(relative_error((x.double() @ w.double().T).float(), exact), default)
+        assert not keeps_float32(bfloat16, default), (rows, inputs, outputs, bfloat16, default)
+
+
+def test_onednn_is_medium_only_where_it_keeps_float32_and_never_on_cuda():
+    cpu = torch_precision("onednn", torch.device("cpu"))
+    assert cpu == ("medium" if onednn_keeps_float32() else "highest")
+    assert torch_precision("onednn", torch.device("cuda")) == "highest"
+    for setting in ("highest", "high", "medium"):  # the user's own choice, as given
+        assert torch_precision(setting, torch.device("cpu")) == setting
+    if onednn_keeps_float32():  # then a whole update's products keep float32 too
+        x, w = torch.randn(256, 256), torch.randn(256, 256)
+        torch.set_float32_matmul_precision("medium")
+        try:
+            product = x @ w
+        finally:
+            torch.set_float32_matmul_precision("highest")
+        exact = x.double() @ w.double()
+        assert keeps_float32(relative_error(product, exact), relative_error(x @ w, exact))
+
+
+def test_denormals_are_flushed_inside_learn_only():
+    def flushed() -> bool:
+        return (torch.tensor([1e-39]) * 1.0).item() == 0.0  # a denormal float32 read as zero
+
+    assert not flushed()
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU has no flag to flush denormals (not x86 with SSE3)")
+    agent = agents.DQN(env="CartPole-v1", learning_starts=10, network={"hidden_sizes": [8]})
+    inside = []
+    agent.learn(40, callback=lambda a: inside.append(flushed()), callback_interval=10)
+    assert inside == [True] * 4
+    assert not flushed()
+
+
+def test_choose_takes_onednn_only_when_clearly_faster():
+    seconds = {(1, "highest"): 1.0, (2, "highest"): 0.9, (1, "onednn"): 0.95, (2, "onednn"): 0.5}
+    assert choose(seconds) == (2, "onednn")  # 1.8x over highest's best; 2 threads 1.9x
+    assert choose({(1, "highest"): 1.0, (2, "highest"): 0.9, (1, "onednn"): 0.95,
+                   (2, "onednn"): 0.8}) == (1, "highest")  # 1.05x: not worth it  # fmt: skip
+    assert choose({(1, "highest"): 1.0, (2, "highest"): 0.7}) == (2, "highest")
+    assert choose({(2, "highest"): 1.0, (2, "onednn"): 0.5}) == (2, "onednn")  # threads given
 
 
 # ---------------------------------------------------------------------- torch's thread count
@@ -97,8 +191,13 @@ def test_rlkit_train_measures_its_threads_once_records_them_and_keeps_its_run(tm
 
     again = _train(tmp_path, "b", config, *SMALL)  # the cached choice, no second measurement
     assert again.returncode == 0 and "measured before, cached" in again.stderr, again.stderr
-    # The measurement does not touch the run: the same agent as with the count given.
-    given = _train(tmp_path, "c", config, *SMALL, "--set", f"torch_threads={threads}")
+    recorded = yaml.safe_load((tmp_path / "a" / "config.yaml").read_text())
+    precision = recorded["matmul_precision"]
+    assert precision in ("highest", "onednn") and f"matmul_precision {precision}" in line
+    assert (precision == "onednn") <= onednn_keeps_float32()
+    # The measurement does not touch the run: the same agent as with both given.
+    given = _train(tmp_path, "c", config, *SMALL, "--set", f"torch_threads={threads}",
+                   "--set", f"matmul_precision={precision}")  # fmt: skip
     assert given.returncode == 0 and "torch threads" not in given.stderr, given.stderr
     files = [load_file(tmp_path / run / "agent.safetensors") for run in "abc"]
     for other in files[1:]:

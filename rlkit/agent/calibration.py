@@ -1,4 +1,5 @@
-"""Torch's thread count for a training run, measured on the machine that runs it.
+"""Torch's thread count and float32 product kernels for a training run, measured on the machine
+that runs it, like cuDNN's benchmark mode.
 
 Whether a second thread helps depends on the CPU and on the agent's sizes: on a 2-core Intel
 Xeon (AVX-512), DQN CartPole's update ran 1.12x faster on two threads and the RL Zoo's DQN and
@@ -13,7 +14,12 @@ every core, and takes more than one thread only where that is at least MARGIN ti
 a gain worth the risk of a busy core. The choice is cached per CPU model, torch version and
 config (~/.cache/rlkit/threads.json, or $XDG_CACHE_HOME/rlkit), written into the run's
 config.yaml as `torch_threads`, and a resumed run keeps it: the thread count changes how some
-products round, so one run uses one count throughout.
+products round, so one run uses one count throughout. The count is the updates' (rlkit.base.
+threads: acting and evaluation run on one thread).
+
+Where the config names no `matmul_precision` and oneDNN's float32 kernels keep float32's error
+on this CPU (rlkit.base.precision), the same timing decides between them (`onednn`) and torch's
+default path (`highest`); bfloat16 products are never chosen here, only by the user.
 """
 
 from __future__ import annotations
@@ -31,8 +37,12 @@ import torch
 
 from rlkit.base.device import describe_cpu
 from rlkit.base.files import atomic_write_bytes
+from rlkit.base.precision import onednn_keeps_float32
 
 MARGIN = 1.3  # more threads must be this much faster than one to be chosen
+# oneDNN's float32 kernels must be this much faster to be chosen (rlkit.base.precision); a
+# busy core costs them nothing, but their per-call cost makes small products slower.
+PRECISION_MARGIN = 1.1
 # Keys that do not change what a training step costs.
 _NOT_WORKLOAD = frozenset({
     "seed", "device", "eval_interval", "eval_episodes", "eval_seed", "eval_deterministic",
@@ -58,28 +68,47 @@ def choose_threads(seconds: dict[int, float], margin: float = MARGIN) -> int:
     return fastest if seconds[1] >= margin * seconds[fastest] else 1
 
 
+def choose(seconds: dict[tuple[int, str], float], margin: float = MARGIN) -> tuple[int, str]:
+    """(threads, precision) from seconds per (threads, precision): per precision the thread
+    count by `choose_threads`; onednn over highest only where it is PRECISION_MARGIN faster."""
+    best = {}
+    for precision in {p for _, p in seconds}:
+        per_thread = {n: s for (n, p), s in seconds.items() if p == precision}
+        threads = choose_threads(per_thread, margin) if 1 in per_thread else min(per_thread)
+        best[precision] = (threads, per_thread[threads])
+    if "onednn" in best and best["onednn"][1] * PRECISION_MARGIN <= best["highest"][1]:
+        return best["onednn"][0], "onednn"
+    return best["highest"][0], "highest"
+
+
 def time_training(
-    agent_cls: type, config: dict[str, Any], candidates: list[int], budget: float = 0.25
-) -> dict[int, float]:
-    """Seconds per env step of `learn` at each thread count, on a throwaway agent of the same
-    config (alternated twice, the faster round kept). The caller's random states and thread
-    count are left as they were."""
+    agent_cls: type,
+    config: dict[str, Any],
+    candidates: list[tuple[int, str]],
+    budget: float = 0.25,
+) -> dict[tuple[int, str], float]:
+    """Seconds per env step of `learn` at each (threads, matmul_precision), on a throwaway agent
+    of the same config (alternated twice, the faster round kept). The caller's random states
+    and thread count are left as they were."""
     threads = torch.get_num_threads()
     numpy_state, python_state = np.random.get_state(), random.getstate()
-    seconds = {n: float("inf") for n in candidates}
+    seconds = {candidate: float("inf") for candidate in candidates}
     with torch.random.fork_rng(devices=[]):
         agent = agent_cls(config=_calibration_config(config))
         try:
             agent.learn(_warm_up_steps(agent.config))
             chunk = _chunk_steps(agent.config)
             for _ in range(2):
-                for n in candidates:
+                for n, precision in candidates:
                     torch.set_num_threads(n)
+                    agent.config.matmul_precision = precision
                     steps, start = 0, time.perf_counter()
                     while time.perf_counter() - start < budget:
                         agent.learn(chunk)
                         steps += chunk
-                    seconds[n] = min(seconds[n], (time.perf_counter() - start) / steps)
+                    seconds[n, precision] = min(
+                        seconds[n, precision], (time.perf_counter() - start) / steps
+                    )
         finally:
             agent.close()
             torch.set_num_threads(threads)
@@ -88,31 +117,54 @@ def time_training(
     return seconds
 
 
-def calibrated_threads(agent_cls: type, config: dict[str, Any], cores: int) -> tuple[int, str]:
-    """(threads, how they were chosen, in a few words) for training `config` on this machine;
-    from the cache when this CPU, torch and config were measured before."""
-    if cores <= 1:
-        return 1, "one core"
-    key = workload_key(agent_cls.name, config)
+def calibrate(
+    agent_cls: type,
+    config: dict[str, Any],
+    cores: int,
+    threads: int | None = None,
+    precision: str | None = None,
+) -> tuple[int, str, str]:
+    """(threads, matmul_precision, how they were chosen, in a few words) for training `config`
+    on this machine; a value given is kept, the others measured, or read from the cache when
+    this CPU, torch and config were measured before."""
+    thread_options = [threads] if threads else sorted({1, cores})
+    precision_options = [precision] if precision else ["highest"]
+    if not precision and onednn_keeps_float32():
+        precision_options.append("onednn")
+    if len(thread_options) * len(precision_options) == 1:
+        return thread_options[0], precision_options[0], "nothing to measure"
+    key = (
+        f"{workload_key(agent_cls.name, config)} | threads {thread_options} "
+        f"| precision {precision_options}"
+    )
     path = cache_path()
     try:
         cache = json.loads(path.read_text())
     except (OSError, ValueError):
         cache = {}
-    entry = cache.get(key) if isinstance(cache, dict) else None
-    if isinstance(entry, dict) and isinstance(entry.get("threads"), int) and entry["threads"] >= 1:
-        return entry["threads"], f"measured before, cached in {path}"
-    seconds = time_training(agent_cls, config, sorted({1, cores}))
-    threads = choose_threads(seconds)
-    timings = ", ".join(f"{n}: {s * 1e6:.0f} us" for n, s in sorted(seconds.items()))
     cache = cache if isinstance(cache, dict) else {}
-    cache[key] = {"threads": threads, "us_per_step": {n: s * 1e6 for n, s in seconds.items()}}
+    entry = cache.get(key)
+    if (
+        isinstance(entry, dict)
+        and entry.get("threads") in thread_options
+        and entry.get("matmul_precision") in precision_options
+    ):
+        return entry["threads"], entry["matmul_precision"], f"measured before, cached in {path}"
+    candidates = [(n, p) for p in precision_options for n in thread_options]
+    seconds = time_training(agent_cls, config, candidates)
+    chosen_threads, chosen_precision = choose(seconds)
+    timings = ", ".join(f"{n} {p}: {s * 1e6:.0f} us" for (n, p), s in seconds.items())
+    cache[key] = {
+        "threads": chosen_threads,
+        "matmul_precision": chosen_precision,
+        "us_per_step": {f"{n} {p}": s * 1e6 for (n, p), s in seconds.items()},
+    }
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, json.dumps(cache, indent=1, sort_keys=True).encode())
     except OSError:
         pass  # no cache: the next run measures again
-    return threads, f"measured per env step of training, threads {timings}"
+    return chosen_threads, chosen_precision, f"measured per env step of training, {timings}"
 
 
 def _calibration_config(config: dict[str, Any]) -> dict[str, Any]:

@@ -17,8 +17,7 @@ from rlkit.base.config import (
     require,
 )
 from rlkit.base.errors import ConfigError
-
-MATMUL_PRECISIONS = ("highest", "high", "medium")
+from rlkit.base.precision import MATMUL_PRECISIONS
 
 
 @dataclasses.dataclass
@@ -56,11 +55,13 @@ class AgentConfig(Config):
     """Continuous actions: [low, high] for the action dimensions the env's Box leaves unbounded
     (the agent's actions are scaled and clipped to them); null: the Box must be bounded."""
     matmul_precision: str = "highest"
-    """torch.set_float32_matmul_precision while `learn` runs (restored after): highest, high or
-    medium. On CPU, medium hands float32 products to oneDNN, allowed to compute in bfloat16
-    where it has a fast kernel for it; on the AVX-512 CPU measured it runs a float32 kernel
-    instead, float32 results 2x faster at SAC's sizes (docs/speed.md). On CUDA,
-    high and medium allow TF32."""
+    """torch.set_float32_matmul_precision while `learn` runs (restored after): highest, high,
+    medium or onednn. medium hands float32 products on the CPU to oneDNN, which computes in
+    bfloat16 where it has a fast kernel for it (AMX): faster, and the agent learns something
+    else; an opt-in. onednn is medium only where a check on this CPU shows the products keep
+    float32's error (oneDNN's float32 kernel, ~2x faster on AVX-512 without AMX), else highest.
+    On CUDA, high and medium allow TF32 (onednn: highest). `rlkit train` with this key left out
+    measures whether onednn trains the config faster here and records the choice."""
 
     def validate(self) -> None:
         envs.check_env_id(self.env)

@@ -11,6 +11,7 @@ the methods here are the public API over them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -30,7 +31,7 @@ from rlkit.agent.sb3 import check_agent_arguments, check_callback, check_learn_a
 from rlkit.base.config import Config
 from rlkit.base.device import resolve_device
 from rlkit.base.errors import EnvError
-from rlkit.base.threads import single_threaded_numpy_blas
+from rlkit.base.threads import single_threaded_numpy_blas, torch_threads_for
 from rlkit.io.recorder import Recorder, RunMonitor
 from rlkit.math.gaussian import to_bounds
 from rlkit.nn.normalization import Normalizer, NormalizeVector
@@ -72,6 +73,19 @@ def check_spaces(
             f"MultiDiscrete, MultiBinary, Tuple or Dict of them), but {env_id} has "
             f"{observation_space}"
         )
+
+
+def update_step(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Marks an agent's gradient update (`_update`): inside `learn` it runs on the run's thread
+    count, and the rest of the loop (acting, env steps, evaluation) on one thread
+    (rlkit.base.threads: why)."""
+
+    @functools.wraps(method)
+    def on_update_threads(self: Agent, *args: Any, **kwargs: Any) -> Any:
+        with torch_threads_for(self.update_threads or torch.get_num_threads()):
+            return method(self, *args, **kwargs)
+
+    return on_update_threads
 
 
 class Agent:
@@ -146,6 +160,9 @@ class Agent:
         self.lr_scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
         self._scheduler_state: dict[str, Any] | None = None  # restored, applied in learn
         self.stop_requested = False  # set (e.g. by a SIGINT handler) to end `learn` cleanly
+        # torch's thread count for the updates (`update_step`) while `learn` runs; the caller's
+        # count when learn starts, and None outside it.
+        self.update_threads: int | None = None
         self.guard: DivergenceGuard | None = None  # built by the subclass with its optimizer
         self.networks: dict[str, torch.nn.Module] = {}  # what is saved, named; set by subclass
         self.validation = ValidationRecord()  # the periodic evaluations so far: best, streak
@@ -273,7 +290,7 @@ class Agent:
         if greedy is not None and self.normalizer is not None:
             fast, normalize = greedy, self.normalizer.obs
             greedy = lambda obs: fast(normalize(obs))  # noqa: E731
-        with self._random_state_kept(), single_threaded_numpy_blas():
+        with self._random_state_kept(), single_threaded_numpy_blas(), torch_threads_for(1):
             return evaluate(
                 greedy or (lambda obs: self.act(obs, deterministic=deterministic)),
                 self.config.env,

@@ -27,7 +27,8 @@ from rlkit.agent.files import BEST_AGENT_FILE
 from rlkit.agent.guard import DivergenceError
 from rlkit.base.errors import ConfigError
 from rlkit.base.malloc import keep_freed_memory
-from rlkit.base.threads import single_threaded_numpy_blas
+from rlkit.base.precision import denormals_flushed, torch_precision
+from rlkit.base.threads import single_threaded_numpy_blas, torch_threads_for
 from rlkit.io.recorder import RunMonitor
 from rlkit.math.schedules import crossed
 
@@ -87,11 +88,17 @@ class RunLoop:
         agent.stopped_early = False
         # torch's matmul precision is process-wide: the config's for the run, the caller's after.
         caller_precision = torch.get_float32_matmul_precision()
-        torch.set_float32_matmul_precision(agent.config.matmul_precision)
+        torch.set_float32_matmul_precision(
+            torch_precision(agent.config.matmul_precision, agent.device)
+        )
         if agent.device.type == "cpu":  # no page faults on each update's temporaries
             keep_freed_memory()
-        numpy_blas = contextlib.ExitStack()
-        numpy_blas.enter_context(single_threaded_numpy_blas())  # (rlkit.base.threads: why)
+        # The caller's thread count for the updates, one thread for the rest (rlkit.base.threads).
+        agent.update_threads = torch.get_num_threads()
+        settings = contextlib.ExitStack()
+        settings.enter_context(single_threaded_numpy_blas())
+        settings.enter_context(torch_threads_for(1))
+        settings.enter_context(denormals_flushed(agent.device))  # (rlkit.base.precision: why)
         try:
             while agent.global_step < end_step and not agent.stop_requested:
                 previous_step = agent.global_step
@@ -122,7 +129,8 @@ class RunLoop:
             self._save_diverged(monitor)
             raise
         finally:
-            numpy_blas.close()
+            settings.close()
+            agent.update_threads = None
             torch.set_float32_matmul_precision(caller_precision)
             monitor.close(agent.global_step)
 

@@ -46,8 +46,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"or continue it with --resume {run_dir}"
         )
     agent_cls = agents.agent_class(run.agent)
-    if not run.torch_threads:
-        run = dataclasses.replace(run, torch_threads=_measured_threads(agent_cls, agent_config))
+    _, given = read_run_settings(args.config, args.overrides)
+    run, agent_config = measured_settings(
+        agent_cls, run, agent_config, precision_given="matmul_precision" in given
+    )
     limit_threads(run.torch_threads)
     agent = agent_cls(config=agent_config)
     print(
@@ -59,21 +61,32 @@ def cmd_train(args: argparse.Namespace) -> int:
     return _train(agent, run, run_dir, progress=_progress_mode(args), resume=False)
 
 
-def _measured_threads(agent_cls: type, agent_config: Any) -> int:
-    """torch_threads unset: the count that trains this config fastest here, with a margin for a
-    busy core (rlkit.agent.calibration); recorded in the run's config.yaml. On a GPU, and
-    where torch has one thread anyway, torch's own count."""
+def measured_settings(
+    agent_cls: type, run: RunConfig, agent_config: Any, precision_given: bool
+) -> tuple[RunConfig, Any]:
+    """torch_threads and matmul_precision where the config leaves them out: what trains this
+    config fastest here, threads with a margin for a busy core and only precisions that keep
+    float32 (rlkit.agent.calibration); recorded in the run's config.yaml. On a GPU, and where
+    torch has one thread anyway, torch's own count and highest."""
     import torch
 
-    from rlkit.agent.calibration import calibrated_threads
+    from rlkit.agent.calibration import calibrate
     from rlkit.base.device import resolve_device
 
     cores = torch.get_num_threads()
-    if cores <= 1 or resolve_device(agent_config.device).type != "cpu":
-        return cores
-    threads, how = calibrated_threads(agent_cls, agent_config.to_dict(), cores)
-    print(f"rlkit: torch threads: {threads} ({how})", file=sys.stderr)
-    return threads
+    on_cpu = resolve_device(agent_config.device).type == "cpu"
+    threads = run.torch_threads or (cores if not on_cpu or cores <= 1 else None)
+    precision = agent_config.matmul_precision if precision_given or not on_cpu else None
+    threads, precision, how = calibrate(
+        agent_cls, agent_config.to_dict(), cores, threads=threads, precision=precision
+    )
+    if how != "nothing to measure":
+        print(
+            f"rlkit: torch threads {threads}, matmul_precision {precision} ({how})",
+            file=sys.stderr,
+        )
+    run = dataclasses.replace(run, torch_threads=threads)
+    return run, dataclasses.replace(agent_config, matmul_precision=precision)
 
 
 def _progress_mode(args: argparse.Namespace) -> bool | str:
