@@ -5,6 +5,12 @@ import os
 # its time spin-waiting (one 5-second test took 29 s and 17 CPU-seconds beside two busy loops,
 # 13 s and 5 CPU-seconds with one thread). Set before torch is imported, so it applies here too.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# What `rlkit train` measures on the machine (threads, float32 kernels) is cached under
+# $XDG_CACHE_HOME/rlkit: the suite's own folder, not the user's.
+if "RLKIT_TEST_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["RLKIT_TEST_CACHE"] = os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp("-rlkit")
 
 import pytest
 import torch

@@ -187,7 +187,8 @@ def test_rlkit_train_measures_its_threads_once_records_them_and_keeps_its_run(tm
     threads = yaml.safe_load((tmp_path / "a" / "config.yaml").read_text())["torch_threads"]
     assert threads in (1, 2), line
     cache = json.loads((tmp_path / "cache" / "rlkit" / "threads.json").read_text())
-    assert [entry["threads"] for entry in cache.values()] == [threads]
+    assert [entry["threads"] for entry in cache.values() if "threads" in entry] == [threads]
+    assert any("oneDNN float32" in key for key in cache)  # checked once per machine
 
     again = _train(tmp_path, "b", config, *SMALL)  # the cached choice, no second measurement
     assert again.returncode == 0 and "measured before, cached" in again.stderr, again.stderr

@@ -17,9 +17,10 @@ config.yaml as `torch_threads`, and a resumed run keeps it: the thread count cha
 products round, so one run uses one count throughout. The count is the updates' (rlkit.base.
 threads: acting and evaluation run on one thread).
 
-Where the config names no `matmul_precision` and oneDNN's float32 kernels keep float32's error
-on this CPU (rlkit.base.precision), the same timing decides between them (`onednn`) and torch's
-default path (`highest`); bfloat16 products are never chosen here, only by the user.
+Where the config names no `matmul_precision`, oneDNN's float32 kernels beat torch's default
+path on a 256x256 product here and keep float32's error (rlkit.base.precision), the same timing
+decides between them (`onednn`) and the default path (`highest`); bfloat16 products are never
+chosen here, only by the user.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import torch
 
 from rlkit.base.device import describe_cpu
 from rlkit.base.files import atomic_write_bytes
-from rlkit.base.precision import onednn_keeps_float32
+from rlkit.base.precision import onednn_keeps_float32, onednn_product_speedup
 
 MARGIN = 1.3  # more threads must be this much faster than one to be chosen
 # oneDNN's float32 kernels must be this much faster to be chosen (rlkit.base.precision); a
@@ -127,22 +128,22 @@ def calibrate(
     """(threads, matmul_precision, how they were chosen, in a few words) for training `config`
     on this machine; a value given is kept, the others measured, or read from the cache when
     this CPU, torch and config were measured before."""
-    thread_options = [threads] if threads else sorted({1, cores})
-    precision_options = [precision] if precision else ["highest"]
-    if not precision and onednn_keeps_float32():
-        precision_options.append("onednn")
-    if len(thread_options) * len(precision_options) == 1:
-        return thread_options[0], precision_options[0], "nothing to measure"
-    key = (
-        f"{workload_key(agent_cls.name, config)} | threads {thread_options} "
-        f"| precision {precision_options}"
-    )
     path = cache_path()
     try:
         cache = json.loads(path.read_text())
     except (OSError, ValueError):
         cache = {}
     cache = cache if isinstance(cache, dict) else {}
+    thread_options = [threads] if threads else sorted({1, cores})
+    precision_options = [precision] if precision else ["highest"]
+    known = len(cache)
+    if not precision and _onednn_is_a_candidate(cache):
+        precision_options.append("onednn")
+    if len(thread_options) * len(precision_options) == 1:
+        if len(cache) != known:
+            _write_cache(path, cache)  # the oneDNN check: once per machine
+        return thread_options[0], precision_options[0], "nothing to measure"
+    key = f"{workload_key(agent_cls.name, config)} | threads {threads} | precision {precision}"
     entry = cache.get(key)
     if (
         isinstance(entry, dict)
@@ -159,12 +160,30 @@ def calibrate(
         "matmul_precision": chosen_precision,
         "us_per_step": {f"{n} {p}": s * 1e6 for (n, p), s in seconds.items()},
     }
+    _write_cache(path, cache)
+    return chosen_threads, chosen_precision, f"measured per env step of training, {timings}"
+
+
+def _onednn_is_a_candidate(cache: dict[str, Any]) -> bool:
+    """Whether oneDNN's float32 kernels are worth timing a config for: they beat the default
+    path on a 256x256 product here (where they lose there, they lose on every run) and keep
+    float32's error. Measured once per CPU and torch, into `cache`."""
+    key = f"{describe_cpu()} | torch {torch.__version__} | oneDNN float32"
+    entry = cache.get(key)
+    if not (isinstance(entry, dict) and isinstance(entry.get("candidate"), bool)):
+        speedup = onednn_product_speedup()
+        keeps = onednn_keeps_float32() if speedup >= PRECISION_MARGIN else None
+        entry = {"product_speedup": speedup, "keeps_float32": keeps, "candidate": bool(keeps)}
+        cache[key] = entry
+    return entry["candidate"]
+
+
+def _write_cache(path: Path, cache: dict[str, Any]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, json.dumps(cache, indent=1, sort_keys=True).encode())
     except OSError:
         pass  # no cache: the next run measures again
-    return chosen_threads, chosen_precision, f"measured per env step of training, {timings}"
 
 
 def _calibration_config(config: dict[str, Any]) -> dict[str, Any]:
