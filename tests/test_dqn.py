@@ -299,3 +299,71 @@ def test_gradient_clipping_matches_torch(fast_mlp):
     before = [p.grad.clone() for p in params]
     agent._clip_gradients(0.1)
     assert all(torch.equal(p.grad, b) for p, b in zip(params, before, strict=True))
+
+
+BURSTS = dict(SMALL, train_freq=64, gradient_steps=16, target_update_interval=10)
+
+
+@pytest.mark.parametrize("double_q", [False, True])
+def test_a_burst_drawn_ahead_is_the_draws_and_targets_of_one_step_at_a_time(double_q):
+    """DQN._draw_ahead samples a burst's batches in one call and values them in one pass of
+    the target network: the same rows as one draw per step (the generator's stream), and the
+    same targets (to rounding: a product over more rows may round differently on some CPUs).
+    Double DQN's targets need the online net of each step, so they are left to the step."""
+    agent = DQN(**BURSTS, double_q=double_q, seed=4)
+    agent.learn(600)
+    state = agent.sample_generator.get_state()
+    drawn = agent._draw_ahead(16)
+    assert len(drawn) == 16
+    agent.sample_generator.set_state(state)
+    for batch, target in drawn:
+        one = agent._sample(agent.config.batch_size, 0.0)
+        for name in ("obs", "actions", "rewards", "next_obs", "terminated", "discounts"):
+            assert torch.equal(getattr(batch, name), getattr(one, name)), name
+        if double_q:
+            assert target is None
+        else:
+            torch.testing.assert_close(target, agent._td_targets(one), rtol=1e-6, atol=1e-6)
+
+
+def test_prioritized_replay_draws_each_step_after_the_last_priority_update():
+    agent = DQN(**BURSTS, prioritized_replay=True, seed=4)
+    agent.learn(600)
+    assert agent._draw_ahead(16) == [(None, None)]
+
+
+def test_a_large_burst_is_drawn_a_few_steps_at_a_time(monkeypatch):
+    import agents.dqn as dqn_module
+
+    agent = DQN(**BURSTS, seed=4)
+    agent.learn(600)
+    row_bytes = agent.buffer.nbytes // agent.buffer.capacity
+    monkeypatch.setattr(dqn_module, "DRAW_AHEAD_BYTES", 3 * agent.config.batch_size * row_bytes)
+    assert len(agent._draw_ahead(16)) == 3
+    updates = agent.n_updates
+    agent._train_burst(16, 0.4)  # 3 + 3 + 3 + 3 + 3 + 1 steps
+    assert agent.n_updates == updates + 16
+
+
+def test_a_rollback_inside_a_burst_values_the_rest_with_the_restored_target_network():
+    """The guard's rollback restores the target network too; the targets drawn ahead with the
+    diverged one are dropped and each later step of the burst values its batch anew."""
+    from tests.test_divergence import ABSURD
+
+    agent = DQN(
+        **{**ABSURD, "train_freq": 64, "gradient_steps": 16},
+        divergence={"lr_factor": 0.1, "max_rollbacks": 8, "snapshot_interval": 50},
+    )
+    rows_valued = []
+    td_targets = agent._td_targets
+
+    def spy(batch):
+        rows_valued.append(len(batch.rewards))
+        return td_targets(batch)
+
+    agent._td_targets = spy
+    agent.learn(3000)
+    assert agent.guard.rollbacks >= 1
+    assert agent.config.batch_size in rows_valued  # steps that valued their own batch
+    assert 16 * agent.config.batch_size in rows_valued  # bursts valued in one pass
+    assert all(bool(torch.isfinite(p).all()) for p in agent.q_net.parameters())

@@ -18,10 +18,15 @@ def _reduce(per_sample: torch.Tensor, weights: torch.Tensor | None) -> torch.Ten
     return (per_sample * weights).mean()
 
 
+# torch's loss kernels called directly with reduction "mean": the same kernels as F.mse_loss and
+# F.huber_loss without their Python argument handling (~6 us a call, in an op-bound DQN update).
+_MEAN = 1
+
+
 def mse_loss(prediction, target, weights=None):
     """L2: mean of (y - f(x))^2. Sensitive to outliers (large TD errors dominate)."""
     if weights is None:  # one fused kernel instead of three (the DQN update is op-bound)
-        return F.mse_loss(prediction, target)
+        return torch.ops.aten.mse_loss(prediction, target, _MEAN)
     return _reduce((prediction - target).square(), weights)
 
 
@@ -38,7 +43,7 @@ def huber_loss(prediction, target, weights=None, delta: float = 1.0):
     0.5 e^2 for abs(e) <= delta, delta (abs(e) - 0.5 delta) otherwise; equals torch's huber_loss.
     """
     if weights is None:
-        return F.huber_loss(prediction, target, delta=delta)
+        return torch.ops.aten.huber_loss(prediction, target, _MEAN, delta)
     error = (prediction - target).abs()
     quadratic = torch.clamp(error, max=delta)
     linear = error - quadratic
