@@ -29,11 +29,13 @@ from rlkit.base.config import check_choice, check_unit_interval, require
 from rlkit.data.rollout import RolloutBuffer
 from rlkit.math.policy_gradient import (
     PPOLoss,
+    approx_kl,
     clipped_surrogate_loss,
     explained_variance,
     gae,
     normalize,
     ppo_loss_gradients,
+    ratio_statistics,
     value_loss,
 )
 from rlkit.math.schedules import linear_schedule
@@ -182,10 +184,10 @@ class PPO(Agent):
         obs, actions, old_log_probs = b.flat("obs"), b.flat("actions"), b.flat("log_probs")
         advantages, returns, old_values = b.flat("advantages"), b.flat("returns"), b.flat("values")
         size = obs.shape[0]
-        sums = [0.0] * 5  # policy loss, value loss, entropy, approx KL, clip fraction
-        steps = 0
+        sums = [0.0] * 3  # policy loss, value loss, entropy
+        log_ratios = []  # each applied step's log rho, for the KL and clip fraction logged
         for _ in range(cfg.n_epochs):
-            epoch_kl = 0.0
+            epoch_start = len(log_ratios)
             order = torch.randperm(size, device=self.device)
             for start in range(0, size, cfg.batch_size):
                 idx = order[start : start + cfg.batch_size]
@@ -196,28 +198,23 @@ class PPO(Agent):
                     obs[idx], actions[idx], old_log_probs[idx], mb_advantages, returns[idx],
                     old_values[idx], clip_range,
                 )  # fmt: skip
-                with torch.no_grad():  # approx_kl's formula and the clip fraction share rho - 1
-                    ratio_minus_one = parts.log_ratio.exp() - 1.0
-                    kl = (ratio_minus_one - parts.log_ratio).mean()
-                    clip_fraction = (ratio_minus_one.abs() > clip_range).float().mean()
                 # The step's one read from the device: whether the update is finite, the norm
                 # for clipping, and the scalars to log.
                 loss, grad_norm, *values = torch.stack(
-                    (
-                        parts.loss, grad_norm, parts.policy_loss, parts.value_loss,
-                        parts.entropy, kl, clip_fraction,
-                    )
-                ).tolist()  # fmt: skip
+                    (parts.loss, grad_norm, parts.policy_loss, parts.value_loss, parts.entropy)
+                ).tolist()
                 self._clip_gradients(grad_norm)
                 if not self.guard.step(loss, grad_norm):
                     continue  # a NaN/inf never reaches the weights
                 self.n_updates += 1
-                steps += 1
-                epoch_kl = values[3]
+                log_ratios.append(parts.log_ratio)
                 sums = [total + value for total, value in zip(sums, values, strict=True)]
-            if cfg.target_kl is not None and epoch_kl > cfg.target_kl:
+            moved = len(log_ratios) > epoch_start  # an update applied in this epoch
+            if moved and cfg.target_kl is not None and approx_kl(log_ratios[-1]) > cfg.target_kl:
                 break  # the policy moved too far from the one that collected the data
-        policy, value, entropy, kl, clip_fraction = (total / max(steps, 1) for total in sums)
+        steps = max(len(log_ratios), 1)
+        policy, value, entropy = (total / steps for total in sums)
+        kl, clip_fraction = ratio_statistics(log_ratios, clip_range)
         return {
             "train/policy_loss": policy,
             "train/value_loss": value,

@@ -17,6 +17,7 @@ from rlkit.math.policy_gradient import (
     explained_variance,
     gae,
     ppo_loss_gradients,
+    ratio_statistics,
     value_loss,
 )
 from rlkit.nn.networks import ActorCritic
@@ -88,6 +89,35 @@ def test_approx_kl_and_explained_variance():
     target = torch.tensor([1.0, 2.0, 3.0])
     assert explained_variance(target, target) == 1.0
     assert explained_variance(torch.full((3,), 2.0), target) == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.8, 1.0])
+def test_gae_in_numpy_is_torchs_to_the_bit(lam):
+    """On the CPU gae runs its loop in numpy; the same float32 operations as torch's loop (the
+    path for CUDA and for tensors on an autograd graph)."""
+    torch.manual_seed(1)
+    rewards, values = torch.randn(32, 8), torch.randn(32, 8)
+    dones, last = torch.rand(32, 8) < 0.1, torch.randn(8)
+    numpy_path = gae(rewards, values, dones, last, 0.98, lam)
+    graph_path = gae(rewards, values.requires_grad_(), dones, last, 0.98, lam)
+    for a, b in zip(numpy_path, graph_path, strict=True):
+        assert torch.equal(a, b.detach())
+    assert graph_path[1].requires_grad
+
+
+def test_ratio_statistics_are_the_means_of_each_minibatchs():
+    """PPO logs the mean over minibatches of each one's approx KL and clip fraction; the
+    minibatches of one size are reduced together, and the last, smaller one on its own."""
+    torch.manual_seed(0)
+    log_ratios = [0.3 * torch.randn(64) for _ in range(5)] + [0.3 * torch.randn(10)]
+    kl, clip_fraction = ratio_statistics(log_ratios, 0.2)
+    expected_kl = sum(approx_kl(r).item() for r in log_ratios) / 6
+    clipped = [((r.exp() - 1).abs() > 0.2).float().mean().item() for r in log_ratios]
+    assert kl == pytest.approx(expected_kl, rel=1e-6)
+    assert clip_fraction == pytest.approx(sum(clipped) / 6, rel=1e-6)
+    assert 0 < clip_fraction < 1
+    assert ratio_statistics([], 0.2) == (0.0, 0.0)
+    assert ratio_statistics([torch.zeros(8)], 0.2) == (0.0, 0.0)  # the policy did not move
 
 
 @pytest.mark.parametrize("shared", [False, True])

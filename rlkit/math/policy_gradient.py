@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from rlkit.math.gaussian import diagonal_entropy, diagonal_log_prob
@@ -32,16 +33,40 @@ def gae(
     lam = 1 gives the bootstrapped n-step return minus V (A2C); lam = 0 the one-step TD error.
     `last_values` is V of the observation after the rollout's last step.
     """
-    not_done = (~dones).to(rewards.dtype)
-    advantages = torch.zeros_like(rewards)
-    running = torch.zeros_like(last_values)
+    on_graph = any(t.requires_grad for t in (rewards, values, last_values))
+    if rewards.device.type == "cpu" and not on_graph:
+        # The same loop in numpy on the tensors' memory: the same float32 operations in the
+        # same order (so the same numbers), at ~1 us an operation instead of torch's ~5 (a
+        # 32-step rollout: ~0.2 ms instead of ~1.3 ms, once per PPO update).
+        advantages = torch.empty_like(rewards)
+        _gae_loop(
+            rewards.numpy(), values.numpy(), (~dones).to(rewards.dtype).numpy(),
+            last_values.numpy(), gamma, lam, advantages.numpy(), np.zeros_like,
+        )  # fmt: skip
+        return advantages, advantages + values
+    advantages = torch.empty_like(rewards)
+    _gae_loop(
+        rewards,
+        values,
+        (~dones).to(rewards.dtype),
+        last_values,
+        gamma,
+        lam,
+        advantages,
+        torch.zeros_like,
+    )
+    return advantages, advantages + values
+
+
+def _gae_loop(rewards, values, not_done, last_values, gamma, lam, advantages, zeros_like) -> None:
+    """GAE's backward recursion into `advantages`, on numpy arrays or torch tensors alike."""
+    running = zeros_like(last_values)
     next_values = last_values
     for t in range(rewards.shape[0] - 1, -1, -1):
         delta = rewards[t] + gamma * not_done[t] * next_values - values[t]
         running = delta + gamma * lam * not_done[t] * running
         advantages[t] = running
         next_values = values[t]
-    return advantages, advantages + values
 
 
 def discounted_returns(
@@ -94,6 +119,28 @@ def approx_kl(log_ratio: torch.Tensor) -> torch.Tensor:
     """KL(pi_old || pi_new) estimated from samples of pi_old as E[(rho - 1) - log rho]
     (unbiased and never negative; http://joschu.net/blog/kl-approx.html)."""
     return ((log_ratio.exp() - 1) - log_ratio).mean()
+
+
+def ratio_statistics(log_ratios: list[torch.Tensor], clip_range: float) -> tuple[float, float]:
+    """The means over minibatches of `approx_kl` and of the clip fraction (the share of rows
+    whose ratio rho left [1 - clip_range, 1 + clip_range]), from each minibatch's log rho.
+    Minibatches of one size are reduced together: one pass per update for what would be eight
+    operations per gradient step."""
+    if not log_ratios:
+        return 0.0, 0.0
+    by_size: dict[int, list[torch.Tensor]] = {}
+    for log_ratio in log_ratios:
+        by_size.setdefault(len(log_ratio), []).append(log_ratio)
+    kl_sum = clip_sum = 0.0
+    with torch.no_grad():
+        for group in by_size.values():
+            log_ratio = torch.stack(group)  # (minibatches, rows)
+            ratio_minus_one = log_ratio.exp() - 1.0
+            kl = (ratio_minus_one - log_ratio).mean(1).sum()
+            clipped = (ratio_minus_one.abs() > clip_range).float().mean(1).sum()
+            kl_group, clip_group = torch.stack((kl, clipped)).tolist()
+            kl_sum, clip_sum = kl_sum + kl_group, clip_sum + clip_group
+    return kl_sum / len(log_ratios), clip_sum / len(log_ratios)
 
 
 class PPOLoss(NamedTuple):
