@@ -1,0 +1,174 @@
+"""Encoders: what turns an observation into the feature vector that an agent's layers read.
+
+Chosen from the observation space as Stable-Baselines3 chooses its features extractor, or named
+in the config (`network.encoder`):
+
+- `mlp`: a vector (any Box flattened): the agent's hidden layers read it as it is;
+- `nature_cnn`: Mnih et al. 2015's convolutions (32@8x8/4, 64@4x4/2, 64@3x3/1) and a linear
+  layer to 512 features, for Atari-sized frames (at least 36x36);
+- `minatar_cnn`: Young & Tian 2019's MinAtar network (16@3x3/1) and a linear layer to 128,
+  for small grids such as MinAtar's 10x10;
+- a Dict space: each key encoded on its own (a CNN for an image key, flattened otherwise) and
+  the features concatenated, as SB3's CombinedExtractor does.
+
+Convolutions impose the prior that images need (lecture notes 001: nearby pixels belong
+together, and a pattern means the same wherever it appears); flattened into an MLP, a frame
+loses both. Pixels travel as uint8 and become floats in [0, 1] inside the network, so replay
+memory holds one byte per pixel. Channel-first (C, H, W) and channel-last (H, W, C) frames are
+told apart by where the smallest dimension is (SB3's rule: there are fewer channels than rows
+or columns).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+# (out channels, kernel, stride) per convolution, and the width of the linear layer after them.
+CNN_LAYOUTS: dict[str, tuple[tuple[tuple[int, int, int], ...], int]] = {
+    "nature_cnn": (((32, 8, 4), (64, 4, 2), (64, 3, 1)), 512),
+    "minatar_cnn": (((16, 3, 1),), 128),
+}
+ENCODERS = ("auto", "mlp", *CNN_LAYOUTS)
+
+
+def image_layout(shape: Sequence[int]) -> str | None:
+    """'channels_first' for (C, H, W), 'channels_last' for (H, W, C), None if `shape` is not
+    a 3-d frame. The channel axis is the smallest one; a tie goes to channels last."""
+    if len(shape) != 3:
+        return None
+    return "channels_first" if shape[0] < min(shape[1], shape[2]) else "channels_last"
+
+
+def is_image_space(space: gym.Space) -> bool:
+    """A Box of frames: three dimensions (channels, height, width in either order)."""
+    return isinstance(space, gym.spaces.Box) and image_layout(space.shape) is not None
+
+
+def pixel_scale(space: gym.spaces.Box) -> float:
+    """The factor that maps the space's values into [0, 1]: 1/255 for uint8 pixels (0..255),
+    1 for anything already in a unit range (MinAtar's 0/1 channels, floats)."""
+    if space.dtype == np.uint8 and float(np.max(space.high)) > 1:
+        return 1.0 / 255.0
+    return 1.0
+
+
+def min_image_size(name: str) -> int:
+    """The smallest height and width the named CNN's convolutions fit in."""
+    size = 1
+    for _, kernel, stride in reversed(CNN_LAYOUTS[name][0]):
+        size = (size - 1) * stride + kernel
+    return size
+
+
+def choose_encoder(space: gym.Space, name: str = "auto") -> str:
+    """The encoder for one (non-Dict) space: `name` unless it is 'auto'; for 'auto' a CNN for
+    frames (Nature's where they are at least its minimum size, MinAtar's below) and 'mlp'
+    otherwise. Raises ValueError, naming the minimum size, for a CNN the frames cannot hold."""
+    if name not in ENCODERS:
+        raise ValueError(f"network.encoder must be one of {', '.join(ENCODERS)}, got {name!r}")
+    image = is_image_space(space)
+    if name == "auto":
+        if not image:
+            return "mlp"
+        height, width = _height_width(space.shape)
+        return "nature_cnn" if min(height, width) >= min_image_size("nature_cnn") else "minatar_cnn"
+    if name == "mlp":
+        return name
+    if not image:
+        raise ValueError(
+            f"network.encoder {name} needs image observations (3 dimensions: channels, height, "
+            f"width), got shape {tuple(space.shape)}"
+        )
+    height, width = _height_width(space.shape)
+    smallest = min_image_size(name)
+    if min(height, width) < smallest:
+        raise ValueError(
+            f"network.encoder {name} needs frames of at least {smallest}x{smallest}, got "
+            f"{height}x{width}; use minatar_cnn for small grids"
+        )
+    return name
+
+
+def _height_width(shape: Sequence[int]) -> tuple[int, int]:
+    if image_layout(shape) == "channels_first":
+        return shape[1], shape[2]
+    return shape[0], shape[1]
+
+
+class FlatEncoder(nn.Module):
+    """Any Box flattened into a float vector (what the agents' MLPs read)."""
+
+    def __init__(self, shape: Sequence[int]) -> None:
+        super().__init__()
+        self.features = int(np.prod(shape, dtype=np.int64))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return obs.reshape(obs.shape[0], -1).float()
+
+
+class ConvEncoder(nn.Module):
+    """Convolutions with ReLU, flattened, then a linear layer with ReLU: (B, *frame) -> (B,
+    features). Frames arrive as stored (uint8 or bool or float, either channel order)."""
+
+    def __init__(self, space: gym.spaces.Box, name: str) -> None:
+        super().__init__()
+        convs, self.features = CNN_LAYOUTS[name]
+        self.channels_last = image_layout(space.shape) == "channels_last"
+        self.scale = pixel_scale(space)
+        channels = space.shape[2] if self.channels_last else space.shape[0]
+        height, width = _height_width(space.shape)
+        layers: list[nn.Module] = []
+        for out_channels, kernel, stride in convs:
+            layers += [nn.Conv2d(channels, out_channels, kernel, stride), nn.ReLU()]
+            channels = out_channels
+            height, width = (height - kernel) // stride + 1, (width - kernel) // stride + 1
+        self.convs = nn.Sequential(*layers, nn.Flatten())
+        self.linear = nn.Sequential(nn.Linear(channels * height * width, self.features), nn.ReLU())
+        for module in self.modules():  # orthogonal with relu's gain (SB3's and CleanRL's CNNs)
+            if isinstance(module, nn.Conv2d | nn.Linear):
+                nn.init.orthogonal_(module.weight, math.sqrt(2))
+                nn.init.zeros_(module.bias)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = obs.float()
+        if self.scale != 1.0:
+            x = x * self.scale
+        if self.channels_last:
+            x = x.permute(0, 3, 1, 2)
+        return self.linear(self.convs(x))
+
+
+class DictEncoder(nn.Module):
+    """Each key of a Dict observation through its own encoder, the features concatenated in
+    the space's key order."""
+
+    def __init__(self, space: gym.spaces.Dict, name: str = "auto") -> None:
+        super().__init__()
+        self.encoders = nn.ModuleDict(
+            {
+                key: make_encoder(sub, name if is_image_space(sub) else "auto")
+                for key, sub in space.spaces.items()
+            }
+        )
+        self.features = sum(encoder.features for encoder in self.encoders.values())
+
+    def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.cat([encoder(obs[key]) for key, encoder in self.encoders.items()], dim=1)
+
+
+def make_encoder(space: gym.Space, name: str = "auto") -> nn.Module:
+    """The encoder module for `space` (its width in `.features`)."""
+    if isinstance(space, gym.spaces.Dict):
+        if name == "mlp":
+            raise ValueError("network.encoder mlp cannot read a Dict observation; use auto")
+        return DictEncoder(space, name)
+    chosen = choose_encoder(space, name)
+    if chosen == "mlp":
+        return FlatEncoder(space.shape)
+    return ConvEncoder(space, chosen)
