@@ -32,6 +32,7 @@ from rlkit.base.config import (
     check_unit_interval,
     require,
 )
+from rlkit.base.errors import ConfigError
 from rlkit.data.buffers import (
     PrioritizedReplayBuffer,
     ReplayBatch,
@@ -42,6 +43,7 @@ from rlkit.data.nstep import EpisodeCollector, NStepCollector
 from rlkit.math.losses import LOSSES, get_loss
 from rlkit.math.schedules import crossed, linear_schedule
 from rlkit.math.targets import bootstrap_values, mix_monte_carlo, td_target
+from rlkit.nn.encoders import make_encoder, storage_dtype
 from rlkit.nn.mlp_grad import PlainMLP
 from rlkit.nn.networks import NetworkConfig, QNetwork
 from rlkit.optim import LRScheduleConfig, OptimizerConfig, build_optimizer
@@ -145,6 +147,7 @@ class DQN(Agent):
 
     Config = DQNConfig
     name = "dqn"
+    image_encoders = True
 
     def __init__(
         self, env: str | None = None, config: DQNConfig | Mapping | None = None, **overrides: Any
@@ -156,13 +159,23 @@ class DQN(Agent):
 
         net = cfg.network
         shape = (net.hidden_sizes, net.activation, net.init, net.dueling, net.gain)
-        self.q_net = QNetwork(self.obs_dim, self.n_actions, *shape).to(self.device)
-        self.q_net_target = QNetwork(self.obs_dim, self.n_actions, *shape).to(self.device)
+        # Frames (kept as they are for a CNN: Agent.keep_images) go through an encoder first,
+        # and are stored in replay as the env gives them (uint8 pixels: one byte each).
+        frames = self.keep_images and len(self.obs_shape) == 3
+        self.obs_dtype = storage_dtype(self.observation_space) if frames else torch.float32
+        q_nets = []
+        for _ in range(2):  # the online and the target network
+            encoder = self._make_encoder() if frames else None
+            features = encoder.features if encoder is not None else self.obs_dim
+            q_net = QNetwork(features, self.n_actions, *shape, encoder=encoder)
+            q_nets.append(q_net.to(self.device))
+        self.q_net, self.q_net_target = q_nets
         self.q_net_target.load_state_dict(self.q_net.state_dict())
         self.q_net_target.requires_grad_(False)
         self.optimizer = build_optimizer(self.q_net.parameters(), cfg.optimizer)
-        # The hand-written MLP path (rlkit.nn.mlp_grad) where the network is a plain MLP.
-        fast = cfg.fast_mlp and not net.dueling and PlainMLP.supports(self.q_net.net)
+        # The hand-written MLP path (rlkit.nn.mlp_grad) where the network is a plain MLP (a CNN
+        # goes through autograd).
+        fast = cfg.fast_mlp and not net.dueling and not frames and PlainMLP.supports(self.q_net.net)
         self._fast = PlainMLP(self.q_net.net) if fast else None
         self._fast_target = PlainMLP(self.q_net_target.net, gradients=False) if fast else None
         # Parameter lists, made once: walking the modules on every update costs ~20 us.
@@ -183,11 +196,17 @@ class DQN(Agent):
         # Turns one-step transitions into n-step ones or holds episodes for their Monte Carlo
         # returns; None when transitions go straight into the buffer.
         self.collector: NStepCollector | EpisodeCollector | None = None
-        ReplayBuffer.check_fits(cfg.buffer_size, self.obs_shape, self.device)
+        ReplayBuffer.check_fits(cfg.buffer_size, self.obs_shape, self.device, self.obs_dtype)
+
+    def _make_encoder(self):
+        try:
+            return make_encoder(self.observation_space, self.config.network.encoder)
+        except ValueError as error:  # a frame too small for the named CNN
+            raise ConfigError(str(error)) from None
 
     def describe_memory(self) -> str:
         cfg = self.config
-        return describe_capacity(cfg.buffer_size, self.obs_shape, self.device)
+        return describe_capacity(cfg.buffer_size, self.obs_shape, self.device, self.obs_dtype)
 
     # ------------------------------------------------------------------ acting
 
@@ -219,7 +238,11 @@ class DQN(Agent):
         """argmax_a Q(s, a) for a batch of observations (numpy from the env loop, or a tensor)."""
         if isinstance(obs, np.ndarray) and self._fast is not None and self.device.type == "cpu":
             return self._fast.forward_numpy(obs).argmax(axis=1)  # (see PlainMLP)
-        obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device).reshape(len(obs), -1)
+        if self.q_net.encoder is not None:  # frames as they are (the encoder scales them)
+            obs = torch.as_tensor(obs, device=self.device)
+        else:
+            obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+            obs = obs.reshape(len(obs), -1)
         with torch.inference_mode():
             return self._q_values(obs).argmax(dim=1).cpu().numpy()
 
@@ -278,10 +301,13 @@ class DQN(Agent):
             return
         if cfg.prioritized_replay:
             self.buffer = PrioritizedReplayBuffer(
-                cfg.buffer_size, self.obs_shape, self.device, cfg.per_alpha, cfg.per_epsilon
-            )
+                cfg.buffer_size, self.obs_shape, self.device, cfg.per_alpha, cfg.per_epsilon,
+                obs_dtype=self.obs_dtype,
+            )  # fmt: skip
         else:
-            self.buffer = ReplayBuffer(cfg.buffer_size, self.obs_shape, self.device)
+            self.buffer = ReplayBuffer(
+                cfg.buffer_size, self.obs_shape, self.device, obs_dtype=self.obs_dtype
+            )
         if cfg.beta_mc > 0:
             self.collector = EpisodeCollector(cfg.n_steps, cfg.gamma, cfg.n_envs)
         elif cfg.n_steps > 1:

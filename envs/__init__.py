@@ -34,6 +34,7 @@ _REGISTRATIONS = {
     "rlkit/TicTacToe-v0": ("envs.games:TicTacToeEnv", {"opponent": "random"}),
     "rlkit/TicTacToeLookahead-v0": ("envs.games:TicTacToeEnv", {"opponent": "lookahead"}),
     "rlkit/Catch-v0": ("envs.games:CatchEnv", {}),
+    "rlkit/CatchPixels-v0": ("envs.games:CatchEnv", {"pixels": True}),
 }
 for _env_id, (_entry_point, _kwargs) in _REGISTRATIONS.items():
     if _env_id not in gym.registry:
@@ -140,25 +141,28 @@ def _flattens(space: gym.Space) -> bool:
     return isinstance(space, _FLAT_SPACES)
 
 
-def make_env(env_id: str, **env_kwargs: Any) -> Callable[[], gym.Env]:
+def make_env(env_id: str, keep_images: bool = False, **env_kwargs: Any) -> Callable[[], gym.Env]:
     """A thunk that builds one copy of the environment (for vector envs and subprocesses)."""
 
     def thunk() -> gym.Env:
         # (In a subprocess of the async vector env, this imports a "module:Name-v0"'s module.)
         if is_mujoco(env_id):
             route_mujoco_warnings()
-        return flat_observations(gym.make(env_id, **env_kwargs))
+        return flat_observations(gym.make(env_id, **env_kwargs), keep_images)
 
     return thunk
 
 
-def flat_observations(env: gym.Env) -> gym.Env:
+def flat_observations(env: gym.Env, keep_images: bool = False) -> gym.Env:
     """The env with observations the agents' MLPs take, a flat float vector, as SB3 prepares
     them: a Discrete one one-hot (FrozenLake, Taxi, CliffWalking), a Tuple, Dict or
     MultiDiscrete concatenated (Blackjack), a Box of any shape flattened (gymnasium's
     FlattenObservation, then float32). A flat Box passes through untouched, and so does a space
-    of no fixed size of numbers (Text, Sequence, Graph), for the agent's check to name."""
+    of no fixed size of numbers (Text, Sequence, Graph), for the agent's check to name.
+    `keep_images`: frames (a Box of 3 dimensions) pass through too, for a CNN."""
     space = env.observation_space
+    if keep_images and isinstance(space, gym.spaces.Box) and len(space.shape) == 3:
+        return env
     if (isinstance(space, gym.spaces.Box) and len(space.shape) == 1) or not _flattens(space):
         return env
     flat = gym.wrappers.FlattenObservation(env)
@@ -273,6 +277,7 @@ def make(
     record_statistics: bool = True,
     vectorization: str = "sync",
     env_kwargs: dict[str, Any] | None = None,
+    keep_images: bool = False,
     **more_env_kwargs: Any,
 ) -> VectorEnv:
     """`n_envs` copies of `env_id` in a vector env with SAME_STEP autoreset.
@@ -287,6 +292,9 @@ def make(
     With `seed`, the copies are reset with seeds seed, seed+1, ... so runs are reproducible.
     The episode statistics wrapper puts each finished episode's return and length in
     `info["episode"]`.
+
+    Observations are what an MLP takes (`flat_observations`) unless `keep_images`: then frames
+    (a Box of 3 dimensions) stay as they are, for an agent with a CNN.
     """
     check_env_id(env_id)
     if isinstance(n_envs, bool) or not isinstance(n_envs, int | np.integer) or n_envs < 1:
@@ -297,7 +305,7 @@ def make(
     env_kwargs = {**(env_kwargs or {}), **more_env_kwargs}
     try:
         vector_env: VectorEnv = vector_cls(
-            [make_env(env_id, **env_kwargs) for _ in range(int(n_envs))],
+            [make_env(env_id, keep_images, **env_kwargs) for _ in range(int(n_envs))],
             autoreset_mode=AutoresetMode.SAME_STEP,
         )
     except gym.error.DependencyNotInstalled as error:

@@ -128,19 +128,27 @@ class CatchEnv(gym.Env):
     paddle on the bottom row (0 left, 1 stay, 2 right) under it. Reward +1 for a catch, -1 for
     a miss, given only when the ball reaches the bottom; 0 on every other step.
 
-    Observation: the rows x cols grid, flattened, 1.0 where the ball or the paddle is.
+    Observation: the rows x cols grid, flattened, 1.0 where the ball or the paddle is; with
+    `pixels` (rlkit/CatchPixels-v0) the grid as a one-channel uint8 frame (rows, cols, 1), 255
+    where the ball or the paddle is, for agents with a CNN.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "rgb_array"], "render_fps": 8}
 
-    def __init__(self, rows: int = 10, columns: int = 5, render_mode: str | None = None) -> None:
+    def __init__(
+        self, rows: int = 10, columns: int = 5, render_mode: str | None = None, pixels: bool = False
+    ) -> None:
         if rows < 2 or columns < 2:
             raise ValueError(f"Catch needs at least 2 rows and 2 columns, got {rows}x{columns}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"unsupported render_mode {render_mode!r}")
         self.rows, self.columns = rows, columns
         self.render_mode = render_mode
-        self.observation_space = spaces.Box(0.0, 1.0, shape=(rows * columns,), dtype=np.float32)
+        self.pixels = pixels
+        if pixels:
+            self.observation_space = spaces.Box(0, 255, (rows, columns, 1), dtype=np.uint8)
+        else:
+            self.observation_space = spaces.Box(0.0, 1.0, (rows * columns,), dtype=np.float32)
         self.action_space = spaces.Discrete(3)
         self.ball_row = self.ball_column = self.paddle = 0
 
@@ -155,7 +163,7 @@ class CatchEnv(gym.Env):
         self.ball_row = 0
         self.ball_column = int(self.np_random.integers(self.columns))
         self.paddle = int(self.np_random.integers(self.columns))
-        return self._grid().reshape(-1), {}
+        return self._observation(), {}
 
     def step(self, action):
         action = int(action)
@@ -166,13 +174,18 @@ class CatchEnv(gym.Env):
         if self.ball_row == self.rows - 1:
             caught = self.paddle == self.ball_column
             return (
-                self._grid().reshape(-1),
+                self._observation(),
                 1.0 if caught else -1.0,
                 True,
                 False,
                 {"outcome": "catch" if caught else "miss"},
             )
-        return self._grid().reshape(-1), 0.0, False, False, {}
+        return self._observation(), 0.0, False, False, {}
+
+    def _observation(self) -> np.ndarray:
+        if self.pixels:
+            return (self._grid() * 255).astype(np.uint8)[:, :, None]
+        return self._grid().reshape(-1)
 
     def render(self):
         grid = self._grid()

@@ -51,6 +51,16 @@ CASES = {
             network={"hidden_sizes": [32, 32], "dueling": True},
         ),
     ),
+    # a CNN on uint8 frames (the MinAtar network, a dueling head), frames stored as uint8.
+    "dqn_pixels": (
+        "dqn",
+        1200,
+        dict(
+            env="rlkit/CatchPixels-v0", learning_starts=300, buffer_size=2000, batch_size=32,
+            train_freq=4, target_update_interval=200, log_interval=200,
+            network={"hidden_sizes": [32], "dueling": True},
+        ),
+    ),
     "ppo": (
         "ppo",
         2048,

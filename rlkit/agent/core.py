@@ -30,7 +30,7 @@ from rlkit.agent.run_loop import RunLoop
 from rlkit.agent.sb3 import check_agent_arguments, check_callback, check_learn_arguments
 from rlkit.base.config import Config
 from rlkit.base.device import resolve_device
-from rlkit.base.errors import EnvError
+from rlkit.base.errors import ConfigError, EnvError
 from rlkit.base.threads import single_threaded_numpy_blas, torch_threads_for
 from rlkit.io.recorder import Recorder, RunMonitor
 from rlkit.math.gaussian import to_bounds
@@ -44,6 +44,7 @@ def check_spaces(
     action_space: gym.Space,
     continuous: bool = False,
     bounds_given: bool = False,
+    images: bool = False,
 ):
     """rlkit's agents take a flat vector observation and choose among a finite set of actions
     or, if `continuous`, a vector in a Box bounded by the env or, with `bounds_given`, by the
@@ -67,6 +68,9 @@ def check_spaces(
             "use an agent for continuous actions (sac, td3, ppo, a2c, reinforce) or discretise "
             "the actions with a wrapper"
         )
+    frames = images and isinstance(observation_space, gym.spaces.Box)
+    if frames and len(observation_space.shape) == 3:
+        return  # (a CNN reads them; rlkit.nn.encoders checks their size)
     if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
         raise EnvError(
             f"{agent}'s MLP needs observations it can flatten into a vector (Box, Discrete, "
@@ -98,6 +102,9 @@ class Agent:
     # The action spaces the agent takes: "discrete" (Discrete) and/or "continuous" (a bounded
     # Box of shape (n,)).
     action_kinds: ClassVar[frozenset[str]] = frozenset({"discrete"})
+    # Whether the agent's networks take a CNN encoder (rlkit.nn.encoders) on image observations;
+    # the others see frames flattened into their MLP, as before encoders existed.
+    image_encoders: ClassVar[bool] = False
     metric_tags: ClassVar[tuple[str, ...]] = (
         "rollout/episodic_return",
         "eval/mean_return",
@@ -111,9 +118,10 @@ class Agent:
         self.device = resolve_device(cfg.device)
         torch.manual_seed(cfg.seed)  # network initialisation
         self.rng = np.random.default_rng(cfg.seed)  # the agent's own draws (exploration)
+        self.keep_images = self._keeps_images()
         self.env = envs.make(
             cfg.env, n_envs=cfg.n_envs, vectorization=getattr(cfg, "vectorization", "sync"),
-            env_kwargs=cfg.env_kwargs,
+            env_kwargs=cfg.env_kwargs, keep_images=self.keep_images,
         )  # fmt: skip
         self.observation_space = self.env.single_observation_space
         self.action_space = self.env.single_action_space
@@ -122,7 +130,7 @@ class Agent:
         check_spaces(
             type(self).__name__, cfg.env, self.observation_space, self.action_space,
             "continuous" in kinds and (box or "discrete" not in kinds),
-            cfg.action_bounds is not None,
+            cfg.action_bounds is not None, self.keep_images,
         )  # fmt: skip
         self.obs_shape = tuple(self.observation_space.shape)
         self.obs_dim = int(np.prod(self.obs_shape))
@@ -172,7 +180,9 @@ class Agent:
     # ------------------------------------------------------------------ acting
 
     def _obs_tensor(self, obs: Any) -> tuple[torch.Tensor, bool]:
-        obs = np.asarray(obs, dtype=np.float32)
+        frames = self.keep_images and len(self.obs_shape) == 3
+        # Frames keep their dtype and shape (a CNN scales them); vectors become float rows.
+        obs = np.asarray(obs, dtype=self.observation_space.dtype if frames else np.float32)
         single = obs.shape == self.obs_shape
         if not single and obs.shape[1:] != self.obs_shape:
             raise ValueError(
@@ -182,6 +192,8 @@ class Agent:
         if self.normalizer is not None:
             obs = self.normalizer.obs(obs)
         tensor = torch.as_tensor(obs, device=self.device)
+        if frames:
+            return (tensor.unsqueeze(0) if single else tensor), single
         return (tensor.reshape(1, -1) if single else tensor.reshape(obs.shape[0], -1)), single
 
     def _env_actions(self, actions: np.ndarray) -> np.ndarray:
@@ -277,6 +289,18 @@ class Agent:
 
     # ------------------------------------------------------------------ evaluation
 
+    def _keeps_images(self) -> bool:
+        """Whether the env should hand this agent its frames as they are (for a CNN): where the
+        agent has image encoders and the config does not ask for an MLP."""
+        network = getattr(self.config, "network", None)
+        encoder = getattr(network, "encoder", "auto")
+        if encoder not in ("auto", "mlp") and not type(self).image_encoders:
+            raise ConfigError(
+                f"network.encoder {encoder}: {type(self).__name__} has no CNN encoder yet (DQN "
+                "has); leave network.encoder out or set it to mlp"
+            )
+        return type(self).image_encoders and encoder != "mlp"
+
     def evaluate(
         self, n_episodes: int = 20, seed: int | None = None, deterministic: bool = True
     ) -> EvalResult:
@@ -297,6 +321,7 @@ class Agent:
                 n_episodes,
                 seed,
                 env_kwargs=self.config.env_kwargs,
+                keep_images=self.keep_images,
             )
 
     def _greedy_policy(self) -> Callable[[np.ndarray], np.ndarray] | None:

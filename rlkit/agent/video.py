@@ -60,7 +60,7 @@ def record_episodes(
         gym.make(env_id, render_mode="rgb_array", **env_kwargs), str(folder),
         episode_trigger=lambda _: True, name_prefix=prefix, disable_logger=True,
     )  # fmt: skip
-    env = envs.flat_observations(recorder)  # the observations the agent trained on
+    env = envs.flat_observations(recorder, agent.keep_images)  # what the agent trained on
     returns: list[float] = []
     lengths: list[int] = []
     drawn = False  # a frame has been drawn: rendering works

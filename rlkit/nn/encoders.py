@@ -58,6 +58,14 @@ def pixel_scale(space: gym.spaces.Box) -> float:
     return 1.0
 
 
+def storage_dtype(space: gym.spaces.Box) -> torch.dtype:
+    """How frames are kept (replay, rollouts): uint8 pixels and bool grids as they come, one
+    byte each; anything else as float32."""
+    return {np.dtype(np.uint8): torch.uint8, np.dtype(bool): torch.bool}.get(
+        np.dtype(space.dtype), torch.float32
+    )
+
+
 def min_image_size(name: str) -> int:
     """The smallest height and width the named CNN's convolutions fit in."""
     size = 1

@@ -13,6 +13,7 @@ from torch.distributions import Categorical
 from rlkit.base.config import Config, check_choice, require
 from rlkit.math.gaussian import LOG_STD_MAX, LOG_STD_MIN
 from rlkit.math.policy_gradient import CategoricalLogits, DiagonalGaussian
+from rlkit.nn.encoders import ENCODERS
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -115,11 +116,15 @@ class QNetwork(nn.Module):
         init: str = "orthogonal",
         dueling: bool = False,
         gain: float | None = None,
+        encoder: nn.Module | None = None,
     ) -> None:
+        """`encoder`: a module (rlkit.nn.encoders) that turns observations into `obs_dim`
+        features before the hidden layers (a CNN on frames); None reads vectors as they are."""
         super().__init__()
         self.obs_dim = obs_dim
         self.n_actions = n_actions
         self.dueling = dueling
+        self.encoder = encoder
         if dueling:
             self.trunk = mlp_trunk(obs_dim, hidden_sizes, activation, init, gain)
             self.value_head = linear_head(hidden_sizes[-1], 1, init, 1.0)
@@ -128,6 +133,8 @@ class QNetwork(nn.Module):
             self.net = mlp(obs_dim, hidden_sizes, n_actions, activation, init, 1.0, gain)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.encoder is not None:
+            obs = self.encoder(obs)
         if not self.dueling:
             return self.net(obs)
         features = self.trunk(obs)
@@ -342,6 +349,10 @@ class NetworkConfig(Config):
     and sqrt(2) for relu; SB3 and CleanRL initialise PPO's tanh layers with sqrt(2))."""
     dueling: bool = False
     """Q-networks only: separate value and advantage streams, Q = V + A - mean(A)."""
+    encoder: str = "auto"
+    """What reads the observation before the hidden layers (rlkit.nn.encoders): auto (a CNN
+    for image frames where the agent has one: DQN; the vector as it is otherwise), mlp (frames
+    flattened), nature_cnn (Atari-sized frames) or minatar_cnn (small grids)."""
     shared: bool = False
     """Actor-critic only: one trunk for policy and value (two heads) instead of two MLPs."""
 
@@ -351,6 +362,7 @@ class NetworkConfig(Config):
             require(size >= 1, f"network.hidden_sizes must be positive, got {self.hidden_sizes}")
         check_choice("network.activation", self.activation, list(ACTIVATIONS))
         check_choice("network.init", self.init, list(INITS))
+        check_choice("network.encoder", self.encoder, list(ENCODERS))
         if self.gain is not None:
             require(
                 math.isfinite(self.gain) and self.gain > 0,
