@@ -30,6 +30,9 @@ def test_the_choice_per_space():
     assert choose_encoder(MINATAR) == "minatar_cnn"  # below Nature's 36x36
     assert choose_encoder(ATARI, "minatar_cnn") == "minatar_cnn"  # named in the config
     assert choose_encoder(ATARI, "mlp") == "mlp"  # flattened, as asked
+    tiny = gym.spaces.Box(0.0, 1.0, (2, 2, 2), np.float32)  # too small for any CNN
+    assert choose_encoder(tiny) == "mlp"
+    assert isinstance(make_encoder(tiny), FlatEncoder)
 
 
 def test_channel_order_is_told_by_the_smallest_axis():

@@ -76,16 +76,18 @@ def min_image_size(name: str) -> int:
 
 def choose_encoder(space: gym.Space, name: str = "auto") -> str:
     """The encoder for one (non-Dict) space: `name` unless it is 'auto'; for 'auto' a CNN for
-    frames (Nature's where they are at least its minimum size, MinAtar's below) and 'mlp'
-    otherwise. Raises ValueError, naming the minimum size, for a CNN the frames cannot hold."""
+    frames (Nature's where they are at least its minimum size, MinAtar's below, down to 3x3)
+    and 'mlp' otherwise. Raises ValueError, naming the minimum size, for a CNN the frames cannot hold."""
     if name not in ENCODERS:
         raise ValueError(f"network.encoder must be one of {', '.join(ENCODERS)}, got {name!r}")
     image = is_image_space(space)
     if name == "auto":
         if not image:
             return "mlp"
-        height, width = _height_width(space.shape)
-        return "nature_cnn" if min(height, width) >= min_image_size("nature_cnn") else "minatar_cnn"
+        side = min(_height_width(space.shape))
+        if side >= min_image_size("nature_cnn"):
+            return "nature_cnn"
+        return "minatar_cnn" if side >= min_image_size("minatar_cnn") else "mlp"
     if name == "mlp":
         return name
     if not image:
