@@ -77,7 +77,8 @@ def min_image_size(name: str) -> int:
 def choose_encoder(space: gym.Space, name: str = "auto") -> str:
     """The encoder for one (non-Dict) space: `name` unless it is 'auto'; for 'auto' a CNN for
     frames (Nature's where they are at least its minimum size, MinAtar's below, down to 3x3)
-    and 'mlp' otherwise. Raises ValueError, naming the minimum size, for a CNN the frames cannot hold."""
+    and 'mlp' otherwise. Raises ValueError, naming the minimum size, for a CNN the frames
+    cannot hold."""
     if name not in ENCODERS:
         raise ValueError(f"network.encoder must be one of {', '.join(ENCODERS)}, got {name!r}")
     image = is_image_space(space)
