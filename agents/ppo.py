@@ -39,6 +39,7 @@ from rlkit.math.policy_gradient import (
     value_loss,
 )
 from rlkit.math.schedules import linear_schedule
+from rlkit.nn.encoders import storage_dtype
 from rlkit.nn.mlp_grad import PlainMLP
 from rlkit.optim import build_optimizer
 from rlkit.optim.clipping import clip_gradients
@@ -94,13 +95,15 @@ class PPO(Agent):
     Config = PPOConfig
     action_kinds = frozenset({"discrete", "continuous"})
     name = "ppo"
+    image_encoders = True
 
     def __init__(
         self, env: str | None = None, config: PPOConfig | Mapping | None = None, **overrides: Any
     ):
         super().__init__(env, config, **overrides)
         cfg = self.config
-        model = build_actor_critic(cfg, self.obs_dim, self.n_actions, self.continuous)
+        frames = self.frames()  # image observations, read through a CNN first
+        model = build_actor_critic(cfg, self.obs_dim, self.n_actions, self.continuous, frames)
         self.model = model.to(self.device)
         self.optimizer = build_optimizer(self.model.parameters(), cfg.optimizer)
         self._parameters = list(self.model.parameters())  # walking the modules costs per call
@@ -112,6 +115,7 @@ class PPO(Agent):
             cfg.fast_mlp
             and not model.continuous  # the written-out loss gradient is the categorical one
             and not model.shared
+            and model.encoder is None  # (a CNN goes through autograd)
             and cfg.clip_range_vf is None
             and PlainMLP.supports(model.policy.net)
             and PlainMLP.supports(model.value)
@@ -125,8 +129,9 @@ class PPO(Agent):
         if self._actor is not None and self.device.type == "cpu":
             self._numpy_policy = NumpyActorCritic(self._actor, self._critic, self.rng)
         self.buffer = RolloutBuffer(
-            cfg.n_steps, cfg.n_envs, self.obs_dim, self.device,
-            self.n_actions if self.continuous else None,
+            cfg.n_steps, cfg.n_envs, self.obs_dim if frames is None else frames.shape,
+            self.device, self.n_actions if self.continuous else None,
+            torch.float32 if frames is None else storage_dtype(frames),
         )  # fmt: skip
         self.n_rollouts = 0
         self.networks = {"model": self.model}

@@ -69,6 +69,15 @@ CASES = {
             lr_schedule={"name": "linear"}, network={"hidden_sizes": [32, 32]},
         ),
     ),
+    # a CNN shared by the policy and the value, uint8 frames in the rollout.
+    "ppo_pixels": (
+        "ppo",
+        1024,
+        dict(
+            env="rlkit/CatchPixels-v0", n_envs=4, n_steps=64, batch_size=64, n_epochs=2,
+            network={"hidden_sizes": [32]},
+        ),
+    ),
     # Gaussian policy over Box actions, observation and reward statistics across the cut.
     "ppo_continuous": (
         "ppo",

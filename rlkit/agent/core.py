@@ -134,6 +134,11 @@ class Agent:
         )  # fmt: skip
         self.obs_shape = tuple(self.observation_space.shape)
         self.obs_dim = int(np.prod(self.obs_shape))
+        if self.frames() is not None and getattr(cfg, "normalize_obs", False):
+            raise ConfigError(
+                "normalize_obs scales vector observations; frames are scaled inside the CNN "
+                "(leave normalize_obs out, or set network.encoder: mlp)"
+            )
         # Discrete: how many actions there are; Box: how many action dimensions.
         self.continuous = box
         if box:
@@ -180,7 +185,7 @@ class Agent:
     # ------------------------------------------------------------------ acting
 
     def _obs_tensor(self, obs: Any) -> tuple[torch.Tensor, bool]:
-        frames = self.keep_images and len(self.obs_shape) == 3
+        frames = self.frames() is not None
         # Frames keep their dtype and shape (a CNN scales them); vectors become float rows.
         obs = np.asarray(obs, dtype=self.observation_space.dtype if frames else np.float32)
         single = obs.shape == self.obs_shape
@@ -289,6 +294,13 @@ class Agent:
 
     # ------------------------------------------------------------------ evaluation
 
+    def frames(self) -> gym.spaces.Box | None:
+        """The observation space where the agent reads frames through a CNN (kept as the env
+        gives them: `keep_images`), else None."""
+        if self.keep_images and len(self.observation_space.shape) == 3:
+            return self.observation_space
+        return None
+
     def _keeps_images(self) -> bool:
         """Whether the env should hand this agent its frames as they are (for a CNN): where the
         agent has image encoders and the config does not ask for an MLP."""
@@ -296,8 +308,8 @@ class Agent:
         encoder = getattr(network, "encoder", "auto")
         if encoder not in ("auto", "mlp") and not type(self).image_encoders:
             raise ConfigError(
-                f"network.encoder {encoder}: {type(self).__name__} has no CNN encoder yet (DQN "
-                "has); leave network.encoder out or set it to mlp"
+                f"network.encoder {encoder}: {type(self).name.upper()} has no CNN encoder yet "
+                "(DQN, A2C and PPO have); leave network.encoder out or set it to mlp"
             )
         return type(self).image_encoders and encoder != "mlp"
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -24,8 +25,10 @@ from rlkit.base.config import (
     check_unit_interval,
     require,
 )
+from rlkit.base.errors import ConfigError
 from rlkit.data.rollout import RolloutBuffer
 from rlkit.io.recorder import RunMonitor
+from rlkit.nn.encoders import make_encoder
 from rlkit.nn.mlp_grad import PlainMLP
 from rlkit.nn.networks import ActorCritic, NetworkConfig
 from rlkit.optim import LRScheduleConfig, OptimizerConfig
@@ -91,13 +94,25 @@ class OnPolicyConfig(AgentConfig):
 
 
 def build_actor_critic(
-    config: OnPolicyConfig, obs_dim: int, n_actions: int, continuous: bool
+    config: OnPolicyConfig,
+    obs_dim: int,
+    n_actions: int,
+    continuous: bool,
+    frames: gym.spaces.Box | None = None,
 ) -> ActorCritic:
-    """`n_actions`: how many actions (Discrete) or action dimensions (`continuous`, a Box)."""
+    """`n_actions`: how many actions (Discrete) or action dimensions (`continuous`, a Box).
+    `frames`: the space of image observations that a CNN reads first (rlkit.nn.encoders)."""
     net = config.network
+    encoder = None
+    if frames is not None:
+        try:
+            encoder = make_encoder(frames, net.encoder)
+        except ValueError as error:  # a frame too small for the named CNN
+            raise ConfigError(str(error)) from None
+        obs_dim = encoder.features
     return ActorCritic(
         obs_dim, n_actions, net.hidden_sizes, net.activation, net.init, net.shared, net.gain,
-        continuous, config.log_std_init,
+        continuous, config.log_std_init, encoder,
     )  # fmt: skip
 
 
@@ -164,7 +179,7 @@ def collect_rollout(
     n_envs = buffer.n_envs
     episodes = 0
     for t in range(buffer.n_steps):
-        obs_tensor = torch.as_tensor(obs, dtype=torch.float32, device=device)
+        obs_tensor = torch.as_tensor(obs, dtype=buffer.obs.dtype, device=device)
         with torch.no_grad():
             head, values = model(obs_tensor)
             distribution = model.distribution(head)
@@ -177,7 +192,8 @@ def collect_rollout(
         rewards = np.asarray(rewards, dtype=np.float32).copy()
         cut = np.flatnonzero(truncated & ~terminated)
         if len(cut):  # bootstrap a time-limit cut from the value of where it stopped
-            final_obs = np.stack([infos["final_obs"][i] for i in cut]).astype(np.float32)
+            final_obs = np.stack([infos["final_obs"][i] for i in cut])
+            final_obs = torch.as_tensor(final_obs, dtype=buffer.obs.dtype)
             with torch.no_grad():
                 final_values = model.values(torch.as_tensor(final_obs, device=device))
             rewards[cut] += gamma * final_values.cpu().numpy()
@@ -191,7 +207,7 @@ def collect_rollout(
         global_step += n_envs
         episodes += monitor.record_episodes(infos, global_step)
     with torch.no_grad():
-        last_values = model.values(torch.as_tensor(obs, dtype=torch.float32, device=device))
+        last_values = model.values(torch.as_tensor(obs, dtype=buffer.obs.dtype, device=device))
     return obs, last_values, global_step, episodes
 
 

@@ -13,15 +13,18 @@ class RolloutBuffer:
         self,
         n_steps: int,
         n_envs: int,
-        obs_dim: int,
+        obs_dim: int | tuple[int, ...],
         device: torch.device,
         action_dim: int | None = None,
+        obs_dtype: torch.dtype = torch.float32,
     ) -> None:
         """`action_dim`: None for discrete actions (one index per step), else the length of
-        the float action vectors."""
+        the float action vectors. `obs_dim`: a vector's length, or a frame's shape (kept as
+        `obs_dtype`, uint8 pixels for a CNN)."""
         shape = (n_steps, n_envs)
         self.n_steps, self.n_envs = n_steps, n_envs
-        self.obs = torch.zeros((*shape, obs_dim), device=device)
+        obs_shape = (obs_dim,) if isinstance(obs_dim, int) else tuple(obs_dim)
+        self.obs = torch.zeros((*shape, *obs_shape), dtype=obs_dtype, device=device)
         if action_dim is None:
             self.actions = torch.zeros(shape, dtype=torch.int64, device=device)
         else:

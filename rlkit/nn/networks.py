@@ -290,10 +290,15 @@ class ActorCritic(nn.Module):
         gain: float | None = None,
         continuous: bool = False,
         log_std_init: float = 0.0,
+        encoder: nn.Module | None = None,
     ) -> None:
+        """`encoder`: a module (rlkit.nn.encoders, a CNN on frames) that both the policy and
+        the value read first, as SB3's CnnPolicy and CleanRL's ppo_atari share theirs; its
+        `.features` is then `obs_dim`. None reads vectors as they are."""
         super().__init__()
         self.shared = shared
         self.continuous = continuous
+        self.encoder = encoder
         if continuous:  # n_actions: action dimensions
             self.log_std = nn.Parameter(torch.full((n_actions,), float(log_std_init)))
         if shared:
@@ -307,18 +312,24 @@ class ActorCritic(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits (B, n_actions), values (B,))."""
+        if self.encoder is not None:
+            obs = self.encoder(obs)
         if self.shared:
             features = self.trunk(obs)
             return self.policy_head(features), self.value_head(features).squeeze(-1)
         return self.policy(obs), self.value(obs).squeeze(-1)
 
     def values(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.encoder is not None:
+            obs = self.encoder(obs)
         if self.shared:
             return self.value_head(self.trunk(obs)).squeeze(-1)
         return self.value(obs).squeeze(-1)
 
     def logits(self, obs: torch.Tensor) -> torch.Tensor:
         """The policy head: logits, or the Gaussian's mean for continuous actions."""
+        if self.encoder is not None:
+            obs = self.encoder(obs)
         if self.shared:
             return self.policy_head(self.trunk(obs))
         return self.policy(obs)
