@@ -129,14 +129,13 @@ def test_encoder_mlp_flattens_frames_as_before():
     assert agent._fast is not None  # the written-out MLP path
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_dqn_learns_catch_from_pixels(seed):
+def test_dqn_learns_catch_from_pixels():
     """2,000 steps of DQN with the MinAtar CNN catch every ball of 20 test episodes (measured:
     seeds 1-5 all at 1.0; a random paddle averages about -0.6)."""
     import agents
 
     torch.set_num_threads(1)
-    agent = agents.DQN(**PIXELS, seed=seed)
+    agent = agents.DQN(**PIXELS, seed=1)
     agent.learn(2_000)
     assert agent.evaluate(20).mean_return >= 0.8
 
