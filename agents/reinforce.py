@@ -23,6 +23,7 @@ from rlkit.agent.on_policy import OnPolicyConfig, actor_critic_actions, build_ac
 from rlkit.base.config import require
 from rlkit.data.nstep import discounted_returns
 from rlkit.math.policy_gradient import explained_variance, normalize, value_loss
+from rlkit.nn.encoders import storage_dtype
 from rlkit.optim import build_optimizer
 
 
@@ -49,6 +50,7 @@ class Reinforce(Agent):
     Config = ReinforceConfig
     action_kinds = frozenset({"discrete", "continuous"})
     name = "reinforce"
+    image_encoders = True
 
     def __init__(
         self,
@@ -58,8 +60,11 @@ class Reinforce(Agent):
     ):
         super().__init__(env, config, **overrides)
         cfg = self.config
-        model = build_actor_critic(cfg, self.obs_dim, self.n_actions, self.continuous)
+        frames = self.frames()  # image observations, read through a CNN first
+        model = build_actor_critic(cfg, self.obs_dim, self.n_actions, self.continuous, frames)
         self.model = model.to(self.device)
+        # Frames go to the network as the env gives them (uint8: the CNN scales them).
+        self._obs_dtype = torch.float32 if frames is None else storage_dtype(frames)
         self.optimizer = build_optimizer(self.model.parameters(), cfg.optimizer)
         self._parameters = list(self.model.parameters())  # walking the modules costs per call
         # The current episode of each copy: observations, actions, rewards.
@@ -97,7 +102,7 @@ class Reinforce(Agent):
         """One step of the env copies (sampled actions); finished episodes join the batch, and
         a full batch makes one gradient step. The last partial batch of a run is not used."""
         cfg = self.config
-        obs_tensor = torch.as_tensor(self._obs, dtype=torch.float32, device=self.device)
+        obs_tensor = torch.as_tensor(self._obs, dtype=self._obs_dtype, device=self.device)
         with torch.no_grad():
             actions = self.model.distribution(self.model.logits(obs_tensor)).sample()
         actions = actions.cpu().numpy()
@@ -129,7 +134,7 @@ class Reinforce(Agent):
         """One gradient step on a batch of finished episodes."""
         cfg = self.config
         obs = torch.as_tensor(
-            np.concatenate([e[0] for e in batch]), dtype=torch.float32, device=self.device
+            np.concatenate([e[0] for e in batch]), dtype=self._obs_dtype, device=self.device
         )
         actions = torch.as_tensor(np.concatenate([e[1] for e in batch]), device=self.device)
         returns = torch.as_tensor(np.concatenate([e[2] for e in batch]), device=self.device)

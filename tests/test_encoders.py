@@ -160,32 +160,38 @@ def test_bad_encoder_settings_are_one_line_config_errors():
         agents.DQN(**{**PIXELS, "network": {"encoder": "nature_cnn"}})
     with pytest.raises(ConfigError, match="SAC has no CNN encoder yet"):
         agents.SAC(env="Pendulum-v1", network={"encoder": "minatar_cnn"})
-    with pytest.raises(ConfigError, match="REINFORCE has no CNN encoder yet"):
-        agents.agent_class("reinforce")(
-            env="rlkit/CatchPixels-v0", network={"encoder": "minatar_cnn"}
-        )
+    with pytest.raises(ConfigError, match="TD3 has no CNN encoder yet"):
+        agents.TD3(env="Pendulum-v1", network={"encoder": "nature_cnn"})
     with pytest.raises(ConfigError, match="normalize_obs scales vector observations"):
         agents.PPO(env="rlkit/CatchPixels-v0", normalize_obs=True)
     with pytest.raises(ConfigError, match=r"network\.encoder"):
         agents.DQN(**{**PIXELS, "network": {"encoder": "resnet"}})
 
 
-ON_POLICY = dict(env="rlkit/CatchPixels-v0", n_envs=8, n_steps=32, network={"hidden_sizes": [64]})
+ON_POLICY = dict(env="rlkit/CatchPixels-v0", n_envs=8, network={"hidden_sizes": [64]})
 
 
-@pytest.mark.parametrize("name", ["ppo", "a2c"])
-def test_actor_critics_learn_catch_from_pixels_through_one_cnn(name):
-    """PPO and A2C read frames through one CNN that the policy and the value share (SB3's
-    CnnPolicy, CleanRL's ppo_atari); rollouts keep the frames as uint8. 20,000 steps catch
-    every ball of 20 test episodes (measured: seeds 1-5 of both at 1.0)."""
+@pytest.mark.parametrize(
+    ("name", "steps", "extra"),
+    [
+        ("ppo", 20_000, {"n_steps": 32, "batch_size": 64, "n_epochs": 4}),
+        ("a2c", 20_000, {"n_steps": 32}),
+        ("reinforce", 60_000, {"batch_episodes": 16}),
+    ],
+)
+def test_policy_gradient_agents_learn_catch_from_pixels_through_one_cnn(name, steps, extra):
+    """REINFORCE, A2C and PPO read frames through one CNN that the policy and the value share
+    (SB3's CnnPolicy, CleanRL's ppo_atari), keeping them as uint8 in their storage. Measured on
+    seeds 1-5: PPO and A2C catch every ball of 20 test episodes after 20,000 steps, REINFORCE
+    after 60,000 (seed 5: 0.9)."""
     import agents
 
     torch.set_num_threads(1)
-    extra = {"batch_size": 64, "n_epochs": 4} if name == "ppo" else {}
     agent = agents.agent_class(name)(**ON_POLICY, **extra, seed=1)
     assert isinstance(agent.model.encoder, ConvEncoder)
     assert getattr(agent, "_actor", None) is None  # (a CNN goes through autograd)
-    agent.learn(20_000)
-    assert agent.buffer.obs.dtype == torch.uint8
-    assert agent.buffer.obs.shape == (32, 8, 10, 5, 1)
+    agent.learn(steps)
+    if name != "reinforce":
+        assert agent.buffer.obs.dtype == torch.uint8
+        assert agent.buffer.obs.shape == (32, 8, 10, 5, 1)
     assert agent.evaluate(20).mean_return >= 0.8

@@ -93,6 +93,15 @@ CASES = {
         3000,
         dict(n_envs=2, batch_episodes=4, network={"hidden_sizes": [32, 32]}),
     ),
+    # unfinished episodes of uint8 frames across the cut.
+    "reinforce_pixels": (
+        "reinforce",
+        1000,
+        dict(
+            env="rlkit/CatchPixels-v0", n_envs=2, batch_episodes=4,
+            network={"hidden_sizes": [32]},
+        ),
+    ),
     # continuous actions: float actions in the buffer, the actor's noise, alpha tuned.
     "sac": (
         "sac",

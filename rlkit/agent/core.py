@@ -309,7 +309,7 @@ class Agent:
         if encoder not in ("auto", "mlp") and not type(self).image_encoders:
             raise ConfigError(
                 f"network.encoder {encoder}: {type(self).name.upper()} has no CNN encoder yet "
-                "(DQN, A2C and PPO have); leave network.encoder out or set it to mlp"
+                "(DQN, REINFORCE, A2C and PPO have); leave network.encoder out or set it to mlp"
             )
         return type(self).image_encoders and encoder != "mlp"
 
