@@ -39,6 +39,7 @@ from rlkit.data.buffers import (
     ReplayBuffer,
     describe_capacity,
 )
+from rlkit.data.frames import FrameStore, frames_per_copy
 from rlkit.data.nstep import EpisodeCollector, NStepCollector
 from rlkit.math.losses import LOSSES, get_loss
 from rlkit.math.schedules import crossed, linear_schedule
@@ -108,6 +109,11 @@ class DQNConfig(ReplayTrainFreq, AgentConfig):
     """Optimizer by name with its options: {name: adam, lr: 1e-3, ...}."""
     lr_schedule: LRScheduleConfig = dataclasses.field(default_factory=LRScheduleConfig)
     """Learning-rate schedule over the gradient updates of one `learn` call."""
+    store_frames_once: bool = True
+    """Observations that stack the last k frames (gymnasium's FrameStackObservation, Atari's
+    stack) are kept in replay one frame at a time and rebuilt at sample time (about 1/(2k)
+    of the memory, exact at episode ends and time limits: rlkit.data.frames). false: each
+    transition keeps its obs and next_obs whole."""
     fast_mlp: bool = True
     """Plain MLP Q-networks (relu/tanh, no dueling head): forward and backward written out
     (rlkit.nn.mlp_grad) instead of autograd, the same gradients at about half the cost on small
@@ -196,7 +202,32 @@ class DQN(Agent):
         # Turns one-step transitions into n-step ones or holds episodes for their Monte Carlo
         # returns; None when transitions go straight into the buffer.
         self.collector: NStepCollector | EpisodeCollector | None = None
-        ReplayBuffer.check_fits(cfg.buffer_size, self.obs_shape, self.device, self.obs_dtype)
+        # Frame stacks: which axis stacks the frames (None: observations are stored whole).
+        stacked = frames and cfg.store_frames_once
+        self.stack_axis = envs.frame_stack_axis(self.env) if stacked else None
+        shape, dtype = self._replay_rows()
+        ReplayBuffer.check_fits(
+            cfg.buffer_size, shape, self.device, dtype, frame_bytes=self._frame_bytes()
+        )
+
+    def _replay_rows(self) -> tuple[tuple[int, ...], torch.dtype]:
+        """Shape and dtype of a replay row's observation: a frame store's reference, or the
+        observation itself."""
+        if self.stack_axis is not None:
+            return (), torch.int64
+        return self.obs_shape, self.obs_dtype
+
+    def _frame_bytes(self) -> int:
+        if self.stack_axis is None:
+            return 0
+        length = self._frames_per_copy()
+        return FrameStore.bytes_needed(
+            self.obs_shape, self.stack_axis, self.config.n_envs, length, self.obs_dtype
+        )
+
+    def _frames_per_copy(self) -> int:
+        cfg = self.config
+        return frames_per_copy(cfg.buffer_size, cfg.n_envs, self.obs_shape[self.stack_axis])
 
     def _make_encoder(self):
         try:
@@ -206,7 +237,10 @@ class DQN(Agent):
 
     def describe_memory(self) -> str:
         cfg = self.config
-        return describe_capacity(cfg.buffer_size, self.obs_shape, self.device, self.obs_dtype)
+        shape, dtype = self._replay_rows()
+        return describe_capacity(
+            cfg.buffer_size, shape, self.device, dtype, frame_bytes=self._frame_bytes()
+        )
 
     # ------------------------------------------------------------------ acting
 
@@ -271,7 +305,10 @@ class DQN(Agent):
         # At an episode end next_obs is already the next episode's first observation
         # (SAME_STEP autoreset); store the real last one from info["final_obs"].
         real_next_obs = envs.real_next_obs(next_obs, infos)
-        transition = (self._obs, actions, rewards, real_next_obs, terminated, truncated)
+        obs, stored_next_obs = self._obs, real_next_obs
+        if (frames := self.buffer.frames) is not None:  # references to frames stored once
+            obs, stored_next_obs = frames.add(self._obs), frames.add(real_next_obs)
+        transition = (obs, actions, rewards, stored_next_obs, terminated, truncated)
         if self.collector is None:
             self.buffer.add(*transition, cfg.gamma)
         elif (ready := self.collector.add(*transition)) is not None:
@@ -299,15 +336,22 @@ class DQN(Agent):
         cfg = self.config
         if self.buffer is not None:
             return
+        frames = None
+        if self.stack_axis is not None:
+            frames = FrameStore(
+                self.obs_shape, self.stack_axis, cfg.n_envs, self._frames_per_copy(),
+                self.obs_dtype, self.device,
+            )  # fmt: skip
         if cfg.prioritized_replay:
             self.buffer = PrioritizedReplayBuffer(
                 cfg.buffer_size, self.obs_shape, self.device, cfg.per_alpha, cfg.per_epsilon,
-                obs_dtype=self.obs_dtype,
+                obs_dtype=self.obs_dtype, frames=frames,
             )  # fmt: skip
         else:
             self.buffer = ReplayBuffer(
-                cfg.buffer_size, self.obs_shape, self.device, obs_dtype=self.obs_dtype
-            )
+                cfg.buffer_size, self.obs_shape, self.device, obs_dtype=self.obs_dtype,
+                frames=frames,
+            )  # fmt: skip
         if cfg.beta_mc > 0:
             self.collector = EpisodeCollector(cfg.n_steps, cfg.gamma, cfg.n_envs)
         elif cfg.n_steps > 1:
@@ -389,7 +433,7 @@ class DQN(Agent):
         if cfg.prioritized_replay:
             return [(None, None)]
         rows_per_step = cfg.batch_size
-        row_bytes = self.buffer.nbytes // self.buffer.capacity
+        row_bytes = self.buffer.sample_row_nbytes
         steps = max(1, min(n, DRAW_AHEAD_BYTES // (rows_per_step * row_bytes)))
         batch = self._sample(steps * rows_per_step, 0.0)
         targets = None if cfg.double_q else self._td_targets(batch)

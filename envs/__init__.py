@@ -35,6 +35,7 @@ _REGISTRATIONS = {
     "rlkit/TicTacToeLookahead-v0": ("envs.games:TicTacToeEnv", {"opponent": "lookahead"}),
     "rlkit/Catch-v0": ("envs.games:CatchEnv", {}),
     "rlkit/CatchPixels-v0": ("envs.games:CatchEnv", {"pixels": True}),
+    "rlkit/CatchPixelStack-v0": ("envs.games:catch_frame_stack", {}),
 }
 for _env_id, (_entry_point, _kwargs) in _REGISTRATIONS.items():
     if _env_id not in gym.registry:
@@ -321,6 +322,23 @@ def make(
         vector_env.reset(seed=int(seed))
         vector_env.action_space.seed(int(seed))
     return vector_env
+
+
+def frame_stack_axis(env: gym.Env) -> int | None:
+    """Where an env's observations stack their last k frames (0 for (k, H, W)), or None when
+    they are not a frame stack: gymnasium's FrameStackObservation of 2-d frames, or a wrapper
+    that says so with a `frame_stack_axis` attribute. Takes one env or a SyncVectorEnv (whose
+    first copy is read)."""
+    env = getattr(env.unwrapped, "envs", [env])[0]
+    while env is not None:
+        axis = getattr(env, "frame_stack_axis", None)
+        if axis is not None:
+            return int(axis)
+        if isinstance(env, gym.wrappers.FrameStackObservation):
+            shape = env.observation_space.shape
+            return 0 if shape is not None and len(shape) == 3 else None
+        env = getattr(env, "env", None)
+    return None
 
 
 def real_next_obs(next_obs: np.ndarray, infos: dict[str, Any]) -> np.ndarray:

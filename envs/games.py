@@ -205,3 +205,13 @@ class CatchEnv(gym.Env):
         if self.render_mode == "rgb_array":
             return _render_rgb(grid, {1: (30, 30, 30), 0: (255, 255, 255)}, scale=16)
         return None
+
+
+def catch_frame_stack(stack_size: int = 4, **kwargs: Any) -> gym.Env:
+    """rlkit/CatchPixelStack-v0: Catch's frames as 2-d (rows, cols) uint8 images in gymnasium's
+    FrameStackObservation of `stack_size`, (stack_size, rows, cols): the small stand-in for
+    Atari's 4-frame stack that the frame-storing replay is tested on."""
+    env = CatchEnv(pixels=True, **kwargs)
+    rows, columns = env.rows, env.columns
+    flat = gym.wrappers.ReshapeObservation(env, (rows, columns))
+    return gym.wrappers.FrameStackObservation(flat, stack_size)

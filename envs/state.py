@@ -12,6 +12,7 @@ episode then continues from a state that may differ, which `check_restorable` re
 from __future__ import annotations
 
 import numbers
+from collections import deque
 from typing import Any
 
 import numpy as np
@@ -48,7 +49,17 @@ def _restorable(value: Any) -> bool:
         return True
     if isinstance(value, list | tuple):
         return all(isinstance(v, numbers.Number) and not isinstance(v, complex) for v in value)
+    if isinstance(value, deque):  # of equal arrays: FrameStackObservation's frames
+        return _stackable(list(value))
     return False
+
+
+def _stackable(items: list) -> bool:
+    return (
+        len(items) > 0
+        and all(isinstance(v, np.ndarray) and v.dtype.kind in "biuf" for v in items)
+        and len({(v.shape, v.dtype) for v in items}) == 1
+    )
 
 
 def _number(saved: Any) -> Any:
@@ -74,6 +85,9 @@ def get_state(vector_env: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]]
                 entry[attr] = {"rng": value.bit_generator.state}
             elif isinstance(value, np.generic):
                 entry[attr] = {"scalar": value.item(), "dtype": str(value.dtype)}
+            elif isinstance(value, deque):
+                tensors[key] = torch.from_numpy(np.stack(list(value)))
+                entry[attr] = {"deque": key, "dtype": str(value[0].dtype), "maxlen": value.maxlen}
             elif isinstance(value, list | tuple):
                 items = [v.item() if isinstance(v, np.generic) else v for v in value]
                 entry[attr] = {"sequence": items, "tuple": isinstance(value, tuple)}
@@ -98,6 +112,9 @@ def set_state(vector_env: Any, tensors: dict[str, torch.Tensor], data: dict[str,
                 if not isinstance(value, np.random.Generator):  # not created yet in this env
                     value = np.random.Generator(_bit_generator(saved["rng"]))
                 value.bit_generator.state = saved["rng"]
+            elif "deque" in saved:
+                items = tensors[saved["deque"]].numpy().astype(saved["dtype"], copy=True)
+                value = deque(list(items), maxlen=saved["maxlen"])
             elif "scalar" in saved:
                 value = np.dtype(saved["dtype"]).type(_number(saved["scalar"]))
             elif "sequence" in saved:

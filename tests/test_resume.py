@@ -61,6 +61,16 @@ CASES = {
             network={"hidden_sizes": [32], "dueling": True},
         ),
     ),
+    # frame stacks stored once (rings that wrap), 2 copies, n-step collector pending, PER.
+    "dqn_frame_stack": (
+        "dqn",
+        1200,
+        dict(
+            env="rlkit/CatchPixelStack-v0", n_envs=2, n_steps=3, prioritized_replay=True,
+            learning_starts=300, buffer_size=400, batch_size=32, train_freq=4,
+            target_update_interval=200, log_interval=200, network={"hidden_sizes": [32]},
+        ),
+    ),
     "ppo": (
         "ppo",
         2048,

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from rlkit.base.errors import BufferTooLargeError
+from rlkit.data.frames import FrameStore
 from rlkit.data.sumtree import SumTree
 
 
@@ -57,10 +58,13 @@ def describe_capacity(
     device: torch.device | str,
     obs_dtype=torch.float32,
     action_shape: tuple[int, ...] = (),
+    frame_bytes: int = 0,
 ) -> str:
-    """'replay buffer: 100,000 transitions, 3.8 MB on cpu' (what the buffer allocates)."""
-    needed = ReplayBuffer.bytes_needed(capacity, obs_shape, obs_dtype, action_shape)
-    return f"replay buffer: {capacity:,} transitions, {_format_bytes(needed)} on {device}"
+    """'replay buffer: 100,000 transitions, 3.8 MB on cpu' (what the buffer allocates);
+    `frame_bytes`: a FrameStore's frames, with obs_shape () for the references."""
+    needed = ReplayBuffer.bytes_needed(capacity, obs_shape, obs_dtype, action_shape) + frame_bytes
+    once = ", each frame stored once" if frame_bytes else ""
+    return f"replay buffer: {capacity:,} transitions{once}, {_format_bytes(needed)} on {device}"
 
 
 class ReplayBuffer:
@@ -69,6 +73,10 @@ class ReplayBuffer:
     `terminated` and `truncated` are kept apart: only termination stops bootstrapping.
     `next_obs` is stored explicitly so that a transition that ended an episode keeps the real
     final observation rather than the first observation of the next episode.
+
+    With `frames` (a FrameStore), obs and next_obs hold references into it (int64, obs_shape
+    ()), each frame of a frame stack is kept once, and a sample rebuilds the stacks; a row whose
+    frames have left the store's rings is drawn again.
     """
 
     FIELDS = (
@@ -92,16 +100,22 @@ class ReplayBuffer:
         memory_fraction: float = 0.9,
         staging_rows: int = 4096,
         action_shape: tuple[int, ...] = (),
+        frames: FrameStore | None = None,
     ) -> None:
         """`action_shape` (): one discrete action per row (int64); (n,): a vector of n floats
-        (continuous actions)."""
+        (continuous actions). `frames`: the store the rows' observations refer to (obs_shape
+        and obs_dtype are then those of the references, () and int64)."""
         if capacity < 1:
             raise ValueError(f"replay buffer capacity must be at least 1, got {capacity}")
         self.capacity = int(capacity)
+        self.frames = frames
+        if frames is not None:
+            obs_shape, obs_dtype = (), torch.int64
         self.obs_shape = tuple(obs_shape)
         self.device = torch.device(device)
         self.obs_dtype = obs_dtype
         self.action_shape = tuple(action_shape)
+        # (The frames are allocated already: counted only where they are the future.)
         self.check_fits(
             capacity, obs_shape, self.device, obs_dtype, memory_fraction, self.action_shape
         )
@@ -146,10 +160,12 @@ class ReplayBuffer:
         obs_dtype: torch.dtype = torch.float32,
         memory_fraction: float = 0.9,
         action_shape: tuple[int, ...] = (),
+        frame_bytes: int = 0,
     ) -> None:
-        """Raise BufferTooLargeError, before allocating, if the buffer would not fit in memory."""
+        """Raise BufferTooLargeError, before allocating, if the buffer would not fit in memory
+        (`frame_bytes`: a FrameStore's frames too)."""
         device = torch.device(device)
-        needed = cls.bytes_needed(capacity, obs_shape, obs_dtype, action_shape)
+        needed = cls.bytes_needed(capacity, obs_shape, obs_dtype, action_shape) + frame_bytes
         available = available_memory_bytes(device)
         if needed > memory_fraction * available:
             raise BufferTooLargeError(
@@ -174,11 +190,21 @@ class ReplayBuffer:
 
     @property
     def nbytes(self) -> int:
-        return sum(getattr(self, name).nbytes for name in self.FIELDS)
+        frames = self.frames.nbytes if self.frames is not None else 0
+        return sum(getattr(self, name).nbytes for name in self.FIELDS) + frames
+
+    @property
+    def sample_row_nbytes(self) -> int:
+        """Bytes one sampled row takes (observations rebuilt from frames at full size)."""
+        row = sum(getattr(self, name)[0].nbytes for name in self.FIELDS)
+        if self.frames is not None:
+            row += 2 * self.frames.stack_nbytes
+        return row
 
     def describe(self) -> str:
+        frames = self.frames.nbytes if self.frames is not None else 0
         return describe_capacity(
-            self.capacity, self.obs_shape, self.device, self.obs_dtype, self.action_shape
+            self.capacity, self.obs_shape, self.device, self.obs_dtype, self.action_shape, frames
         )
 
     def __len__(self) -> int:
@@ -262,21 +288,46 @@ class ReplayBuffer:
             raise ValueError("cannot sample from an empty replay buffer")
         self._flush()
         idx = torch.randint(0, self.size, (batch_size,), device=self.device, generator=generator)
+        if self.frames is not None:
+            idx = self._redraw_stale(idx, generator)
         return ReplayBatch(*self._gather(idx, fields))
 
+    def _stale(self, idx: torch.Tensor) -> torch.Tensor:
+        """(B,) bool: rows whose observation's frames have left the frame store."""
+        return ~self.frames.holds(self.obs.index_select(0, idx))
+
+    def _redraw_stale(self, idx: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """`idx` with each stale row replaced by a fresh draw: uniform over the rows whose
+        frames are all still held."""
+        for _ in range(1000):
+            stale = self._stale(idx)
+            if not bool(stale.any()):
+                return idx
+            redrawn = torch.randint(
+                0, self.size, (int(stale.sum()),), device=self.device, generator=generator
+            )
+            idx = idx.masked_scatter(stale, redrawn)
+        raise RuntimeError(f"{self.describe()}: almost every row's frames have been overwritten")
+
     def _gather(self, idx: torch.Tensor, fields: Collection[str] | None) -> list:
-        return [
-            torch.index_select(getattr(self, name), 0, idx)
-            if fields is None or name in fields
-            else None
-            for name in self.FIELDS
-        ]
+        out = []
+        for name in self.FIELDS:
+            if fields is not None and name not in fields:
+                out.append(None)
+                continue
+            value = torch.index_select(getattr(self, name), 0, idx)
+            if self.frames is not None and name in ("obs", "next_obs"):
+                value = self.frames.stacks(value)
+            out.append(value)
+        return out
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         self._flush()
         state = {name: getattr(self, name) for name in self.FIELDS}
         state["pos"] = torch.tensor(self.pos)
         state["size"] = torch.tensor(self.size)
+        if self.frames is not None:
+            state["frames"] = self.frames.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
@@ -284,6 +335,8 @@ class ReplayBuffer:
             getattr(self, name).copy_(state[name])
         self.pos = int(state["pos"])
         self.size = int(state["size"])
+        if self.frames is not None:
+            self.frames.load_state_dict(state["frames"])
 
 
 class PrioritizedReplayBuffer(ReplayBuffer):
@@ -336,6 +389,13 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         self._flush()
         # Floating-point slack in the tree could land past the filled rows; clamp into them.
         idx = self.tree.sample(batch_size, generator).clamp_(max=self.size - 1)
+        while self.frames is not None and bool((stale := self._stale(idx)).any()):
+            # Frames gone from the store: never draw those rows again (priority 0), draw anew.
+            self.tree.update(idx[stale], torch.zeros(int(stale.sum()), dtype=torch.float64,
+                                                     device=self.device))  # fmt: skip
+            if float(self.tree.total) <= 0:
+                raise RuntimeError(f"{self.describe()}: every row's frames were overwritten")
+            idx = self.tree.sample(batch_size, generator).clamp_(max=self.size - 1)
         probabilities = self.tree.priorities(idx) / self.tree.total
         weights = (self.size * probabilities) ** (-beta)
         weights = (weights / weights.max()).float()
