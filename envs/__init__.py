@@ -24,6 +24,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, VectorEnv, VectorWrapper
 
+from envs import minatar as _minatar
 from envs.vector import RecordEpisodeStatistics, SyncVectorEnv
 from rlkit.base.errors import EnvError
 
@@ -40,6 +41,8 @@ _REGISTRATIONS = {
 for _env_id, (_entry_point, _kwargs) in _REGISTRATIONS.items():
     if _env_id not in gym.registry:
         gym.register(_env_id, entry_point=_entry_point, kwargs=_kwargs)
+# MinAtar/<Game>-v0 and -v1 (their engine, the `minatar` package, is imported on first make).
+_minatar.register()
 
 
 def check_env_id(env_id: str) -> None:
@@ -211,7 +214,7 @@ def route_mujoco_warnings() -> None:
 
 
 # Envs whose physics engine is an optional extra of rlkit, by the gymnasium module they live in.
-EXTRAS = {"box2d": "box2d", "mujoco": "mujoco"}
+EXTRAS = {"box2d": "box2d", "mujoco": "mujoco", "minatar": "minatar"}
 
 
 def missing_dependency(env_id: str, error: Exception) -> str:

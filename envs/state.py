@@ -4,9 +4,10 @@ bit-generator states of numpy RNGs, read off every layer of every copy of a vect
 This is what makes a resumed run step its environments exactly as the uninterrupted run would
 have: gymnasium's classic-control environments and rlkit's games keep all their state in such
 attributes (CartPole's `state` array, TimeLimit's `_elapsed_steps`, the episode statistics of
-RecordEpisodeStatistics, each env's `np_random`). An environment that keeps state in other
+RecordEpisodeStatistics, each env's `np_random`, FrameStackObservation's deque of frames,
+MinAtar's lists of objects and legacy RandomState). An environment that keeps state in other
 objects (a physics engine, a subprocess) is restored only as far as these attributes go; its
-episode then continues from a state that may differ, which `check_restorable` reports.
+episode then continues from a state that may differ.
 """
 
 from __future__ import annotations
@@ -47,11 +48,43 @@ def _restorable(value: Any) -> bool:
         return value.dtype.kind in "biuf"
     if isinstance(value, np.random.Generator):
         return True
+    if isinstance(value, np.random.RandomState):
+        return True
     if isinstance(value, list | tuple):
-        return all(isinstance(v, numbers.Number) and not isinstance(v, complex) for v in value)
+        return all(map(_plain, value))
     if isinstance(value, deque):  # of equal arrays: FrameStackObservation's frames
         return _stackable(list(value))
     return False
+
+
+def _plain(value: Any) -> bool:
+    """A number, string, None or a (nested) list or tuple of them: what JSON holds as is."""
+    if isinstance(value, list | tuple):
+        return all(map(_plain, value))
+    if isinstance(value, np.generic):
+        return value.dtype.kind in "biuf"
+    return isinstance(value, _PRIMITIVES) or (
+        isinstance(value, numbers.Number) and not isinstance(value, complex)
+    )
+
+
+def _encode(value: Any) -> Any:
+    """A plain value for JSON: numpy scalars as Python numbers, tuples marked."""
+    if isinstance(value, tuple):
+        return {"tuple": [_encode(v) for v in value]}
+    if isinstance(value, list):
+        return [_encode(v) for v in value]
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _decode(data: Any) -> Any:
+    if isinstance(data, dict):
+        if "tuple" in data:
+            return tuple(_decode(v) for v in data["tuple"])
+        return _number(data)
+    if isinstance(data, list):
+        return [_decode(v) for v in data]
+    return data
 
 
 def _stackable(items: list) -> bool:
@@ -88,9 +121,13 @@ def get_state(vector_env: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]]
             elif isinstance(value, deque):
                 tensors[key] = torch.from_numpy(np.stack(list(value)))
                 entry[attr] = {"deque": key, "dtype": str(value[0].dtype), "maxlen": value.maxlen}
+            elif isinstance(value, np.random.RandomState):
+                _, keys, pos, has_gauss, gauss = value.get_state(legacy=True)
+                tensors[key] = torch.from_numpy(keys.astype(np.int64))
+                entry[attr] = {"random_state": key, "pos": int(pos), "has_gauss": int(has_gauss),
+                               "gauss": float(gauss)}  # fmt: skip
             elif isinstance(value, list | tuple):
-                items = [v.item() if isinstance(v, np.generic) else v for v in value]
-                entry[attr] = {"sequence": items, "tuple": isinstance(value, tuple)}
+                entry[attr] = {"nested": _encode(value)}
             else:
                 entry[attr] = {"value": value}
         data[name] = entry
@@ -117,7 +154,15 @@ def set_state(vector_env: Any, tensors: dict[str, torch.Tensor], data: dict[str,
                 value = deque(list(items), maxlen=saved["maxlen"])
             elif "scalar" in saved:
                 value = np.dtype(saved["dtype"]).type(_number(saved["scalar"]))
-            elif "sequence" in saved:
+            elif "random_state" in saved:
+                keys = tensors[saved["random_state"]].numpy().astype(np.uint32)
+                value = np.random.RandomState()
+                value.set_state(
+                    ("MT19937", keys, saved["pos"], saved["has_gauss"], _number(saved["gauss"]))
+                )
+            elif "nested" in saved:
+                value = _decode(saved["nested"])
+            elif "sequence" in saved:  # (checkpoints written before nested lists were kept)
                 items = [_number(v) for v in saved["sequence"]]
                 value = tuple(items) if saved["tuple"] else items
             else:

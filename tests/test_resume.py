@@ -71,6 +71,18 @@ CASES = {
             target_update_interval=200, log_interval=200, network={"hidden_sizes": [32]},
         ),
     ),
+    # MinAtar (nested lists and a legacy RandomState in the env state), bool frames in replay,
+    # the paper's network (no hidden layer after the CNN), centered RMSprop.
+    "dqn_minatar": (
+        "dqn",
+        1000,
+        dict(
+            env="MinAtar/SpaceInvaders-v1", learning_starts=200, buffer_size=2000,
+            batch_size=32, log_interval=200, network={"hidden_sizes": []},
+            optimizer={"name": "rmsprop", "lr": 2.5e-4, "alpha": 0.95, "eps": 0.01,
+                       "centered": True},
+        ),
+    ),
     "ppo": (
         "ppo",
         2048,

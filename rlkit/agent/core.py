@@ -139,6 +139,12 @@ class Agent:
                 "normalize_obs scales vector observations; frames are scaled inside the CNN "
                 "(leave normalize_obs out, or set network.encoder: mlp)"
             )
+        network = getattr(cfg, "network", None)
+        if network is not None and not network.hidden_sizes and self.frames() is None:
+            raise ConfigError(
+                "network.hidden_sizes [] puts the output layers straight on a CNN's features, "
+                f"but {cfg.env}'s observations go to no CNN; give at least one hidden layer"
+            )
         # Discrete: how many actions there are; Box: how many action dimensions.
         self.continuous = box
         if box:

@@ -127,8 +127,9 @@ class QNetwork(nn.Module):
         self.encoder = encoder
         if dueling:
             self.trunk = mlp_trunk(obs_dim, hidden_sizes, activation, init, gain)
-            self.value_head = linear_head(hidden_sizes[-1], 1, init, 1.0)
-            self.advantage_head = linear_head(hidden_sizes[-1], n_actions, init, 1.0)
+            width = hidden_sizes[-1] if len(hidden_sizes) else obs_dim
+            self.value_head = linear_head(width, 1, init, 1.0)
+            self.advantage_head = linear_head(width, n_actions, init, 1.0)
         else:
             self.net = mlp(obs_dim, hidden_sizes, n_actions, activation, init, 1.0, gain)
 
@@ -302,7 +303,7 @@ class ActorCritic(nn.Module):
         if continuous:  # n_actions: action dimensions
             self.log_std = nn.Parameter(torch.full((n_actions,), float(log_std_init)))
         if shared:
-            width = hidden_sizes[-1]
+            width = hidden_sizes[-1] if len(hidden_sizes) else obs_dim
             self.trunk = mlp_trunk(obs_dim, hidden_sizes, activation, init, gain)
             self.policy_head = linear_head(width, n_actions, init, 0.01)
             self.value_head = linear_head(width, 1, init, 1.0)
@@ -368,7 +369,10 @@ class NetworkConfig(Config):
     """Actor-critic only: one trunk for policy and value (two heads) instead of two MLPs."""
 
     def validate(self) -> None:
-        require(len(self.hidden_sizes) >= 1, "network.hidden_sizes needs at least one layer")
+        require(
+            len(self.hidden_sizes) >= 1 or self.encoder != "mlp",
+            "network.hidden_sizes needs at least one layer ([] only on a CNN's features)",
+        )
         for size in self.hidden_sizes:
             require(size >= 1, f"network.hidden_sizes must be positive, got {self.hidden_sizes}")
         check_choice("network.activation", self.activation, list(ACTIVATIONS))
