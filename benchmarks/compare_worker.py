@@ -6,7 +6,8 @@ line. Used by vs_sb3.py and time_to_solve.py, which alternate rlkit and SB3 runs
 
 DQN, PPO and A2C train on CartPole-v1, SAC and TD3 on Pendulum-v1, each at RL-Zoo's
 hyperparameters (A2C's with the linear learning-rate decay of configs/a2c_cartpole.yaml on both
-sides).
+sides); dqn_minatar and ppo_minatar on MinAtar/Breakout-v1 with configs/dqn_minatar_breakout.yaml
+and ppo_minatar_breakout.yaml, SB3 given MinAtar's network as a features extractor.
 rlkit's side chooses torch's thread count and matmul precision as `rlkit train` does where the
 config leaves them out (rlkit.agent.calibration). Timing covers building the agent and
 training (not imports, not evaluation, not that choice). With
@@ -32,9 +33,10 @@ sys.path.insert(0, str(ROOT))
 
 ENV_IDS = {
     "dqn": "CartPole-v1", "ppo": "CartPole-v1", "a2c": "CartPole-v1", "sac": "Pendulum-v1",
-    "td3": "Pendulum-v1",
+    "td3": "Pendulum-v1", "dqn_minatar": "MinAtar/Breakout-v1",
+    "ppo_minatar": "MinAtar/Breakout-v1",
 }  # fmt: skip
-SOLVED = {"CartPole-v1": 475.0, "Pendulum-v1": -200.0}
+SOLVED = {"CartPole-v1": 475.0, "Pendulum-v1": -200.0, "MinAtar/Breakout-v1": 10.0}
 EVAL_EPISODES = 20
 ZOO_CONFIGS = {
     "dqn": "configs/dqn_cartpole_zoo.yaml",
@@ -42,8 +44,15 @@ ZOO_CONFIGS = {
     "sac": "configs/sac_pendulum.yaml",  # the Zoo's Pendulum-v1 SAC
     "td3": "configs/td3_pendulum.yaml",  # the Zoo's Pendulum-v1 TD3
     "a2c": "configs/a2c_cartpole.yaml",  # the Zoo's CartPole-v1 A2C, lr decayed linearly
+    "dqn_minatar": "configs/dqn_minatar_breakout.yaml",  # the MinAtar paper's DQN
+    "ppo_minatar": "configs/ppo_minatar_breakout.yaml",  # CleanRL's Atari PPO, MinAtar's net
 }
-TOTAL_STEPS = {"dqn": 50_000, "ppo": 100_000, "a2c": 200_000, "sac": 20_000, "td3": 20_000}
+TOTAL_STEPS = {
+    "dqn": 50_000, "ppo": 100_000, "a2c": 200_000, "sac": 20_000, "td3": 20_000,
+    "dqn_minatar": 100_000, "ppo_minatar": 100_000,
+}  # fmt: skip
+# Runs shorter than their config's total_steps (the MinAtar configs are 1,000,000-step runs).
+SHORTENED = ("dqn_minatar", "ppo_minatar")
 
 
 class Clock:
@@ -66,7 +75,8 @@ class Clock:
             return  # only the first solve is measured; later checks would only cost time
         elapsed = self.training_seconds()
         pause_start = time.perf_counter()
-        mean = evaluate(policy, self.env_id, EVAL_EPISODES, seed=10_000 + self.seed).mean_return
+        seed = 10_000 + self.seed
+        mean = evaluate(policy, self.env_id, EVAL_EPISODES, seed, keep_images=True).mean_return
         self.checks.append((step, mean))
         if mean >= SOLVED[self.env_id] and self.solved_at is None:
             self.solved_at = (step, elapsed)
@@ -85,6 +95,8 @@ def run_rlkit(
 
     # The worker times training and does its own checks: no periodic evaluation inside.
     overrides = ["eval_interval=0", *overrides]
+    if algo in SHORTENED:
+        overrides.append(f"total_steps={TOTAL_STEPS[algo]}")
     run, agent_config = load_run_config(config, overrides, seed=seed, device="cpu")
     # What `rlkit train` measures where the config leaves threads and precision out (cached
     # after the first run on a machine; outside the clock).
@@ -109,7 +121,8 @@ def run_rlkit(
         callback_interval=check_every or 1,
     )
     train_s = clock.training_seconds()
-    final = evaluate(policy, clock.env_id, EVAL_EPISODES, seed=20_000 + seed).mean_return
+    final = evaluate(policy, clock.env_id, EVAL_EPISODES, 20_000 + seed, keep_images=True)
+    final = final.mean_return
     threads = f"{run.torch_threads} ({agent_config.matmul_precision})"
     return _result(clock, train_s, agent.global_step, final, threads)
 
@@ -125,7 +138,31 @@ def run_sb3(algo: str, seed: int, check_every: int, save_dir: str | None = None)
 
     env_id = ENV_IDS[algo]
     clock = Clock(seed, env_id)
-    if algo == "sac":  # rl-zoo3 sac.yml, Pendulum-v1: SB3's defaults with learning rate 1e-3
+    if algo in SHORTENED:
+        import envs  # noqa: F401  (registers MinAtar/<Game>-v1: the env rlkit trains on)
+    if algo == "dqn_minatar":  # configs/dqn_minatar_breakout.yaml
+        model = DQN(
+            "MlpPolicy", env_id, learning_rate=2.5e-4, buffer_size=100_000, learning_starts=5000,
+            batch_size=32, tau=1.0, gamma=0.99, train_freq=1, gradient_steps=1,
+            target_update_interval=1000, exploration_fraction=0.1, exploration_initial_eps=1.0,
+            exploration_final_eps=0.1, max_grad_norm=1e10,  # (rlkit's config: no clipping)
+            policy_kwargs={
+                "features_extractor_class": minatar_extractor(), "net_arch": [],
+                "optimizer_class": torch.optim.RMSprop,
+                "optimizer_kwargs": {"alpha": 0.95, "eps": 0.01, "centered": True},
+            },
+            seed=seed, device="cpu",
+        )  # fmt: skip
+    elif algo == "ppo_minatar":  # configs/ppo_minatar_breakout.yaml
+        # vf_coef 0.25 on SB3's E[(V - R)^2] is rlkit's 0.5 on 0.5 E[(V - R)^2].
+        model = PPO(
+            "MlpPolicy", make_vec_env(env_id, n_envs=8, seed=seed), n_steps=128, batch_size=256,
+            n_epochs=4, gamma=0.99, gae_lambda=0.95, clip_range=0.1, ent_coef=0.01,
+            vf_coef=0.25, max_grad_norm=0.5, learning_rate=lambda progress: progress * 2.5e-4,
+            policy_kwargs={"features_extractor_class": minatar_extractor(), "net_arch": []},
+            seed=seed, device="cpu",
+        )  # fmt: skip
+    elif algo == "sac":  # rl-zoo3 sac.yml, Pendulum-v1: SB3's defaults with learning rate 1e-3
         model = SAC("MlpPolicy", env_id, learning_rate=1e-3, seed=seed, device="cpu")
     elif algo == "td3":  # rl-zoo3 td3.yml, Pendulum-v1
         model = TD3(
@@ -172,12 +209,12 @@ def run_sb3(algo: str, seed: int, check_every: int, save_dir: str | None = None)
             return due
 
         def _on_step(self) -> bool:
-            if algo in ("dqn", "sac", "td3") and self._due():
+            if algo in ("dqn", "sac", "td3", "dqn_minatar") and self._due():
                 clock.check(self.num_timesteps, policy)
             return True
 
         def _on_rollout_start(self) -> None:
-            if algo in ("ppo", "a2c") and self._due():
+            if algo in ("ppo", "a2c", "ppo_minatar") and self._due():
                 clock.check(self.num_timesteps, policy)
 
     model.learn(TOTAL_STEPS[algo], callback=Check() if check_every else None)
@@ -191,8 +228,30 @@ def run_sb3(algo: str, seed: int, check_every: int, save_dir: str | None = None)
         return _result(clock, train_s, model.num_timesteps, float(final), torch.get_num_threads())
     from rlkit.agent.evaluation import evaluate
 
-    final = evaluate(policy, env_id, EVAL_EPISODES, seed=20_000 + seed).mean_return
+    final = evaluate(policy, env_id, EVAL_EPISODES, 20_000 + seed, keep_images=True).mean_return
     return _result(clock, train_s, model.num_timesteps, final, torch.get_num_threads())
+
+
+def minatar_extractor():
+    """MinAtar's network as an SB3 features extractor, the same as rlkit's minatar_cnn: a
+    16-filter 3x3 convolution on the (10, 10, channels) grid, then 128 units, both ReLU."""
+    import torch
+    from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+
+    class MinAtarCNN(BaseFeaturesExtractor):
+        def __init__(self, observation_space, features_dim: int = 128) -> None:
+            super().__init__(observation_space, features_dim)
+            height, width, channels = observation_space.shape
+            self.conv = torch.nn.Sequential(
+                torch.nn.Conv2d(channels, 16, 3, 1), torch.nn.ReLU(), torch.nn.Flatten()
+            )
+            flat = 16 * (height - 2) * (width - 2)
+            self.linear = torch.nn.Sequential(torch.nn.Linear(flat, features_dim), torch.nn.ReLU())
+
+        def forward(self, obs):
+            return self.linear(self.conv(obs.float().permute(0, 3, 1, 2)))
+
+    return MinAtarCNN
 
 
 def _result(clock: Clock, train_s: float, steps: int, final: float, threads: int | str) -> dict:

@@ -6,7 +6,9 @@
 For each algorithm (DQN and PPO with RL-Zoo's CartPole-v1 hyperparameters, shipped as
 configs/dqn_cartpole_zoo.yaml and configs/ppo_cartpole_zoo.yaml; SAC and TD3 with RL-Zoo's
 Pendulum-v1 ones, configs/sac_pendulum.yaml and td3_pendulum.yaml; `--algos a2c td3` for A2C
-on CartPole-v1 with configs/a2c_cartpole.yaml) and each seed, runs rlkit then
+on CartPole-v1 with configs/a2c_cartpole.yaml; `--algos dqn_minatar ppo_minatar` for 100,000
+steps of configs/dqn_minatar_breakout.yaml and ppo_minatar_breakout.yaml on MinAtar Breakout,
+SB3 with MinAtar's network as its features extractor) and each seed, runs rlkit then
 SB3 (A B A B ...), each in a fresh process, one at a time. Prints each run's training wall time
 (agent construction + learn, no imports, no evaluation), the rlkit/SB3 ratio of each pair and
 its median, steps/s, and both final greedy evaluation means over 20 episodes.
@@ -33,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = ROOT / "benchmarks" / "compare_worker.py"
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from compare_worker import ZOO_CONFIGS  # noqa: E402
+from compare_worker import SHORTENED, TOTAL_STEPS, ZOO_CONFIGS  # noqa: E402
 
 FINAL = re.compile(r"final agent: greedy mean return (-?[0-9.]+)")
 
@@ -54,6 +56,8 @@ def whole_process(library: str, algo: str, seed: int) -> dict:
             argv = [sys.executable, "-m", "rlkit.cli", "train", ZOO_CONFIGS[algo], "--seed",
                     str(seed), "--set", "eval_interval=0", "--no-progress", "--run-dir",
                     f"{tmp}/run"]  # fmt: skip
+            if algo in SHORTENED:
+                argv += ["--steps", str(TOTAL_STEPS[algo])]
         else:
             argv = [sys.executable, str(WORKER), "sb3", algo, str(seed), "--save-dir", tmp]
         start = time.perf_counter()
@@ -80,7 +84,7 @@ def main() -> None:
         "--algos",
         nargs="+",
         default=["dqn", "ppo", "sac"],
-        choices=["dqn", "ppo", "a2c", "sac", "td3"],
+        choices=["dqn", "ppo", "a2c", "sac", "td3", "dqn_minatar", "ppo_minatar"],
     )
     parser.add_argument(
         "--whole-process", action="store_true", help="time whole processes from outside"

@@ -195,3 +195,28 @@ def test_policy_gradient_agents_learn_catch_from_pixels_through_one_cnn(name, st
         assert agent.buffer.obs.dtype == torch.uint8
         assert agent.buffer.obs.shape == (32, 8, 10, 5, 1)
     assert agent.evaluate(20).mean_return >= 0.8
+
+
+def test_policy_and_value_can_each_read_their_own_cnn(tmp_path):
+    import agents
+    from rlkit.base.errors import ConfigError
+
+    settings = dict(ON_POLICY, n_steps=16, batch_size=32, seed=3)
+    own = agents.PPO(**{**settings, "network": {"hidden_sizes": [64], "share_encoder": False}})
+    one = agents.PPO(**settings)
+    model = own.model
+    assert model.value_encoder is not None and one.model.value_encoder is None
+    policy_cnn = {id(p) for p in model.encoder.parameters()}
+    assert policy_cnn.isdisjoint(id(p) for p in model.value_encoder.parameters())
+    # The value's loss reaches only the value's CNN; the policy's logits only the policy's.
+    frames = torch.as_tensor(np.stack([own.env.single_observation_space.sample()] * 4))
+    model.values(frames).sum().backward()
+    assert all(p.grad is None for p in model.encoder.parameters())
+    assert all(p.grad is not None for p in model.value_encoder.parameters())
+    own.learn(256)
+    own.save(tmp_path / "agent.safetensors")
+    loaded = agents.load(tmp_path / "agent.safetensors")
+    assert loaded.model.value_encoder is not None
+    torch.testing.assert_close(loaded.model.values(frames), model.values(frames), rtol=0, atol=0)
+    with pytest.raises(ConfigError, match="choose one"):
+        agents.PPO(**{**settings, "network": {"share_encoder": False, "shared": True}})

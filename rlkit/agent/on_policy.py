@@ -103,16 +103,17 @@ def build_actor_critic(
     """`n_actions`: how many actions (Discrete) or action dimensions (`continuous`, a Box).
     `frames`: the space of image observations that a CNN reads first (rlkit.nn.encoders)."""
     net = config.network
-    encoder = None
+    encoder = value_encoder = None
     if frames is not None:
         try:
             encoder = make_encoder(frames, net.encoder)
+            value_encoder = None if net.share_encoder else make_encoder(frames, net.encoder)
         except ValueError as error:  # a frame too small for the named CNN
             raise ConfigError(str(error)) from None
         obs_dim = encoder.features
     return ActorCritic(
         obs_dim, n_actions, net.hidden_sizes, net.activation, net.init, net.shared, net.gain,
-        continuous, config.log_std_init, encoder,
+        continuous, config.log_std_init, encoder, value_encoder,
     )  # fmt: skip
 
 

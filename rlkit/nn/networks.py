@@ -292,14 +292,19 @@ class ActorCritic(nn.Module):
         continuous: bool = False,
         log_std_init: float = 0.0,
         encoder: nn.Module | None = None,
+        value_encoder: nn.Module | None = None,
     ) -> None:
         """`encoder`: a module (rlkit.nn.encoders, a CNN on frames) that both the policy and
         the value read first, as SB3's CnnPolicy and CleanRL's ppo_atari share theirs; its
-        `.features` is then `obs_dim`. None reads vectors as they are."""
+        `.features` is then `obs_dim`. None reads vectors as they are. `value_encoder`: the
+        value's own (SB3's share_features_extractor=False); `encoder` is then the policy's."""
         super().__init__()
+        if value_encoder is not None and (encoder is None or shared):
+            raise ValueError("a value encoder needs a policy encoder and no shared trunk")
         self.shared = shared
         self.continuous = continuous
         self.encoder = encoder
+        self.value_encoder = value_encoder
         if continuous:  # n_actions: action dimensions
             self.log_std = nn.Parameter(torch.full((n_actions,), float(log_std_init)))
         if shared:
@@ -313,6 +318,8 @@ class ActorCritic(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits (B, n_actions), values (B,))."""
+        if self.value_encoder is not None:
+            return self.policy(self.encoder(obs)), self.value(self.value_encoder(obs)).squeeze(-1)
         if self.encoder is not None:
             obs = self.encoder(obs)
         if self.shared:
@@ -321,6 +328,8 @@ class ActorCritic(nn.Module):
         return self.policy(obs), self.value(obs).squeeze(-1)
 
     def values(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.value_encoder is not None:
+            return self.value(self.value_encoder(obs)).squeeze(-1)
         if self.encoder is not None:
             obs = self.encoder(obs)
         if self.shared:
@@ -367,6 +376,9 @@ class NetworkConfig(Config):
     flattened), nature_cnn (Atari-sized frames) or minatar_cnn (small grids)."""
     shared: bool = False
     """Actor-critic only: one trunk for policy and value (two heads) instead of two MLPs."""
+    share_encoder: bool = True
+    """Actor-critic only, with a CNN: policy and value read one encoder (SB3's CnnPolicy and
+    CleanRL's Atari agent); false gives each its own (SB3's share_features_extractor=False)."""
 
     def validate(self) -> None:
         require(
@@ -378,6 +390,11 @@ class NetworkConfig(Config):
         check_choice("network.activation", self.activation, list(ACTIVATIONS))
         check_choice("network.init", self.init, list(INITS))
         check_choice("network.encoder", self.encoder, list(ENCODERS))
+        require(
+            self.share_encoder or not self.shared,
+            "network.share_encoder false gives the value its own CNN, network.shared true "
+            "makes policy and value one trunk; choose one",
+        )
         if self.gain is not None:
             require(
                 math.isfinite(self.gain) and self.gain > 0,
