@@ -592,3 +592,53 @@ print("torch._dynamo" in sys.modules)
     torch.testing.assert_close(again.state_dict()["state"], state["state"])
     ours.zero_grad()
     assert params[0].grad is None
+
+
+ROOT_CASES = [
+    ("rmsprop", {}),
+    ("rmsprop", {"centered": True}),
+    ("rmsprop", {"centered": True, "eps": 0.01, "alpha": 0.95}),  # MinAtar's DQN
+    ("adagrad", {}),
+    ("adam", {"fused": False}),
+    ("adam", {"fused": False, "amsgrad": True, "eps": 1e-8, "betas": (0.9, 0.9999)}),
+    ("nadam", {}),
+    ("nadam", {"decoupled_weight_decay": True, "weight_decay": 1e-2}),
+]
+
+
+@pytest.mark.parametrize(("name", "options"), ROOT_CASES, ids=[f"{n}-{o}" for n, o in ROOT_CASES])
+def test_the_fast_root_of_zeros_changes_no_bit(name, options, monkeypatch):
+    # Inputs that are always zero give their first-layer weights zero gradients and zero
+    # second moments: the values optimizers._root raises before the root. 300 steps with it
+    # and with the plain torch.sqrt must end in the same weights to the bit.
+    from rlkit.optim import optimizers
+
+    start, x, y = _problem(torch.float32)
+    x[:, :2] = 0.0
+    plain = lambda v, eps, out=None: torch.sqrt(v, out=out) if out is not None else v.sqrt_()  # noqa: E731
+    nets = []
+    for root in (optimizers._root, plain):
+        monkeypatch.setattr(optimizers, "_root", root)
+        net = copy.deepcopy(start)
+        _train(net, ro.OPTIMIZERS[name](net.parameters(), lr=LR[name], **options), x, y, 300)
+        nets.append(net)
+    first_layer = next(iter(nets[0].parameters()))
+    if "weight_decay" not in options:  # (which moves them)
+        assert bool((first_layer[:, :2] == start[0].weight[:, :2]).all())  # never moved: zeros
+    assert all(
+        torch.equal(p, q) for p, q in zip(nets[0].parameters(), nets[1].parameters(), strict=True)
+    )
+
+
+@pytest.mark.parametrize("eps", [1e-8, 1e-6, 1e-5, 0.01, 1e-12])
+def test_the_fast_root_plus_eps_is_the_plain_one_to_the_bit(eps):
+    from rlkit.optim.optimizers import _root
+
+    torch.manual_seed(0)
+    x = torch.rand(100_000) * torch.logspace(-38, 2, 100_000)  # all magnitudes
+    x[::3] = 0.0
+    x[1::7] = 1e-40  # denormals
+    for scale in (1.0, 0.01):  # Adam divides the root by sqrt(1 - beta2^t) >= 0.01 first
+        fast = _root(x.clone(), eps).div_(scale).add_(eps)
+        plain = torch.sqrt(x).div_(scale).add_(eps)
+        assert torch.equal(fast, plain)
