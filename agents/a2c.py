@@ -63,7 +63,9 @@ class A2C(Agent):
         super().__init__(env, config, **overrides)
         cfg = self.config
         frames = self.frames()  # image observations, read through a CNN first
-        model = build_actor_critic(cfg, self.obs_dim, self.n_actions, self.continuous, frames)
+        model = build_actor_critic(
+            cfg, self.obs_dim, self.n_actions, self.continuous, self.encoded_space()
+        )
         self.model = model.to(self.device)
         self.optimizer = build_optimizer(self.model.parameters(), cfg.optimizer)
         self._parameters = list(self.model.parameters())  # walking the modules costs per call

@@ -167,11 +167,12 @@ class DQN(Agent):
         shape = (net.hidden_sizes, net.activation, net.init, net.dueling, net.gain)
         # Frames (kept as they are for a CNN: Agent.keep_images) go through an encoder first,
         # and are stored in replay as the env gives them (uint8 pixels: one byte each).
-        frames = self.keep_images and len(self.obs_shape) == 3
+        frames = self.frames() is not None
         self.obs_dtype = storage_dtype(self.observation_space) if frames else torch.float32
+        encoded = self.encoded_space()  # frames, or a Dict with frames: a CNN reads them first
         q_nets = []
         for _ in range(2):  # the online and the target network
-            encoder = self._make_encoder() if frames else None
+            encoder = self._make_encoder(encoded) if encoded is not None else None
             features = encoder.features if encoder is not None else self.obs_dim
             q_net = QNetwork(features, self.n_actions, *shape, encoder=encoder)
             q_nets.append(q_net.to(self.device))
@@ -181,7 +182,10 @@ class DQN(Agent):
         self.optimizer = build_optimizer(self.q_net.parameters(), cfg.optimizer)
         # The hand-written MLP path (rlkit.nn.mlp_grad) where the network is a plain MLP (a CNN
         # goes through autograd).
-        fast = cfg.fast_mlp and not net.dueling and not frames and PlainMLP.supports(self.q_net.net)
+        fast = (
+            cfg.fast_mlp and not net.dueling and encoded is None
+            and PlainMLP.supports(self.q_net.net)
+        )  # fmt: skip
         self._fast = PlainMLP(self.q_net.net) if fast else None
         self._fast_target = PlainMLP(self.q_net_target.net, gradients=False) if fast else None
         # Parameter lists, made once: walking the modules on every update costs ~20 us.
@@ -229,9 +233,9 @@ class DQN(Agent):
         cfg = self.config
         return frames_per_copy(cfg.buffer_size, cfg.n_envs, self.obs_shape[self.stack_axis])
 
-    def _make_encoder(self):
+    def _make_encoder(self, space):
         try:
-            return make_encoder(self.observation_space, self.config.network.encoder)
+            return make_encoder(space, self.config.network.encoder)
         except ValueError as error:  # a frame too small for the named CNN
             raise ConfigError(str(error)) from None
 

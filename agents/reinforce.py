@@ -61,7 +61,9 @@ class Reinforce(Agent):
         super().__init__(env, config, **overrides)
         cfg = self.config
         frames = self.frames()  # image observations, read through a CNN first
-        model = build_actor_critic(cfg, self.obs_dim, self.n_actions, self.continuous, frames)
+        model = build_actor_critic(
+            cfg, self.obs_dim, self.n_actions, self.continuous, self.encoded_space()
+        )
         self.model = model.to(self.device)
         # Frames go to the network as the env gives them (uint8: the CNN scales them).
         self._obs_dtype = torch.float32 if frames is None else storage_dtype(frames)

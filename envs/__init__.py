@@ -37,6 +37,7 @@ _REGISTRATIONS = {
     "rlkit/Catch-v0": ("envs.games:CatchEnv", {}),
     "rlkit/CatchPixels-v0": ("envs.games:CatchEnv", {"pixels": True}),
     "rlkit/CatchPixelStack-v0": ("envs.games:catch_frame_stack", {}),
+    "rlkit/CatchDict-v0": ("envs.games:catch_dict", {}),
 }
 for _env_id, (_entry_point, _kwargs) in _REGISTRATIONS.items():
     if _env_id not in gym.registry:
@@ -325,6 +326,24 @@ def make(
         vector_env.reset(seed=int(seed))
         vector_env.action_space.seed(int(seed))
     return vector_env
+
+
+def dict_observation_space(
+    env: gym.Env, env_id: str, env_kwargs: dict[str, Any] | None = None
+) -> gym.spaces.Dict | None:
+    """The Dict space of an env whose observations `flat_observations` flattened into one
+    vector (gymnasium's FlattenObservation: the keys' values concatenated in the space's key
+    order), else None: what an encoder needs to read the vector key by key. Takes the vector
+    env the agent trains on (a SyncVectorEnv's first copy is read; for another, one copy of
+    `env_id` is made to look)."""
+    copies = getattr(env.unwrapped, "envs", None)
+    layer = copies[0] if copies else make_env(env_id, **(env_kwargs or {}))()
+    while layer is not None:
+        if isinstance(layer, gym.wrappers.FlattenObservation):
+            space = layer.env.observation_space
+            return space if isinstance(space, gym.spaces.Dict) else None
+        layer = getattr(layer, "env", None)
+    return None
 
 
 def frame_stack_axis(env: gym.Env) -> int | None:

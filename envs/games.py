@@ -215,3 +215,22 @@ def catch_frame_stack(stack_size: int = 4, **kwargs: Any) -> gym.Env:
     rows, columns = env.rows, env.columns
     flat = gym.wrappers.ReshapeObservation(env, (rows, columns))
     return gym.wrappers.FrameStackObservation(flat, stack_size)
+
+
+def catch_dict(**kwargs: Any) -> gym.Env:
+    """rlkit/CatchDict-v0: Catch seen as a Dict, {"frame": the (rows, cols, 1) uint8 frame,
+    "height": how far the ball has fallen, in [0, 1]}: the small test of Dict observations
+    with frames among their keys (a CNN for the frame, the vector beside it)."""
+    env = CatchEnv(pixels=True, **kwargs)
+    space = spaces.Dict(
+        {
+            "frame": env.observation_space,
+            "height": spaces.Box(0.0, 1.0, (1,), dtype=np.float32),
+        }
+    )
+
+    def observe(frame: np.ndarray) -> dict[str, np.ndarray]:
+        height = np.array([env.ball_row / (env.rows - 1)], dtype=np.float32)
+        return {"frame": frame, "height": height}
+
+    return gym.wrappers.TransformObservation(env, observe, space)

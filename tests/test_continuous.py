@@ -361,7 +361,7 @@ def test_env_state_with_inf_goes_through_a_checkpoint(tmp_path):
         assert isinstance(restored, tuple)
         # What checkpoints of the previous release held for it is still read.
         entry = next(e for e in state["env"].values() if "_healthy_z_range" in e)
-        entry["_healthy_z_range"]["sequence"] = [0.5, {"float": "inf"}]
+        entry["_healthy_z_range"] = {"sequence": [0.5, {"float": "inf"}], "tuple": True}
         set_state(fresh_env, tensors, state["env"])
         assert fresh_env.unwrapped.envs[0].unwrapped._healthy_z_range == (0.5, float("inf"))
     finally:

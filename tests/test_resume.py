@@ -83,6 +83,15 @@ CASES = {
                        "centered": True},
         ),
     ),
+    # a Dict observation with a frame among its keys: stored flattened, read key by key.
+    "ppo_dict": (
+        "ppo",
+        1024,
+        dict(
+            env="rlkit/CatchDict-v0", n_envs=4, n_steps=64, batch_size=64, n_epochs=2,
+            network={"hidden_sizes": [32]},
+        ),
+    ),
     "ppo": (
         "ppo",
         2048,

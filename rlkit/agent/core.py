@@ -34,6 +34,7 @@ from rlkit.base.errors import ConfigError, EnvError
 from rlkit.base.threads import single_threaded_numpy_blas, torch_threads_for
 from rlkit.io.recorder import Recorder, RunMonitor
 from rlkit.math.gaussian import to_bounds
+from rlkit.nn.encoders import is_image_space
 from rlkit.nn.normalization import Normalizer, NormalizeVector
 
 
@@ -134,13 +135,20 @@ class Agent:
         )  # fmt: skip
         self.obs_shape = tuple(self.observation_space.shape)
         self.obs_dim = int(np.prod(self.obs_shape))
-        if self.frames() is not None and getattr(cfg, "normalize_obs", False):
+        # A Dict observation with frames among its keys, flattened into one vector by the env
+        # (envs.flat_observations): an encoder reads it key by key (rlkit.nn.encoders).
+        self.dict_space = None
+        if self.keep_images and len(self.obs_shape) == 1:
+            space = envs.dict_observation_space(self.env, cfg.env, cfg.env_kwargs)
+            if space is not None and any(map(is_image_space, space.spaces.values())):
+                self.dict_space = space
+        if self.encoded_space() is not None and getattr(cfg, "normalize_obs", False):
             raise ConfigError(
                 "normalize_obs scales vector observations; frames are scaled inside the CNN "
                 "(leave normalize_obs out, or set network.encoder: mlp)"
             )
         network = getattr(cfg, "network", None)
-        if network is not None and not network.hidden_sizes and self.frames() is None:
+        if network is not None and not network.hidden_sizes and self.encoded_space() is None:
             raise ConfigError(
                 "network.hidden_sizes [] puts the output layers straight on a CNN's features, "
                 f"but {cfg.env}'s observations go to no CNN; give at least one hidden layer"
@@ -306,6 +314,13 @@ class Agent:
         if self.keep_images and len(self.observation_space.shape) == 3:
             return self.observation_space
         return None
+
+    def encoded_space(self) -> gym.spaces.Box | gym.spaces.Dict | None:
+        """What the network's encoder reads, where it has a CNN: the frames (`frames`), or a
+        Dict with frames among its keys (its flattened vector is what the agent stores and
+        acts on); None where the observations are a vector for the MLP."""
+        frames = self.frames()
+        return frames if frames is not None else self.dict_space
 
     def _keeps_images(self) -> bool:
         """Whether the env should hand this agent its frames as they are (for a CNN): where the

@@ -98,10 +98,11 @@ def build_actor_critic(
     obs_dim: int,
     n_actions: int,
     continuous: bool,
-    frames: gym.spaces.Box | None = None,
+    frames: gym.spaces.Box | gym.spaces.Dict | None = None,
 ) -> ActorCritic:
     """`n_actions`: how many actions (Discrete) or action dimensions (`continuous`, a Box).
-    `frames`: the space of image observations that a CNN reads first (rlkit.nn.encoders)."""
+    `frames`: the space an encoder with a CNN reads first (rlkit.nn.encoders): image frames,
+    or a Dict with frames among its keys."""
     net = config.network
     encoder = value_encoder = None
     if frames is not None:

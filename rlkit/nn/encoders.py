@@ -156,21 +156,37 @@ class ConvEncoder(nn.Module):
 
 
 class DictEncoder(nn.Module):
-    """Each key of a Dict observation through its own encoder, the features concatenated in
-    the space's key order."""
+    """Each key of a Dict observation through its own encoder (a CNN for frames, flattened
+    otherwise: SB3's CombinedExtractor), the features concatenated in the space's key order.
+
+    It reads a dict of tensors, or the one flat vector that gymnasium's FlattenObservation
+    makes of it (the agents' storage: what `envs.flat_observations` hands them): each key's
+    values then lie in order, `gym.spaces.flatdim` of them, and frames are reshaped back."""
 
     def __init__(self, space: gym.spaces.Dict, name: str = "auto") -> None:
         super().__init__()
-        self.encoders = nn.ModuleDict(
-            {
-                key: make_encoder(sub, name if is_image_space(sub) else "auto")
-                for key, sub in space.spaces.items()
-            }
-        )
+        encoders, self.layout = {}, []
+        for key, sub in space.spaces.items():
+            image = is_image_space(sub)
+            if image:
+                encoders[key] = make_encoder(sub, name)
+            else:  # (a Discrete key flattens one-hot: its flat size, not its shape)
+                encoders[key] = FlatEncoder((gym.spaces.flatdim(sub),))
+            self.layout.append((key, gym.spaces.flatdim(sub), tuple(sub.shape) if image else None))
+        self.encoders = nn.ModuleDict(encoders)
         self.features = sum(encoder.features for encoder in self.encoders.values())
 
-    def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
-        return torch.cat([encoder(obs[key]) for key, encoder in self.encoders.items()], dim=1)
+    def forward(self, obs: dict[str, torch.Tensor] | torch.Tensor) -> torch.Tensor:
+        if isinstance(obs, dict):
+            return torch.cat([encoder(obs[key]) for key, encoder in self.encoders.items()], 1)
+        parts, start = [], 0
+        for key, size, frame_shape in self.layout:
+            part = obs[:, start : start + size]
+            if frame_shape is not None:
+                part = part.reshape(len(obs), *frame_shape)
+            parts.append(self.encoders[key](part))
+            start += size
+        return torch.cat(parts, dim=1)
 
 
 def make_encoder(space: gym.Space, name: str = "auto") -> nn.Module:
