@@ -157,7 +157,7 @@ def run_sb3(algo: str, seed: int, check_every: int, save_dir: str | None = None)
         # vf_coef 0.25 on SB3's E[(V - R)^2] is rlkit's 0.5 on 0.5 E[(V - R)^2].
         model = PPO(
             "MlpPolicy", make_vec_env(env_id, n_envs=8, seed=seed), n_steps=128, batch_size=256,
-            n_epochs=4, gamma=0.99, gae_lambda=0.95, clip_range=0.2, ent_coef=0.01,
+            n_epochs=4, gamma=0.99, gae_lambda=0.95, clip_range=0.2, ent_coef=0.05,
             vf_coef=0.25, max_grad_norm=0.5, learning_rate=lambda progress: progress * 1e-3,
             policy_kwargs={"features_extractor_class": minatar_extractor(), "net_arch": []},
             seed=seed, device="cpu",

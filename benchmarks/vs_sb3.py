@@ -115,7 +115,8 @@ def main() -> None:
             )
         first = rows[0][1]
         print(
-            f"\n### {algo.upper()} {first['env_id']}, zoo hyperparameters "
+            f"\n### {algo.upper()} {first['env_id']}, "
+            f"{'the config' if algo in SHORTENED else 'zoo'} hyperparameters "
             f"({first['steps']:,} steps)\n"
         )
         print(
