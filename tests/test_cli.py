@@ -278,3 +278,19 @@ def test_env_kwargs_reach_training_evaluation_and_the_agent_file(tmp_path):
     bad = rlkit("train", "configs/dqn_cartpole.yaml", "--set", "env_kwargs.gravity=3", *TINY)
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1 and "unexpected keyword argument 'gravity'" in bad.stderr
+
+
+def test_runs_started_in_the_same_second_get_folders_of_their_own(tmp_path, monkeypatch):
+    # A page of commands (or a script) starting the same config twice within one second: the
+    # default folder name is taken by the first, so the second gets -2 instead of an error.
+    from rlkit.cli import train
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(train.time, "strftime", lambda fmt: "20261207-120000")
+    folders = [train._default_run_dir("configs/dqn_catch.yaml", 1) for _ in range(3)]
+    assert [f.name for f in folders] == [
+        "dqn_catch_s1_20261207-120000",
+        "dqn_catch_s1_20261207-120000-2",
+        "dqn_catch_s1_20261207-120000-3",
+    ]
+    assert all(f.is_dir() and not any(f.iterdir()) for f in folders)

@@ -18,8 +18,25 @@ from rlkit.experiments.run_config import RunConfig, load_run_config, read_run_se
 
 
 def _default_run_dir(config_path: str, seed: int) -> Path:
+    """runs/<config>_s<seed>_<date-time>, made now: two runs started in the same second (a
+    script, a page of commands) get -2, -3, ... rather than one refusing the other's folder."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{Path(config_path).stem}_s{seed}_{stamp}"
+    name = f"{Path(config_path).stem}_s{seed}_{stamp}"
+    return _claim_folder(Path("runs"), name)
+
+
+def _claim_folder(parent: Path, name: str) -> Path:
+    """parent/name, or name-2, name-3, ...: the first that this process creates itself (mkdir
+    is atomic, so two processes never claim the same one)."""
+    parent.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1, 1000):
+        folder = parent / (name if attempt == 1 else f"{name}-{attempt}")
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        return folder
+    raise UserError(f"no free run folder named {name}-N in {parent}; give --run-dir")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -124,7 +141,9 @@ def cmd_train_seeds(args: argparse.Namespace) -> int:
     train_args += thread_args(run.torch_threads, jobs)  # the cores shared among the seeds
     stamp = time.strftime("%Y%m%d-%H%M%S")
     parent = (
-        Path(args.run_dir) if args.run_dir else Path("runs") / f"{Path(args.config).stem}_{stamp}"
+        Path(args.run_dir)
+        if args.run_dir
+        else _claim_folder(Path("runs"), f"{Path(args.config).stem}_{stamp}")
     )
     experiment = Experiment.create(
         Path(args.config), parent, seeds, jobs, train_args, run.total_steps
