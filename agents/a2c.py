@@ -25,7 +25,6 @@ from rlkit.agent.on_policy import (
 from rlkit.base.config import check_unit_interval
 from rlkit.data.rollout import RolloutBuffer
 from rlkit.math.policy_gradient import explained_variance, gae, normalize, value_loss
-from rlkit.nn.encoders import storage_dtype
 from rlkit.optim import OptimizerConfig, build_optimizer
 
 
@@ -62,17 +61,16 @@ class A2C(Agent):
     ):
         super().__init__(env, config, **overrides)
         cfg = self.config
-        frames = self.frames()  # image observations, read through a CNN first
         model = build_actor_critic(
             cfg, self.obs_dim, self.n_actions, self.continuous, self.encoded_space()
         )
         self.model = model.to(self.device)
         self.optimizer = build_optimizer(self.model.parameters(), cfg.optimizer)
         self._parameters = list(self.model.parameters())  # walking the modules costs per call
+        obs_shape, obs_dtype = self.stored_observations()  # (frames stay uint8)
         self.buffer = RolloutBuffer(
-            cfg.n_steps, cfg.n_envs, self.obs_dim if frames is None else frames.shape,
-            self.device, self.n_actions if self.continuous else None,
-            torch.float32 if frames is None else storage_dtype(frames),
+            cfg.n_steps, cfg.n_envs, obs_shape, self.device,
+            self.n_actions if self.continuous else None, obs_dtype,
         )  # fmt: skip
         self.n_rollouts = 0
         self.networks = {"model": self.model}

@@ -32,7 +32,6 @@ from rlkit.base.config import (
     check_unit_interval,
     require,
 )
-from rlkit.base.errors import ConfigError
 from rlkit.data.buffers import (
     PrioritizedReplayBuffer,
     ReplayBatch,
@@ -44,7 +43,7 @@ from rlkit.data.nstep import EpisodeCollector, NStepCollector
 from rlkit.math.losses import LOSSES, get_loss
 from rlkit.math.schedules import crossed, linear_schedule
 from rlkit.math.targets import bootstrap_values, mix_monte_carlo, td_target
-from rlkit.nn.encoders import make_encoder, storage_dtype
+from rlkit.nn.encoders import make_encoder
 from rlkit.nn.mlp_grad import PlainMLP
 from rlkit.nn.networks import NetworkConfig, QNetwork
 from rlkit.optim import LRScheduleConfig, OptimizerConfig, build_optimizer
@@ -168,11 +167,11 @@ class DQN(Agent):
         # Frames (kept as they are for a CNN: Agent.keep_images) go through an encoder first,
         # and are stored in replay as the env gives them (uint8 pixels: one byte each).
         frames = self.frames() is not None
-        self.obs_dtype = storage_dtype(self.observation_space) if frames else torch.float32
+        self.obs_dtype = self.stored_observations()[1]
         encoded = self.encoded_space()  # frames, or a Dict with frames: a CNN reads them first
         q_nets = []
         for _ in range(2):  # the online and the target network
-            encoder = self._make_encoder(encoded) if encoded is not None else None
+            encoder = make_encoder(encoded, net.encoder) if encoded is not None else None
             features = encoder.features if encoder is not None else self.obs_dim
             q_net = QNetwork(features, self.n_actions, *shape, encoder=encoder)
             q_nets.append(q_net.to(self.device))
@@ -232,12 +231,6 @@ class DQN(Agent):
     def _frames_per_copy(self) -> int:
         cfg = self.config
         return frames_per_copy(cfg.buffer_size, cfg.n_envs, self.obs_shape[self.stack_axis])
-
-    def _make_encoder(self, space):
-        try:
-            return make_encoder(space, self.config.network.encoder)
-        except ValueError as error:  # a frame too small for the named CNN
-            raise ConfigError(str(error)) from None
 
     def describe_memory(self) -> str:
         cfg = self.config

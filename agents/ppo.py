@@ -39,7 +39,6 @@ from rlkit.math.policy_gradient import (
     value_loss,
 )
 from rlkit.math.schedules import linear_schedule
-from rlkit.nn.encoders import storage_dtype
 from rlkit.nn.mlp_grad import PlainMLP
 from rlkit.optim import build_optimizer
 from rlkit.optim.clipping import clip_gradients
@@ -102,7 +101,6 @@ class PPO(Agent):
     ):
         super().__init__(env, config, **overrides)
         cfg = self.config
-        frames = self.frames()  # image observations, read through a CNN first
         model = build_actor_critic(
             cfg, self.obs_dim, self.n_actions, self.continuous, self.encoded_space()
         )
@@ -130,10 +128,10 @@ class PPO(Agent):
         self._numpy_policy = None  # acting in numpy (CPU only)
         if self._actor is not None and self.device.type == "cpu":
             self._numpy_policy = NumpyActorCritic(self._actor, self._critic, self.rng)
+        obs_shape, obs_dtype = self.stored_observations()  # (frames stay uint8)
         self.buffer = RolloutBuffer(
-            cfg.n_steps, cfg.n_envs, self.obs_dim if frames is None else frames.shape,
-            self.device, self.n_actions if self.continuous else None,
-            torch.float32 if frames is None else storage_dtype(frames),
+            cfg.n_steps, cfg.n_envs, obs_shape, self.device,
+            self.n_actions if self.continuous else None, obs_dtype,
         )  # fmt: skip
         self.n_rollouts = 0
         self.networks = {"model": self.model}

@@ -23,7 +23,6 @@ from rlkit.agent.on_policy import OnPolicyConfig, actor_critic_actions, build_ac
 from rlkit.base.config import require
 from rlkit.data.nstep import discounted_returns
 from rlkit.math.policy_gradient import explained_variance, normalize, value_loss
-from rlkit.nn.encoders import storage_dtype
 from rlkit.optim import build_optimizer
 
 
@@ -60,13 +59,12 @@ class Reinforce(Agent):
     ):
         super().__init__(env, config, **overrides)
         cfg = self.config
-        frames = self.frames()  # image observations, read through a CNN first
         model = build_actor_critic(
             cfg, self.obs_dim, self.n_actions, self.continuous, self.encoded_space()
         )
         self.model = model.to(self.device)
         # Frames go to the network as the env gives them (uint8: the CNN scales them).
-        self._obs_dtype = torch.float32 if frames is None else storage_dtype(frames)
+        self._obs_dtype = self.stored_observations()[1]
         self.optimizer = build_optimizer(self.model.parameters(), cfg.optimizer)
         self._parameters = list(self.model.parameters())  # walking the modules costs per call
         # The current episode of each copy: observations, actions, rewards.

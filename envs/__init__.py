@@ -337,7 +337,16 @@ def dict_observation_space(
     env the agent trains on (a SyncVectorEnv's first copy is read; for another, one copy of
     `env_id` is made to look)."""
     copies = getattr(env.unwrapped, "envs", None)
-    layer = copies[0] if copies else make_env(env_id, **(env_kwargs or {}))()
+    if copies:
+        return _flattened_dict(copies[0])
+    probe = make_env(env_id, **(env_kwargs or {}))()  # (an async env's copies are elsewhere)
+    try:
+        return _flattened_dict(probe)
+    finally:
+        probe.close()
+
+
+def _flattened_dict(layer: gym.Env | None) -> gym.spaces.Dict | None:
     while layer is not None:
         if isinstance(layer, gym.wrappers.FlattenObservation):
             space = layer.env.observation_space

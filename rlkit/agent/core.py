@@ -34,7 +34,7 @@ from rlkit.base.errors import ConfigError, EnvError
 from rlkit.base.threads import single_threaded_numpy_blas, torch_threads_for
 from rlkit.io.recorder import Recorder, RunMonitor
 from rlkit.math.gaussian import to_bounds
-from rlkit.nn.encoders import is_image_space
+from rlkit.nn.encoders import is_image_space, storage_dtype
 from rlkit.nn.normalization import Normalizer, NormalizeVector
 
 
@@ -314,6 +314,15 @@ class Agent:
         if self.keep_images and len(self.observation_space.shape) == 3:
             return self.observation_space
         return None
+
+    def stored_observations(self) -> tuple[tuple[int, ...], torch.dtype]:
+        """Shape and dtype in which buffers keep one observation: frames as the env gives them
+        (uint8 pixels one byte each: rlkit.nn.encoders.storage_dtype), anything else as a
+        float32 vector."""
+        frames = self.frames()
+        if frames is not None:
+            return tuple(frames.shape), storage_dtype(frames)
+        return (self.obs_dim,), torch.float32
 
     def encoded_space(self) -> gym.spaces.Box | gym.spaces.Dict | None:
         """What the network's encoder reads, where it has a CNN: the frames (`frames`), or a

@@ -25,7 +25,6 @@ from rlkit.base.config import (
     check_unit_interval,
     require,
 )
-from rlkit.base.errors import ConfigError
 from rlkit.data.rollout import RolloutBuffer
 from rlkit.io.recorder import RunMonitor
 from rlkit.nn.encoders import make_encoder
@@ -106,11 +105,8 @@ def build_actor_critic(
     net = config.network
     encoder = value_encoder = None
     if frames is not None:
-        try:
-            encoder = make_encoder(frames, net.encoder)
-            value_encoder = None if net.share_encoder else make_encoder(frames, net.encoder)
-        except ValueError as error:  # a frame too small for the named CNN
-            raise ConfigError(str(error)) from None
+        encoder = make_encoder(frames, net.encoder)
+        value_encoder = None if net.share_encoder else make_encoder(frames, net.encoder)
         obs_dim = encoder.features
     return ActorCritic(
         obs_dim, n_actions, net.hidden_sizes, net.activation, net.init, net.shared, net.gain,

@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from rlkit.base.errors import ConfigError
+
 # (out channels, kernel, stride) per convolution, and the width of the linear layer after them.
 CNN_LAYOUTS: dict[str, tuple[tuple[tuple[int, int, int], ...], int]] = {
     "nature_cnn": (((32, 8, 4), (64, 4, 2), (64, 3, 1)), 512),
@@ -77,10 +79,10 @@ def min_image_size(name: str) -> int:
 def choose_encoder(space: gym.Space, name: str = "auto") -> str:
     """The encoder for one (non-Dict) space: `name` unless it is 'auto'; for 'auto' a CNN for
     frames (Nature's where they are at least its minimum size, MinAtar's below, down to 3x3)
-    and 'mlp' otherwise. Raises ValueError, naming the minimum size, for a CNN the frames
+    and 'mlp' otherwise. Raises ConfigError, naming the minimum size, for a CNN the frames
     cannot hold."""
     if name not in ENCODERS:
-        raise ValueError(f"network.encoder must be one of {', '.join(ENCODERS)}, got {name!r}")
+        raise ConfigError(f"network.encoder must be one of {', '.join(ENCODERS)}, got {name!r}")
     image = is_image_space(space)
     if name == "auto":
         if not image:
@@ -92,14 +94,14 @@ def choose_encoder(space: gym.Space, name: str = "auto") -> str:
     if name == "mlp":
         return name
     if not image:
-        raise ValueError(
+        raise ConfigError(
             f"network.encoder {name} needs image observations (3 dimensions: channels, height, "
             f"width), got shape {tuple(space.shape)}"
         )
     height, width = _height_width(space.shape)
     smallest = min_image_size(name)
     if min(height, width) < smallest:
-        raise ValueError(
+        raise ConfigError(
             f"network.encoder {name} needs frames of at least {smallest}x{smallest}, got "
             f"{height}x{width}; use minatar_cnn for small grids"
         )
@@ -193,7 +195,7 @@ def make_encoder(space: gym.Space, name: str = "auto") -> nn.Module:
     """The encoder module for `space` (its width in `.features`)."""
     if isinstance(space, gym.spaces.Dict):
         if name == "mlp":
-            raise ValueError("network.encoder mlp cannot read a Dict observation; use auto")
+            raise ConfigError("network.encoder mlp cannot read a Dict observation; use auto")
         return DictEncoder(space, name)
     chosen = choose_encoder(space, name)
     if chosen == "mlp":
