@@ -54,7 +54,6 @@ class A2C(Agent):
     Config = A2CConfig
     action_kinds = frozenset({"discrete", "continuous"})
     name = "a2c"
-    image_encoders = True
 
     def __init__(
         self, env: str | None = None, config: A2CConfig | Mapping | None = None, **overrides: Any

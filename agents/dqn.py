@@ -21,6 +21,7 @@ from rlkit.agent.core import Agent, update_step
 from rlkit.agent.files import generator_state, restore_generator
 from rlkit.agent.guard import DivergenceConfig
 from rlkit.agent.replay import (
+    ReplayObservations,
     ReplayTrainFreq,
     check_replay_settings,
     off_policy_planned_updates,
@@ -36,9 +37,7 @@ from rlkit.data.buffers import (
     PrioritizedReplayBuffer,
     ReplayBatch,
     ReplayBuffer,
-    describe_capacity,
 )
-from rlkit.data.frames import FrameStore, frames_per_copy
 from rlkit.data.nstep import EpisodeCollector, NStepCollector
 from rlkit.math.losses import LOSSES, get_loss
 from rlkit.math.schedules import crossed, linear_schedule
@@ -152,7 +151,6 @@ class DQN(Agent):
 
     Config = DQNConfig
     name = "dqn"
-    image_encoders = True
 
     def __init__(
         self, env: str | None = None, config: DQNConfig | Mapping | None = None, **overrides: Any
@@ -166,8 +164,6 @@ class DQN(Agent):
         shape = (net.hidden_sizes, net.activation, net.init, net.dueling, net.gain)
         # Frames (kept as they are for a CNN: Agent.keep_images) go through an encoder first,
         # and are stored in replay as the env gives them (uint8 pixels: one byte each).
-        frames = self.frames() is not None
-        self.obs_dtype = self.stored_observations()[1]
         encoded = self.encoded_space()  # frames, or a Dict with frames: a CNN reads them first
         q_nets = []
         for _ in range(2):  # the online and the target network
@@ -205,39 +201,12 @@ class DQN(Agent):
         # Turns one-step transitions into n-step ones or holds episodes for their Monte Carlo
         # returns; None when transitions go straight into the buffer.
         self.collector: NStepCollector | EpisodeCollector | None = None
-        # Frame stacks: which axis stacks the frames (None: observations are stored whole).
-        stacked = frames and cfg.store_frames_once
-        self.stack_axis = envs.frame_stack_axis(self.env) if stacked else None
-        shape, dtype = self._replay_rows()
-        ReplayBuffer.check_fits(
-            cfg.buffer_size, shape, self.device, dtype, frame_bytes=self._frame_bytes()
-        )
-
-    def _replay_rows(self) -> tuple[tuple[int, ...], torch.dtype]:
-        """Shape and dtype of a replay row's observation: a frame store's reference, or the
-        observation itself."""
-        if self.stack_axis is not None:
-            return (), torch.int64
-        return self.obs_shape, self.obs_dtype
-
-    def _frame_bytes(self) -> int:
-        if self.stack_axis is None:
-            return 0
-        length = self._frames_per_copy()
-        return FrameStore.bytes_needed(
-            self.obs_shape, self.stack_axis, self.config.n_envs, length, self.obs_dtype
-        )
-
-    def _frames_per_copy(self) -> int:
-        cfg = self.config
-        return frames_per_copy(cfg.buffer_size, cfg.n_envs, self.obs_shape[self.stack_axis])
+        # How replay keeps observations: whole, or frame stacks as single frames stored once.
+        self.replay_obs = ReplayObservations.of(self, cfg.store_frames_once)
+        self.replay_obs.check_fits(self.device)
 
     def describe_memory(self) -> str:
-        cfg = self.config
-        shape, dtype = self._replay_rows()
-        return describe_capacity(
-            cfg.buffer_size, shape, self.device, dtype, frame_bytes=self._frame_bytes()
-        )
+        return self.replay_obs.describe(self.device)
 
     # ------------------------------------------------------------------ acting
 
@@ -333,20 +302,15 @@ class DQN(Agent):
         cfg = self.config
         if self.buffer is not None:
             return
-        frames = None
-        if self.stack_axis is not None:
-            frames = FrameStore(
-                self.obs_shape, self.stack_axis, cfg.n_envs, self._frames_per_copy(),
-                self.obs_dtype, self.device,
-            )  # fmt: skip
+        frames = self.replay_obs.frame_store(self.device)
         if cfg.prioritized_replay:
             self.buffer = PrioritizedReplayBuffer(
                 cfg.buffer_size, self.obs_shape, self.device, cfg.per_alpha, cfg.per_epsilon,
-                obs_dtype=self.obs_dtype, frames=frames,
+                obs_dtype=self.replay_obs.dtype, frames=frames,
             )  # fmt: skip
         else:
             self.buffer = ReplayBuffer(
-                cfg.buffer_size, self.obs_shape, self.device, obs_dtype=self.obs_dtype,
+                cfg.buffer_size, self.obs_shape, self.device, obs_dtype=self.replay_obs.dtype,
                 frames=frames,
             )  # fmt: skip
         if cfg.beta_mc > 0:

@@ -94,7 +94,6 @@ class PPO(Agent):
     Config = PPOConfig
     action_kinds = frozenset({"discrete", "continuous"})
     name = "ppo"
-    image_encoders = True
 
     def __init__(
         self, env: str | None = None, config: PPOConfig | Mapping | None = None, **overrides: Any

@@ -49,7 +49,6 @@ class Reinforce(Agent):
     Config = ReinforceConfig
     action_kinds = frozenset({"discrete", "continuous"})
     name = "reinforce"
-    image_encoders = True
 
     def __init__(
         self,

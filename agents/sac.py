@@ -22,6 +22,7 @@ from rlkit.agent.core import Agent, update_step
 from rlkit.agent.off_policy import (
     OffPolicyConfig,
     TrainScalars,
+    actor_critic_encoders,
     check_replay_fits,
     describe_replay,
     prepare_run,
@@ -58,7 +59,8 @@ class SACConfig(OffPolicyConfig):
     target_entropy: float | None = None
     """Entropy the tuned alpha aims at (null, or SB3's auto: -(number of action dimensions))."""
     network: NetworkConfig = dataclasses.field(default_factory=_sac_network)
-    """Actor and critic shape (each its own MLP): hidden_sizes, activation, init."""
+    """Actor and critic shape (each its own MLP; on frames the critics' CNN, which the actor
+    reads unless share_encoder is false): hidden_sizes, activation, init, encoder."""
     optimizer: OptimizerConfig = dataclasses.field(default_factory=lambda: OptimizerConfig(lr=3e-4))
     """One optimizer over the actor, the critics and alpha (same learning rate, as SB3)."""
     fast_mlp: bool = True
@@ -142,10 +144,14 @@ class SAC(Agent):
     ):
         super().__init__(env, config, **overrides)
         cfg = self.config
-        shape = (self.obs_dim, self.n_actions, cfg.network)
-        self.actor = SquashedGaussianPolicy(*shape).to(self.device)
-        self.critic = TwinQNetwork(*shape).to(self.device)
-        self.critic_target = TwinQNetwork(*shape).to(self.device)
+        # Frames (or a Dict with frames) go through the critics' CNN first, which the actor
+        # reads without training it (network.share_encoder; false: a CNN of its own).
+        (actor_cnn, critic_cnn), (_, target_cnn) = actor_critic_encoders(self, 2)
+        features = critic_cnn.features if critic_cnn is not None else self.obs_dim
+        shape = (features, self.n_actions, cfg.network)
+        self.actor = SquashedGaussianPolicy(*shape, actor_cnn).to(self.device)
+        self.critic = TwinQNetwork(*shape, critic_cnn).to(self.device)
+        self.critic_target = TwinQNetwork(*shape, target_cnn).to(self.device)
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.requires_grad_(False)
         self.temperature = EntropyTemperature(cfg.initial_ent_coef).to(self.device)
@@ -177,7 +183,10 @@ class SAC(Agent):
         )  # fmt: skip
         # Acting one env step at a time in numpy on the CPU (rlkit.nn.mlp_grad.NumpyLayers).
         linears = [*self.actor.trunk[0::2], self.actor.mean, self.actor.log_std]
-        numpy_actor = self.device.type == "cpu" and cfg.network.activation in ("relu", "tanh")
+        numpy_actor = (
+            self.device.type == "cpu" and cfg.network.activation in ("relu", "tanh")
+            and self.actor.encoder is None
+        )  # fmt: skip
         self._numpy_actor = NumpyLayers(linears, cfg.network.activation) if numpy_actor else None
         self._parameters = list(self.optimizer.param_groups[0]["params"])
         self._critic_parameters = list(self.critic.parameters())

@@ -22,6 +22,7 @@ from rlkit.agent.core import Agent, update_step
 from rlkit.agent.off_policy import (
     OffPolicyConfig,
     TrainScalars,
+    actor_critic_encoders,
     check_replay_fits,
     describe_replay,
     prepare_run,
@@ -60,7 +61,8 @@ class TD3Config(OffPolicyConfig):
     target_noise_clip: float = 0.5
     """The smoothing noise is clipped to [-clip, clip]."""
     network: NetworkConfig = dataclasses.field(default_factory=_td3_network)
-    """Actor and critic shape (each its own MLP): hidden_sizes, activation, init."""
+    """Actor and critic shape (each its own MLP; on frames the critics' CNN, which the actor
+    reads unless share_encoder is false): hidden_sizes, activation, init, encoder."""
     optimizer: OptimizerConfig = dataclasses.field(default_factory=lambda: OptimizerConfig(lr=1e-3))
     """One optimizer over actor and critics, in two parameter groups (same learning rate)."""
     fast_mlp: bool = True
@@ -88,11 +90,16 @@ class TD3(Agent):
     ):
         super().__init__(env, config, **overrides)
         cfg = self.config
-        shape = (self.obs_dim, self.n_actions, cfg.network)
-        self.actor = DeterministicPolicy(*shape).to(self.device)
-        self.actor_target = DeterministicPolicy(*shape).to(self.device)
-        self.critic = TwinQNetwork(*shape).to(self.device)
-        self.critic_target = TwinQNetwork(*shape).to(self.device)
+        # Frames (or a Dict with frames) go through the critics' CNN first, which the actor
+        # reads without training it (network.share_encoder; false: a CNN of its own); the
+        # target actor reads the target critics'.
+        (actor_cnn, critic_cnn), (target_actor_cnn, target_cnn) = actor_critic_encoders(self, 2)
+        features = critic_cnn.features if critic_cnn is not None else self.obs_dim
+        shape = (features, self.n_actions, cfg.network)
+        self.actor = DeterministicPolicy(*shape, actor_cnn).to(self.device)
+        self.actor_target = DeterministicPolicy(*shape, target_actor_cnn).to(self.device)
+        self.critic = TwinQNetwork(*shape, critic_cnn).to(self.device)
+        self.critic_target = TwinQNetwork(*shape, target_cnn).to(self.device)
         self.actor_target.load_state_dict(self.actor.state_dict())
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.actor_target.requires_grad_(False)
@@ -118,7 +125,10 @@ class TD3(Agent):
             if fast
             else None
         )
-        numpy_actor = self.device.type == "cpu" and PlainMLP.supports(self.actor.net)
+        numpy_actor = (
+            self.device.type == "cpu" and self.actor.encoder is None
+            and PlainMLP.supports(self.actor.net)
+        )  # fmt: skip
         self._numpy_actor = PlainMLP(self.actor.net, gradients=False) if numpy_actor else None
         # Online and target parameters in matching order (the Polyak update pairs them).
         self._parameters = [*self.critic.parameters(), *self.actor.parameters()]

@@ -36,6 +36,7 @@ _REGISTRATIONS = {
     "rlkit/TicTacToeLookahead-v0": ("envs.games:TicTacToeEnv", {"opponent": "lookahead"}),
     "rlkit/Catch-v0": ("envs.games:CatchEnv", {}),
     "rlkit/CatchPixels-v0": ("envs.games:CatchEnv", {"pixels": True}),
+    "rlkit/CatchPixelsContinuous-v0": ("envs.games:CatchEnv", {"pixels": True, "continuous": True}),
     "rlkit/CatchPixelStack-v0": ("envs.games:catch_frame_stack", {}),
     "rlkit/CatchDict-v0": ("envs.games:catch_dict", {}),
 }

@@ -131,12 +131,20 @@ class CatchEnv(gym.Env):
     Observation: the rows x cols grid, flattened, 1.0 where the ball or the paddle is; with
     `pixels` (rlkit/CatchPixels-v0) the grid as a one-channel uint8 frame (rows, cols, 1), 255
     where the ball or the paddle is, for agents with a CNN.
+
+    With `continuous` (rlkit/CatchPixelsContinuous-v0, for SAC and TD3) the action is a number
+    in [-1, 1]: below -1/3 moves left, above 1/3 right, stay between.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "rgb_array"], "render_fps": 8}
 
     def __init__(
-        self, rows: int = 10, columns: int = 5, render_mode: str | None = None, pixels: bool = False
+        self,
+        rows: int = 10,
+        columns: int = 5,
+        render_mode: str | None = None,
+        pixels: bool = False,
+        continuous: bool = False,
     ) -> None:
         if rows < 2 or columns < 2:
             raise ValueError(f"Catch needs at least 2 rows and 2 columns, got {rows}x{columns}")
@@ -149,7 +157,11 @@ class CatchEnv(gym.Env):
             self.observation_space = spaces.Box(0, 255, (rows, columns, 1), dtype=np.uint8)
         else:
             self.observation_space = spaces.Box(0.0, 1.0, (rows * columns,), dtype=np.float32)
-        self.action_space = spaces.Discrete(3)
+        self.continuous = continuous
+        if continuous:
+            self.action_space = spaces.Box(-1.0, 1.0, (1,), dtype=np.float32)
+        else:
+            self.action_space = spaces.Discrete(3)
         self.ball_row = self.ball_column = self.paddle = 0
 
     def _grid(self) -> np.ndarray:
@@ -166,6 +178,9 @@ class CatchEnv(gym.Env):
         return self._observation(), {}
 
     def step(self, action):
+        if self.continuous:
+            value = float(np.asarray(action).reshape(-1)[0])
+            action = 0 if value < -1 / 3 else 2 if value > 1 / 3 else 1
         action = int(action)
         if action not in (0, 1, 2):
             raise ValueError(f"action must be 0, 1 or 2, got {action}")

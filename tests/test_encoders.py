@@ -8,6 +8,7 @@ import torch
 
 from rlkit.nn.encoders import (
     ConvEncoder,
+    DetachedEncoder,
     DictEncoder,
     FlatEncoder,
     choose_encoder,
@@ -158,10 +159,10 @@ def test_bad_encoder_settings_are_one_line_config_errors():
 
     with pytest.raises(ConfigError, match="at least 36x36, got 10x5; use minatar_cnn"):
         agents.DQN(**{**PIXELS, "network": {"encoder": "nature_cnn"}})
-    with pytest.raises(ConfigError, match="SAC has no CNN encoder yet"):
+    with pytest.raises(ConfigError, match=r"minatar_cnn needs image observations .* \(3,\)"):
         agents.SAC(env="Pendulum-v1", network={"encoder": "minatar_cnn"})
-    with pytest.raises(ConfigError, match="TD3 has no CNN encoder yet"):
-        agents.TD3(env="Pendulum-v1", network={"encoder": "nature_cnn"})
+    with pytest.raises(ConfigError, match=r"nature_cnn needs image observations .* \(4,\)"):
+        agents.DQN(env="CartPole-v1", network={"encoder": "nature_cnn"})
     with pytest.raises(ConfigError, match="normalize_obs scales vector observations"):
         agents.PPO(env="rlkit/CatchPixels-v0", normalize_obs=True)
     with pytest.raises(ConfigError, match=r"network\.encoder"):
@@ -220,6 +221,66 @@ def test_policy_and_value_can_each_read_their_own_cnn(tmp_path):
     torch.testing.assert_close(loaded.model.values(frames), model.values(frames), rtol=0, atol=0)
     with pytest.raises(ConfigError, match="choose one"):
         agents.PPO(**{**settings, "network": {"share_encoder": False, "shared": True}})
+
+
+CONTINUOUS = dict(
+    env="rlkit/CatchPixelsContinuous-v0", buffer_size=20_000, learning_starts=500,
+    batch_size=64, network={"hidden_sizes": [64]},
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "steps", "extra"), [("sac", 5_000, {}), ("td3", 6_000, {"action_noise": 0.3})]
+)
+def test_sac_and_td3_learn_catch_from_pixels_through_the_critics_cnn(name, steps, extra):
+    """SAC and TD3 read frames through the critics' CNN (their targets through a copy), which
+    the actor reads without training it, and keep uint8 frames in replay. Catch with one action
+    in [-1, 1]: measured on seeds 1-5, SAC catches every ball of 20 test episodes after 5,000
+    steps (after 4,000: 0.4-1.0), TD3 after 6,000 with exploration noise 0.3 (after 5,000:
+    0.8-1.0; with the default 0.1, seed 2 stays at 0.6)."""
+    import agents
+
+    torch.set_num_threads(1)
+    agent = agents.agent_class(name)(**CONTINUOUS, **extra, seed=1)
+    assert isinstance(agent.critic.encoder, ConvEncoder)
+    assert isinstance(agent.critic_target.encoder, ConvEncoder)
+    assert isinstance(agent.actor.encoder, DetachedEncoder)
+    assert agent.actor.encoder._source[0] is agent.critic.encoder
+    assert agent._fast is None and agent._numpy_actor is None  # (a CNN goes through autograd)
+    agent.learn(steps)
+    assert agent.buffer.obs.dtype == torch.uint8
+    assert agent.evaluate(20).mean_return >= 0.8
+
+
+def test_only_the_critic_loss_trains_the_cnn(tmp_path):
+    import agents
+
+    agent = agents.TD3(**CONTINUOUS, seed=2)
+    cnn = {id(p) for p in agent.critic.encoder.parameters()}
+    assert cnn.isdisjoint(id(p) for p in agent.actor.parameters())  # (one optimizer entry)
+    frames = torch.as_tensor(np.stack([agent.observation_space.sample() for _ in range(8)]))
+    # The actor's term reaches the critics through the action only: neither their weights
+    # nor the CNN get a gradient; the actor's layers do.
+    agent.critic.frozen_q1(frames, agent.actor(frames)).sum().backward()
+    assert all(p.grad is None for p in agent.critic.parameters())
+    assert all(p.grad is not None for p in agent.actor.parameters())
+    sac = agents.SAC(**CONTINUOUS, seed=2)
+    actions = torch.zeros(8, 1, requires_grad=True)
+    sum(sac.critic.frozen(frames, actions)).sum().backward()
+    assert actions.grad.abs().sum() > 0
+    assert all(p.grad is None for p in sac.critic.parameters())
+    # Saved and loaded, the actor reads the loaded critics' CNN.
+    sac.learn(600)
+    sac.save(tmp_path / "sac.safetensors")
+    loaded = agents.load(tmp_path / "sac.safetensors")
+    assert loaded.actor.encoder._source[0] is loaded.critic.encoder
+    assert np.array_equal(sac.act(frames.numpy()), loaded.act(frames.numpy()))
+    # share_encoder false: the actor gets a CNN of its own (SB3's SAC and TD3 default).
+    own = agents.SAC(**{**CONTINUOUS, "network": {"hidden_sizes": [64], "share_encoder": False}})
+    assert isinstance(own.actor.encoder, ConvEncoder)
+    assert {id(p) for p in own.actor.encoder.parameters()}.isdisjoint(
+        id(p) for p in own.critic.parameters()
+    )
 
 
 def test_a_dict_encoder_reads_the_flattened_vector_as_the_dict():

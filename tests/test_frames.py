@@ -153,11 +153,34 @@ def test_an_atari_sized_million_transition_buffer_takes_about_seven_and_a_half_g
 
 def test_dqn_keeps_frame_stacks_once_and_says_so():
     agent = agents.DQN(STACK_ENV, buffer_size=2000, learning_starts=100, eval_interval=0)
-    assert agent.stack_axis == 0
+    assert agent.replay_obs.stack_axis == 0
     assert "each frame stored once" in agent.describe_memory()
     agent.learn(400)
     assert agent.buffer.obs.dtype == torch.int64 and agent.buffer.frames is not None
     # About one frame per step (plus four per 9-step episode start), not 2 x 4.
     assert int(agent.buffer.frames.written.sum()) < 400 * 1.6
     whole = agents.DQN(STACK_ENV, buffer_size=2000, store_frames_once=False, eval_interval=0)
-    assert whole.stack_axis is None and "once" not in whole.describe_memory()
+    assert whole.replay_obs.stack_axis is None and "once" not in whole.describe_memory()
+
+
+@pytest.mark.parametrize("name", ["sac", "td3"])
+def test_sac_and_td3_keep_frame_stacks_once_and_sample_what_was_seen(name):
+    """The continuous-action replay keeps frame stacks as DQN's does: the batches it samples
+    equal those of a replay that keeps every observation whole (same seed, same draws)."""
+    settings = dict(
+        env=STACK_ENV, env_kwargs={"continuous": True}, n_envs=2, buffer_size=300,
+        learning_starts=50, batch_size=16, eval_interval=0, network={"hidden_sizes": [16]},
+    )  # fmt: skip
+    once = agents.agent_class(name)(**settings, seed=4)
+    whole = agents.agent_class(name)(**settings, seed=4, store_frames_once=False)
+    assert once.replay_obs.stack_axis == 0 and whole.replay_obs.stack_axis is None
+    assert "each frame stored once" in once.describe_memory()
+    for agent in (once, whole):
+        agent.learn(400)  # (the 300-row buffer wraps)
+    assert once.buffer.obs.dtype == torch.int64 and once.buffer.frames is not None
+    assert whole.buffer.obs.dtype == torch.uint8
+    fields = {"obs", "next_obs", "actions", "rewards", "terminated"}
+    a = once.buffer.sample(64, torch.Generator().manual_seed(0), fields)
+    b = whole.buffer.sample(64, torch.Generator().manual_seed(0), fields)
+    for field in fields:
+        assert torch.equal(getattr(a, field), getattr(b, field)), field

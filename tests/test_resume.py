@@ -151,6 +151,25 @@ CASES = {
             log_interval=100, policy_delay=3, network={"hidden_sizes": [32, 32]},
         ),
     ),
+    # frames through the actor's and the critics' own CNNs, uint8 frames in replay.
+    "sac_pixels": (
+        "sac",
+        600,
+        dict(
+            env="rlkit/CatchPixelsContinuous-v0", n_envs=2, learning_starts=200,
+            buffer_size=1000, batch_size=32, log_interval=100, network={"hidden_sizes": [32]},
+        ),
+    ),
+    # frame stacks stored once in a continuous-action replay (rings that wrap), 2 copies.
+    "td3_frame_stack": (
+        "td3",
+        800,
+        dict(
+            env="rlkit/CatchPixelStack-v0", env_kwargs={"continuous": True}, n_envs=2,
+            learning_starts=200, buffer_size=300, batch_size=32, log_interval=100,
+            network={"hidden_sizes": [32]},
+        ),
+    ),
     # SB3's train_freq in episodes with gradient_steps -1: the cut falls mid-episode, so the
     # first call after it trains on the steps since the call before the cut.
     "td3_episodes": (

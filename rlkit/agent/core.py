@@ -34,7 +34,7 @@ from rlkit.base.errors import ConfigError, EnvError
 from rlkit.base.threads import single_threaded_numpy_blas, torch_threads_for
 from rlkit.io.recorder import Recorder, RunMonitor
 from rlkit.math.gaussian import to_bounds
-from rlkit.nn.encoders import is_image_space, storage_dtype
+from rlkit.nn.encoders import choose_encoder, is_image_space, storage_dtype
 from rlkit.nn.normalization import Normalizer, NormalizeVector
 
 
@@ -103,9 +103,6 @@ class Agent:
     # The action spaces the agent takes: "discrete" (Discrete) and/or "continuous" (a bounded
     # Box of shape (n,)).
     action_kinds: ClassVar[frozenset[str]] = frozenset({"discrete"})
-    # Whether the agent's networks take a CNN encoder (rlkit.nn.encoders) on image observations;
-    # the others see frames flattened into their MLP, as before encoders existed.
-    image_encoders: ClassVar[bool] = False
     metric_tags: ClassVar[tuple[str, ...]] = (
         "rollout/episodic_return",
         "eval/mean_return",
@@ -148,6 +145,10 @@ class Agent:
                 "(leave normalize_obs out, or set network.encoder: mlp)"
             )
         network = getattr(cfg, "network", None)
+        cnn_named = network is not None and network.encoder not in ("auto", "mlp")
+        if cnn_named and self.encoded_space() is None:
+            # A CNN named for vector observations: say so rather than ignore it.
+            choose_encoder(self.observation_space, network.encoder)
         if network is not None and not network.hidden_sizes and self.encoded_space() is None:
             raise ConfigError(
                 "network.hidden_sizes [] puts the output layers straight on a CNN's features, "
@@ -332,16 +333,10 @@ class Agent:
         return frames if frames is not None else self.dict_space
 
     def _keeps_images(self) -> bool:
-        """Whether the env should hand this agent its frames as they are (for a CNN): where the
-        agent has image encoders and the config does not ask for an MLP."""
+        """Whether the env should hand this agent its frames as they are (for a CNN): unless
+        the config asks for an MLP (frames flattened)."""
         network = getattr(self.config, "network", None)
-        encoder = getattr(network, "encoder", "auto")
-        if encoder not in ("auto", "mlp") and not type(self).image_encoders:
-            raise ConfigError(
-                f"network.encoder {encoder}: {type(self).name.upper()} has no CNN encoder yet "
-                "(DQN, REINFORCE, A2C and PPO have); leave network.encoder out or set it to mlp"
-            )
-        return type(self).image_encoders and encoder != "mlp"
+        return getattr(network, "encoder", "auto") != "mlp"
 
     def evaluate(
         self, n_episodes: int = 20, seed: int | None = None, deterministic: bool = True

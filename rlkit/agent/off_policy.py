@@ -21,14 +21,16 @@ from rlkit.agent.core import Agent
 from rlkit.agent.files import generator_state, restore_generator
 from rlkit.agent.guard import DivergenceConfig
 from rlkit.agent.replay import (
+    ReplayObservations,
     ReplayTrainFreq,
     check_replay_settings,
     off_policy_planned_updates,
     replay_gradient_steps,
 )
 from rlkit.base.config import require
-from rlkit.data.buffers import ReplayBuffer, describe_capacity
+from rlkit.data.buffers import ReplayBuffer
 from rlkit.math.schedules import crossed
+from rlkit.nn.encoders import DetachedEncoder, make_encoder
 from rlkit.optim import LRScheduleConfig
 
 
@@ -60,6 +62,10 @@ class OffPolicyConfig(ReplayTrainFreq, AgentConfig):
     """Learning-rate schedule over the gradient updates of one `learn` call."""
     log_interval: int = 1_000
     """Environment steps between two writes of the training scalars."""
+    store_frames_once: bool = True
+    """Observations that stack the last k frames (gymnasium's FrameStackObservation) are kept
+    in replay one frame at a time and rebuilt at sample time (rlkit.data.frames), as DQN's.
+    false: each transition keeps its obs and next_obs whole."""
     divergence: DivergenceConfig = dataclasses.field(default_factory=DivergenceConfig)
     """Divergence guard: skip non-finite updates, roll back, stop (see rlkit.agent.guard)."""
 
@@ -75,27 +81,44 @@ class OffPolicyConfig(ReplayTrainFreq, AgentConfig):
         require(self.log_interval >= 1, f"log_interval must be >= 1, got {self.log_interval}")
 
 
+def actor_critic_encoders(agent: Agent, n_pairs: int) -> list[tuple[Any, Any]]:
+    """(actor encoder, critic encoder) for each of `n_pairs` actor-critic pairs (online, then
+    target), or (None, None) each where observations are vectors for the MLP. On frames (or a
+    Dict with frames) the critic gets a CNN; the actor reads it detached with
+    `network.share_encoder` (the default: rlkit.nn.encoders.DetachedEncoder, as DrQ), or gets
+    a CNN of its own (SB3's SAC and TD3 default)."""
+    encoded = agent.encoded_space()
+    if encoded is None:
+        return [(None, None)] * n_pairs
+    net = agent.config.network
+    pairs = []
+    for _ in range(n_pairs):
+        critic = make_encoder(encoded, net.encoder)
+        actor = DetachedEncoder(critic) if net.share_encoder else make_encoder(encoded, net.encoder)
+        pairs.append((actor, critic))
+    return pairs
+
+
 def check_replay_fits(agent: Agent) -> None:
-    """Refuse, before anything runs, a buffer_size that does not fit in memory."""
-    cfg = agent.config
-    actions = (agent.n_actions,)
-    ReplayBuffer.check_fits(cfg.buffer_size, agent.obs_shape, agent.device, action_shape=actions)
+    """Refuse, before anything runs, a buffer_size that does not fit in memory (and decide
+    how observations are kept: `agent.replay_obs`)."""
+    agent.replay_obs = ReplayObservations.of(agent, agent.config.store_frames_once)
+    agent.replay_obs.check_fits(agent.device, action_shape=(agent.n_actions,))
 
 
 def describe_replay(agent: Agent) -> str:
-    cfg = agent.config
-    actions = (agent.n_actions,)
-    return describe_capacity(cfg.buffer_size, agent.obs_shape, agent.device, action_shape=actions)
+    return agent.replay_obs.describe(agent.device, action_shape=(agent.n_actions,))
 
 
 def allocate_replay(agent: Agent) -> ReplayBuffer:
     """The agent's replay buffer (float action vectors), made on first use: an agent loaded only
     to act needs none."""
     if agent.buffer is None:
-        cfg = agent.config
+        layout = agent.replay_obs
         agent.buffer = ReplayBuffer(
-            cfg.buffer_size, agent.obs_shape, agent.device, action_shape=(agent.n_actions,)
-        )
+            agent.config.buffer_size, agent.obs_shape, agent.device, obs_dtype=layout.dtype,
+            action_shape=(agent.n_actions,), frames=layout.frame_store(agent.device),
+        )  # fmt: skip
     return agent.buffer
 
 
@@ -141,7 +164,10 @@ def step_and_store(agent: Agent, monitor: Any, actions: np.ndarray) -> int:
     # At an episode end next_obs is already the next episode's first observation (SAME_STEP
     # autoreset); the buffer needs the real last one, from info["final_obs"].
     real_next_obs = envs.real_next_obs(next_obs, infos)
-    agent.buffer.add(agent._obs, actions, rewards, real_next_obs, terminated, truncated, cfg.gamma)
+    obs = agent._obs
+    if (frames := agent.buffer.frames) is not None:  # references to frames stored once
+        obs, real_next_obs = frames.add(obs), frames.add(real_next_obs)
+    agent.buffer.add(obs, actions, rewards, real_next_obs, terminated, truncated, cfg.gamma)
     agent._obs = next_obs
     previous_step, agent.global_step = agent.global_step, agent.global_step + cfg.n_envs
     agent.n_episodes += monitor.record_episodes(infos, agent.global_step)

@@ -5,10 +5,16 @@ Stable-Baselines3 counts them (`train_freq` in env steps or finished episodes, i
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
+import torch
+
+import envs
 from rlkit.base.config import check_choice, check_non_negative, check_unit_interval, require
+from rlkit.data.buffers import ReplayBuffer, describe_capacity
+from rlkit.data.frames import FrameStore, frames_per_copy
 from rlkit.math.schedules import multiples_between
 
 
@@ -135,3 +141,64 @@ def off_policy_planned_updates(cfg: Any, start: int, end: int) -> int:
         off_policy_train_calls(s - n, s, cfg.learning_starts, cfg.train_freq) for s in steps
     )
     return calls * gradient_steps_per_call(cfg)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplayObservations:
+    """How a replay agent's buffer keeps observations: whole, in the shape and dtype the agent
+    stores them (Agent.stored_observations: uint8 frames one byte a pixel), or, for frame
+    stacks with `store_frames_once`, as int64 references to single frames kept once in a
+    FrameStore (rlkit.data.frames). The memory check and the start-up line count the frames."""
+
+    obs_shape: tuple[int, ...]
+    dtype: torch.dtype
+    stack_axis: int | None  # where the k frames lie; None: observations are stored whole
+    capacity: int
+    n_envs: int
+
+    @classmethod
+    def of(cls, agent: Any, store_frames_once: bool) -> ReplayObservations:
+        shape, dtype = agent.stored_observations()
+        stacked = store_frames_once and agent.frames() is not None
+        axis = envs.frame_stack_axis(agent.env) if stacked else None
+        return cls(shape, dtype, axis, agent.config.buffer_size, agent.config.n_envs)
+
+    def row(self) -> tuple[tuple[int, ...], torch.dtype]:
+        """Shape and dtype of one replay row's observation."""
+        if self.stack_axis is not None:
+            return (), torch.int64
+        return self.obs_shape, self.dtype
+
+    def frame_bytes(self) -> int:
+        if self.stack_axis is None:
+            return 0
+        return FrameStore.bytes_needed(
+            self.obs_shape, self.stack_axis, self.n_envs, self._ring_length(), self.dtype
+        )
+
+    def frame_store(self, device: torch.device) -> FrameStore | None:
+        if self.stack_axis is None:
+            return None
+        return FrameStore(
+            self.obs_shape, self.stack_axis, self.n_envs, self._ring_length(), self.dtype, device
+        )
+
+    def check_fits(self, device: torch.device, action_shape: tuple[int, ...] = ()) -> None:
+        """Refuse, before anything is allocated, a buffer that does not fit (naming the GB)."""
+        ReplayBuffer.check_fits(
+            self.capacity, *self._row_at(device), action_shape=action_shape,
+            frame_bytes=self.frame_bytes(),
+        )  # fmt: skip
+
+    def describe(self, device: torch.device, action_shape: tuple[int, ...] = ()) -> str:
+        return describe_capacity(
+            self.capacity, *self._row_at(device), action_shape=action_shape,
+            frame_bytes=self.frame_bytes(),
+        )  # fmt: skip
+
+    def _row_at(self, device: torch.device) -> tuple[Any, ...]:
+        shape, dtype = self.row()
+        return shape, device, dtype
+
+    def _ring_length(self) -> int:
+        return frames_per_copy(self.capacity, self.n_envs, self.obs_shape[self.stack_axis])

@@ -31,8 +31,9 @@ class TwinCriticPasses:
 
     @staticmethod
     def supports(critic: TwinQNetwork) -> bool:
-        """Relu or tanh between the layers (what `activation_backward` knows)."""
-        return type(critic.activation) in ACTIVATIONS
+        """Relu or tanh between the layers (what `activation_backward` knows), and no
+        encoder (a CNN goes through autograd)."""
+        return critic.encoder is None and type(critic.activation) in ACTIVATIONS
 
     def __init__(
         self,

@@ -191,6 +191,26 @@ class DictEncoder(nn.Module):
         return torch.cat(parts, dim=1)
 
 
+class DetachedEncoder(nn.Module):
+    """Another network's encoder, read without training it: SAC's and TD3's actor sees the
+    critics' CNN features, and only the critic loss moves the CNN. Yarats et al. found the
+    actor's gradient through a shared encoder harmful (SAC-AE, 2019) and stop it (DrQ, 2021);
+    an actor with a CNN of its own collapsed here instead (its features went dead within 50
+    updates on 2 of 5 seeds of TD3 on CatchPixelsContinuous).
+
+    The encoder is held outside the module tree, so its parameters stay the critics' alone: one
+    entry in the optimizer and in checkpoints."""
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self._source = (encoder,)  # (a tuple: not registered as a submodule)
+        self.features = encoder.features
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self._source[0](obs)
+
+
 def make_encoder(space: gym.Space, name: str = "auto") -> nn.Module:
     """The encoder module for `space` (its width in `.features`)."""
     if isinstance(space, gym.spaces.Dict):

@@ -163,8 +163,18 @@ class TwinQNetwork(nn.Module):
     and gradients against them) at half the operator calls, which on CPU cost as much as the
     products at these sizes."""
 
-    def __init__(self, obs_dim: int, action_dim: int, network: NetworkConfig) -> None:
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        network: NetworkConfig,
+        encoder: nn.Module | None = None,
+    ) -> None:
+        """`encoder`: a module (rlkit.nn.encoders, a CNN on frames) that both critics read
+        first, as SB3's ContinuousCritic shares its features extractor; its `.features` is then
+        `obs_dim`. None reads vectors as they are."""
         super().__init__()
+        self.encoder = encoder
         shape = (network.hidden_sizes, 1, network.activation, network.init, 1.0, network.gain)
         critics = [mlp(obs_dim + action_dim, *shape) for _ in range(2)]
         layers = [[m for m in critic if isinstance(m, nn.Linear)] for critic in critics]
@@ -179,6 +189,8 @@ class TwinQNetwork(nn.Module):
         self.activation = ACTIVATIONS[network.activation]()
 
     def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if self.encoder is not None:
+            obs = self.encoder(obs)
         q = self._stacked(obs, actions, list(self.weights), list(self.biases))
         return q[0], q[1]
 
@@ -186,13 +198,25 @@ class TwinQNetwork(nn.Module):
         """(Q1, Q2) with the weights held fixed: gradients reach obs and actions only (the
         actor's term of SAC climbs Q through the action; the critics move by their own loss)."""
         weights = [w.detach() for w in self.weights]
-        q = self._stacked(obs, actions, weights, [b.detach() for b in self.biases])
+        q = self._stacked(self._frozen_features(obs), actions, weights, self._frozen_biases())
         return q[0], q[1]
 
     def frozen_q1(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Q1 alone with its weights held fixed (TD3's actor term): the first of the stack."""
         weights = [w[:1].detach() for w in self.weights]
-        return self._stacked(obs, actions, weights, [b[:1].detach() for b in self.biases])[0]
+        biases = [b[:1] for b in self._frozen_biases()]
+        return self._stacked(self._frozen_features(obs), actions, weights, biases)[0]
+
+    def _frozen_biases(self) -> list[torch.Tensor]:
+        return [b.detach() for b in self.biases]
+
+    def _frozen_features(self, obs: torch.Tensor) -> torch.Tensor:
+        """The encoder's features with its weights held fixed too (the actor's term reaches
+        the critics through the action only)."""
+        if self.encoder is None:
+            return obs
+        with torch.no_grad():
+            return self.encoder(obs)
 
     def _stacked(
         self,
@@ -214,14 +238,26 @@ class SquashedGaussianPolicy(nn.Module):
     a = tanh(u) in (-1, 1) (SAC's actor; rlkit.math.gaussian samples it). The log std comes from
     the network, clamped to [LOG_STD_MIN, LOG_STD_MAX]."""
 
-    def __init__(self, obs_dim: int, action_dim: int, network: NetworkConfig) -> None:
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        network: NetworkConfig,
+        encoder: nn.Module | None = None,
+    ) -> None:
+        """`encoder`: a module (rlkit.nn.encoders, a CNN on frames) read first; its
+        `.features` is then `obs_dim`. None reads vectors as they are."""
         super().__init__()
         net = network
+        self.encoder = encoder
         self.trunk = mlp_trunk(obs_dim, net.hidden_sizes, net.activation, net.init, net.gain)
-        self.mean = linear_head(net.hidden_sizes[-1], action_dim, net.init, 1.0)
-        self.log_std = linear_head(net.hidden_sizes[-1], action_dim, net.init, 1.0)
+        width = net.hidden_sizes[-1] if len(net.hidden_sizes) else obs_dim
+        self.mean = linear_head(width, action_dim, net.init, 1.0)
+        self.log_std = linear_head(width, action_dim, net.init, 1.0)
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.encoder is not None:
+            obs = self.encoder(obs)
         features = self.trunk(obs)
         log_std = self.log_std(features).clamp(LOG_STD_MIN, LOG_STD_MAX)
         return self.mean(features), log_std
@@ -231,14 +267,24 @@ class DeterministicPolicy(nn.Module):
     """MLP: observation batch -> one action in (-1, 1) per dimension, tanh of the last layer
     (TD3's actor; the agent scales it to the env's bounds)."""
 
-    def __init__(self, obs_dim: int, action_dim: int, network: NetworkConfig) -> None:
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        network: NetworkConfig,
+        encoder: nn.Module | None = None,
+    ) -> None:
+        """`encoder`: as SquashedGaussianPolicy's."""
         super().__init__()
         net = network
+        self.encoder = encoder
         self.net = mlp(
             obs_dim, net.hidden_sizes, action_dim, net.activation, net.init, 1.0, net.gain
         )
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.encoder is not None:
+            obs = self.encoder(obs)
         return torch.tanh(self.net(obs))
 
 
@@ -372,13 +418,14 @@ class NetworkConfig(Config):
     """Q-networks only: separate value and advantage streams, Q = V + A - mean(A)."""
     encoder: str = "auto"
     """What reads the observation before the hidden layers (rlkit.nn.encoders): auto (a CNN
-    for image frames where the agent has one: DQN; the vector as it is otherwise), mlp (frames
-    flattened), nature_cnn (Atari-sized frames) or minatar_cnn (small grids)."""
+    for image frames and for Dict keys that are frames; the vector as it is otherwise), mlp
+    (frames flattened), nature_cnn (Atari-sized frames) or minatar_cnn (small grids)."""
     shared: bool = False
     """Actor-critic only: one trunk for policy and value (two heads) instead of two MLPs."""
     share_encoder: bool = True
-    """Actor-critic only, with a CNN: policy and value read one encoder (SB3's CnnPolicy and
-    CleanRL's Atari agent); false gives each its own (SB3's share_features_extractor=False)."""
+    """With a CNN: policy and value read one encoder (SB3's CnnPolicy, CleanRL's Atari agent);
+    SAC's and TD3's actor reads the critics' without training it (DrQ). false gives the value,
+    or the actor, its own (SB3's share_features_extractor=False)."""
 
     def validate(self) -> None:
         require(

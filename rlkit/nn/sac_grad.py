@@ -51,7 +51,8 @@ class SACGradients:
         """Relu or tanh between the layers (what `activation_backward` knows)."""
         trunk = list(actor.trunk)
         return (
-            len(trunk) > 0
+            actor.encoder is None
+            and len(trunk) > 0
             and all(type(m) in ACTIVATIONS for m in trunk[1::2])
             and TwinCriticPasses.supports(critic)
         )

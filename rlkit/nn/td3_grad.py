@@ -35,7 +35,11 @@ class TD3Gradients:
     @staticmethod
     def supports(actor: DeterministicPolicy, critic: TwinQNetwork) -> bool:
         """Relu or tanh between the layers."""
-        return PlainMLP.supports(actor.net) and TwinCriticPasses.supports(critic)
+        return (
+            actor.encoder is None
+            and PlainMLP.supports(actor.net)
+            and TwinCriticPasses.supports(critic)
+        )
 
     def __init__(
         self,
