@@ -121,3 +121,17 @@ def test_rendering(env_id):
     image_env.reset(seed=0)
     image = image_env.render()
     assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+
+
+def test_continuous_catch_moves_by_thirds_of_the_action_range():
+    env = gym.make("rlkit/CatchPixelsContinuous-v0")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_env(env.unwrapped)
+    assert [str(w.message) for w in caught] == []
+    assert env.action_space.shape == (1,) and env.observation_space.shape == (10, 5, 1)
+    for value, move in [(-1.0, -1), (-0.34, -1), (-0.3, 0), (0.3, 0), (0.34, 1), (1.0, 1)]:
+        env.reset(seed=2)
+        start = env.unwrapped.paddle = 2
+        env.step(np.array([value], dtype=np.float32))
+        assert env.unwrapped.paddle == start + move, value
