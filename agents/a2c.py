@@ -90,7 +90,7 @@ class A2C(Agent):
         cfg = self.config
         self._obs, last_values, self.global_step, episodes = collect_rollout(
             self.env, self.model, self.buffer, self._obs, cfg.gamma, monitor, self.global_step,
-            env_actions=self._env_actions,
+            env_actions=self._env_actions, guard=self.guard,
         )  # fmt: skip
         self.n_episodes += episodes
         stats = self._update(last_values)

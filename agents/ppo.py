@@ -162,7 +162,7 @@ class PPO(Agent):
         self.model.eval()
         self._obs, last_values, self.global_step, episodes = collect_rollout(
             self.env, self.model, self.buffer, self._obs, cfg.gamma, monitor, self.global_step,
-            self._numpy_policy, self._env_actions,
+            self._numpy_policy, self._env_actions, self.guard,
         )  # fmt: skip
         self.n_episodes += episodes
         advantages, returns = gae(

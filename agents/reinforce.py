@@ -103,7 +103,8 @@ class Reinforce(Agent):
         cfg = self.config
         obs_tensor = torch.as_tensor(self._obs, dtype=self._obs_dtype, device=self.device)
         with torch.no_grad():
-            actions = self.model.distribution(self.model.logits(obs_tensor)).sample()
+            logits = self.guard.finite_outputs(lambda: self.model.logits(obs_tensor))
+            actions = self.model.distribution(logits).sample()
         actions = actions.cpu().numpy()
         next_obs, rewards, terminated, truncated, infos = self.env.step(self._env_actions(actions))
         for i, episode in enumerate(self._episodes):

@@ -101,6 +101,25 @@ def test_guard_skips_then_rolls_back_then_gives_up():
     assert guard.skipped_updates == 4
 
 
+def test_finite_weights_whose_outputs_overflow_are_rolled_back_before_acting():
+    """A huge but finite weight: the update that made it was finite, but the policy's logits
+    are inf and nothing can be sampled from them."""
+    model = torch.nn.Linear(2, 3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    guard = DivergenceGuard(DivergenceConfig(max_rollbacks=1), {"m": model}, optimizer)
+    good = model.weight.detach().clone()
+    obs = torch.ones(4, 2)
+    with torch.no_grad():
+        model.weight.fill_(3e38)
+    logits = guard.finite_outputs(lambda: model(obs))
+    assert torch.isfinite(logits).all() and guard.rollbacks == 1
+    assert torch.equal(model.weight, good) and optimizer.param_groups[0]["lr"] == 0.5
+    with torch.no_grad():
+        model.weight.fill_(3e38)
+    with pytest.raises(DivergenceError):  # past max_rollbacks: one line, not a traceback
+        guard.finite_outputs(lambda: (model(obs), None))
+
+
 class _PoisonedEnv(gym.Env):
     """A CartPole-shaped env whose second copy returns a NaN at its 7th step."""
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -153,6 +153,18 @@ class DivergenceGuard:
                 f"{self.config.max_rollbacks} rollbacks (learning rate now {lrs[0]:.3g}); "
                 f"lower optimizer.lr or check the environment's rewards"
             )
+
+    def finite_outputs(self, forward: Callable[[], Any]) -> Any:
+        """`forward()` (a policy's outputs for acting: a tensor, or a tuple whose first item
+        is the policy head), rolled back until the head is finite. An update with a finite
+        loss and gradient can still leave weights whose outputs overflow (a learning rate far
+        too large), and no action can be sampled from those: back to the last good weights at
+        a smaller step, as for a non-finite update (DivergenceError after max_rollbacks)."""
+        outputs = forward()
+        while not bool(torch.isfinite(outputs[0] if isinstance(outputs, tuple) else outputs).all()):
+            self.rollback()
+            outputs = forward()
+        return outputs
 
     def scalars(self) -> dict[str, float]:
         return {

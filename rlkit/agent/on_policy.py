@@ -18,7 +18,7 @@ import torch
 
 import envs
 from rlkit.agent.config import AgentConfig
-from rlkit.agent.guard import DivergenceConfig
+from rlkit.agent.guard import DivergenceConfig, DivergenceGuard
 from rlkit.base.config import (
     check_choice,
     check_non_negative,
@@ -162,11 +162,14 @@ def collect_rollout(
     global_step: int,
     numpy_policy: NumpyActorCritic | None = None,
     env_actions: Callable[[np.ndarray], np.ndarray] | None = None,
+    guard: DivergenceGuard | None = None,
 ) -> tuple[np.ndarray, torch.Tensor, int, int]:
     """Fill `buffer` by acting with `model`'s sampled actions from `obs` (through
     `numpy_policy` when given: the same model, acting in numpy on the CPU). `env_actions`
     turns the policy's actions into the env's (continuous ones: clipped and scaled to the
     bounds); the buffer keeps the policy's own, whose log-probabilities the update needs.
+    `guard` rolls back weights whose policy outputs are not finite (torch cannot sample from
+    them; the numpy policy's draws let them through to the update, which the guard skips).
 
     Returns (next observations, V of them for bootstrapping, new global step, finished
     episodes).
@@ -179,7 +182,10 @@ def collect_rollout(
     for t in range(buffer.n_steps):
         obs_tensor = torch.as_tensor(obs, dtype=buffer.obs.dtype, device=device)
         with torch.no_grad():
-            head, values = model(obs_tensor)
+            if guard is None:
+                head, values = model(obs_tensor)
+            else:
+                head, values = guard.finite_outputs(lambda: model(obs_tensor))  # noqa: B023
             distribution = model.distribution(head)
             actions = distribution.sample()
             log_probs = distribution.log_prob(actions)
