@@ -33,7 +33,23 @@ import agents
 from rlkit.base.device import describe_cpu
 
 ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = ("default", "2 threads", "channels_last", "compile", "bf16 autocast")
+VARIANTS = (
+    "default", "2 threads", "channels_last", "compile", "bf16 autocast", "linear (in, out)"
+)  # fmt: skip
+
+
+class LinearInOut(torch.nn.Module):
+    """nn.Linear with its weight kept (in, out): x @ W instead of x @ W.T. torch's CPU product
+    of a 32-row batch with a transposed 1024x128 weight took ~3x as long as with the same
+    weight stored the other way on an Intel Xeon (family 6, model 106)."""
+
+    def __init__(self, linear: torch.nn.Linear) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(linear.weight.detach().T.contiguous())
+        self.bias = torch.nn.Parameter(linear.bias.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.addmm(self.bias, x, self.weight)
 
 
 def settings(layout: str) -> dict:
@@ -51,6 +67,18 @@ def settings(layout: str) -> dict:
 
 def make_agent(layout: str, variant: str) -> tuple[agents.DQN, contextlib.AbstractContextManager]:
     agent = agents.DQN(**{**settings(layout), "seed": 1})
+    if variant == "linear (in, out)":  # (before training: a new optimizer over the weights)
+        for net in (agent.q_net, agent.q_net_target):
+            for parent in list(net.modules()):
+                for name, child in list(parent.named_children()):
+                    if type(child) is torch.nn.Linear:
+                        setattr(parent, name, LinearInOut(child))
+        agent.optimizer = type(agent.optimizer)(
+            agent.q_net.parameters(), **agent.optimizer.defaults
+        )
+        agent._parameters = list(agent.q_net.parameters())
+        agent._target_parameters = list(agent.q_net_target.parameters())
+        agent._make_guard()
     agent.learn(agent.config.learning_starts + 32)  # a filled buffer, the optimizer's state
     context: contextlib.AbstractContextManager = contextlib.nullcontext()
     for net in (agent.q_net, agent.q_net_target):
