@@ -119,6 +119,12 @@ CASES = {
         ),
     ),
     "a2c": ("a2c", 2000, dict(n_envs=4, n_steps=5, network={"hidden_sizes": [32, 32]})),
+    # A2C's CNN and uint8 frames in its short rollouts.
+    "a2c_pixels": (
+        "a2c",
+        600,
+        dict(env="rlkit/CatchPixels-v0", n_envs=2, n_steps=5, network={"hidden_sizes": [32]}),
+    ),
     "reinforce": (
         "reinforce",
         3000,
