@@ -23,8 +23,8 @@ from rlkit.agent.off_policy import (
     OffPolicyConfig,
     TrainScalars,
     actor_critic_encoders,
-    check_replay_fits,
     describe_replay,
+    plan_replay,
     prepare_run,
     replay_state,
     restore_replay_state,
@@ -137,7 +137,7 @@ class TD3(Agent):
         self.sample_generator.manual_seed(cfg.seed)  # replay sampling, target smoothing noise
         self.train_stats = TrainScalars()
         self.buffer: ReplayBuffer | None = None  # allocated when training starts
-        check_replay_fits(self)
+        self.replay_obs = plan_replay(self)
 
     def describe_memory(self) -> str:
         return describe_replay(self)

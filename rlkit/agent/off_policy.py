@@ -99,11 +99,12 @@ def actor_critic_encoders(agent: Agent, n_pairs: int) -> list[tuple[Any, Any]]:
     return pairs
 
 
-def check_replay_fits(agent: Agent) -> None:
-    """Refuse, before anything runs, a buffer_size that does not fit in memory (and decide
-    how observations are kept: `agent.replay_obs`)."""
-    agent.replay_obs = ReplayObservations.of(agent, agent.config.store_frames_once)
-    agent.replay_obs.check_fits(agent.device, action_shape=(agent.n_actions,))
+def plan_replay(agent: Agent) -> ReplayObservations:
+    """How the agent's replay will keep observations (whole, or frame stacks as single frames),
+    refused before anything runs where the buffer does not fit in memory."""
+    layout = ReplayObservations.of(agent, agent.config.store_frames_once)
+    layout.check_fits(agent.device, action_shape=(agent.n_actions,))
+    return layout
 
 
 def describe_replay(agent: Agent) -> str:
