@@ -24,6 +24,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, VectorEnv, VectorWrapper
 
+from envs import atari as _atari
 from envs import minatar as _minatar
 from envs.vector import RecordEpisodeStatistics, SyncVectorEnv
 from rlkit.base.errors import EnvError
@@ -62,6 +63,8 @@ def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
     module, _, name = env_id.rpartition(":")
     if module:
         import_env_module(module, env_id)
+    elif _atari.is_atari(env_id):
+        _atari.register(env_id)
     try:
         return gym.spec(name)
     except gym.error.Error as error:
@@ -118,6 +121,8 @@ def has_time_limit(env_id: str, env_kwargs: dict[str, Any] | None = None) -> boo
     max_episode_steps, or `env_kwargs` gives one (gym.make's own keyword)."""
     if (env_kwargs or {}).get("max_episode_steps") is not None:
         return True
+    if _atari.is_atari(env_id):  # (a game is cut at atari.max_frames)
+        return True
     return env_spec(env_id).max_episode_steps is not None
 
 
@@ -147,14 +152,26 @@ def _flattens(space: gym.Space) -> bool:
     return isinstance(space, _FLAT_SPACES)
 
 
-def make_env(env_id: str, keep_images: bool = False, **env_kwargs: Any) -> Callable[[], gym.Env]:
-    """A thunk that builds one copy of the environment (for vector envs and subprocesses)."""
+def make_env(
+    env_id: str,
+    keep_images: bool = False,
+    atari: _atari.AtariConfig | None = None,
+    training: bool = True,
+    **env_kwargs: Any,
+) -> Callable[[], gym.Env]:
+    """A thunk that builds one copy of the environment (for vector envs and subprocesses). An
+    Atari game comes prepared by `atari` (envs.atari; `training` false: whole games at their
+    real score, for evaluation)."""
 
     def thunk() -> gym.Env:
         # (In a subprocess of the async vector env, this imports a "module:Name-v0"'s module.)
         if is_mujoco(env_id):
             route_mujoco_warnings()
-        return flat_observations(gym.make(env_id, **env_kwargs), keep_images)
+        if _atari.is_atari(env_id):
+            env = _atari.make_atari(env_id, atari, training, **env_kwargs)
+        else:
+            env = gym.make(env_id, **env_kwargs)
+        return flat_observations(env, keep_images)
 
     return thunk
 
@@ -284,6 +301,8 @@ def make(
     vectorization: str = "sync",
     env_kwargs: dict[str, Any] | None = None,
     keep_images: bool = False,
+    atari: _atari.AtariConfig | None = None,
+    training: bool = True,
     **more_env_kwargs: Any,
 ) -> VectorEnv:
     """`n_envs` copies of `env_id` in a vector env with SAME_STEP autoreset.
@@ -311,7 +330,10 @@ def make(
     env_kwargs = {**(env_kwargs or {}), **more_env_kwargs}
     try:
         vector_env: VectorEnv = vector_cls(
-            [make_env(env_id, keep_images, **env_kwargs) for _ in range(int(n_envs))],
+            [
+                make_env(env_id, keep_images, atari, training, **env_kwargs)
+                for _ in range(int(n_envs))
+            ],
             autoreset_mode=AutoresetMode.SAME_STEP,
         )
     except gym.error.DependencyNotInstalled as error:

@@ -27,7 +27,7 @@ import numpy as np
 from gymnasium import spaces
 
 from rlkit.base.config import Config, require
-from rlkit.base.errors import ConfigError
+from rlkit.base.errors import ConfigError, EnvError
 
 INSTALL = "pip install 'rlkit[atari]'"
 
@@ -73,20 +73,39 @@ def is_atari(env_id: str) -> bool:
     return env_id.startswith("ALE/") or env_id.endswith(("NoFrameskip-v4", "NoFrameskip-v0"))
 
 
-def make_atari(env_id: str, settings: AtariConfig | None = None, training: bool = True) -> gym.Env:
-    """The game `env_id` prepared by `settings` (None: the defaults). `training` false leaves
-    out what only the learner sees (the episode end at a lost life and the clipped reward):
-    evaluation plays whole games for their real score."""
-    settings = settings or AtariConfig()
+def register(env_id: str) -> None:
+    """Register ale-py's games with gymnasium (its import does not), or say what to install."""
     try:
         import ale_py
     except ImportError:
-        raise ConfigError(f"{env_id} needs the atari extra: {INSTALL}") from None
+        raise EnvError(f"{env_id} needs the atari extra: {INSTALL}") from None
     gym.register_envs(ale_py)
-    env = gym.make(
+
+
+def raw_game(env_id: str, settings: AtariConfig | None = None, **env_kwargs: Any) -> gym.Env:
+    """ale-py's env of the game, one frame a step (the preprocessing skips frames itself)."""
+    settings = settings or AtariConfig()
+    register(env_id)
+    return gym.make(
         env_id, frameskip=1, repeat_action_probability=settings.sticky_actions,
-        full_action_space=False, max_num_frames_per_episode=settings.max_frames,
+        full_action_space=False, max_num_frames_per_episode=settings.max_frames, **env_kwargs,
     )  # fmt: skip
+
+
+def make_atari(
+    env_id: str,
+    settings: AtariConfig | None = None,
+    training: bool = True,
+    env: gym.Env | None = None,
+    **env_kwargs: Any,
+) -> gym.Env:
+    """The game `env_id` prepared by `settings` (None: the defaults), on `env` where given (a
+    raw game inside a video recorder) or a new `raw_game`. `training` false leaves out what
+    only the learner sees (the episode end at a lost life and the clipped reward): evaluation
+    plays whole games for their real score."""
+    settings = settings or AtariConfig()
+    if env is None:
+        env = raw_game(env_id, settings, **env_kwargs)
     if settings.noop_max > 0:
         env = NoopReset(env, settings.noop_max)
     if settings.frame_skip > 1:

@@ -88,3 +88,23 @@ def test_ids_and_settings():
     for key, value in [("frame_skip", 0), ("sticky_actions", 1.0), ("frame_stack", 0)]:
         with pytest.raises(ConfigError, match=f"atari.{key}"):
             AtariConfig(**{key: value})
+
+
+@pytest.mark.parametrize("name", ["dqn", "ppo"])
+def test_agents_train_on_a_game_and_evaluate_whole_games(name):
+    """A few hundred steps (smoke): the frames (4, 84, 84) through the Nature CNN, the stack
+    stored once in DQN's replay; evaluation plays a whole game of Pong (to 21 points)."""
+    import agents
+
+    extra = (
+        dict(learning_starts=100, buffer_size=1000)
+        if name == "dqn"
+        else dict(n_envs=2, n_steps=64, batch_size=64, n_epochs=1)
+    )
+    agent = agents.agent_class(name)(env="ALE/Pong-v5", seed=1, **extra)
+    assert agent.observation_space.shape == (4, 84, 84)
+    agent.learn(300)
+    if name == "dqn":
+        assert agent.replay_obs.stack_axis == 0
+    result = agent.evaluate(1)
+    assert -21 <= result.mean_return <= 21 and result.mean_return == int(result.mean_return)

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import envs
+from envs.atari import AtariConfig
 from rlkit.agent.evaluation import overlapping_seed_sets
 from rlkit.base.config import (
     Config,
@@ -30,6 +31,9 @@ class AgentConfig(Config):
     env_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     """Keyword arguments of the env's constructor, as gym.make takes them (SB3's env_kwargs),
     e.g. {continuous: true} for LunarLander-v3; for training, evaluation and videos alike."""
+    atari: AtariConfig = dataclasses.field(default_factory=AtariConfig)
+    """Atari games only (ALE/<Game>-v5, <Game>NoFrameskip-v4): the preprocessing, each step a
+    setting (envs.atari; the defaults are SB3's AtariWrapper with a 4-frame stack)."""
     n_envs: int = 1
     """Copies of the environment stepped together (a gymnasium vector env)."""
     seed: int = 0

@@ -119,7 +119,7 @@ class Agent:
         self.keep_images = self._keeps_images()
         self.env = envs.make(
             cfg.env, n_envs=cfg.n_envs, vectorization=getattr(cfg, "vectorization", "sync"),
-            env_kwargs=cfg.env_kwargs, keep_images=self.keep_images,
+            env_kwargs=cfg.env_kwargs, keep_images=self.keep_images, atari=cfg.atari,
         )  # fmt: skip
         self.observation_space = self.env.single_observation_space
         self.action_space = self.env.single_action_space
@@ -359,6 +359,7 @@ class Agent:
                 seed,
                 env_kwargs=self.config.env_kwargs,
                 keep_images=self.keep_images,
+                atari=self.config.atari,
             )
 
     def _greedy_policy(self) -> Callable[[np.ndarray], np.ndarray] | None:

@@ -97,6 +97,7 @@ def evaluate(
     n_envs: int = EVAL_ENVS,
     env_kwargs: Mapping[str, Any] | None = None,
     keep_images: bool = False,
+    atari: Any = None,
 ) -> EvalResult:
     """Run `n_episodes` full episodes of `policy` (batched obs -> batched actions).
 
@@ -104,6 +105,7 @@ def evaluate(
     counting once it has done its share: taking the first N episodes to finish would favour
     short ones and bias the mean down. An env without a time limit has its episodes cut at
     envs.UNLIMITED_EPISODE_CAP steps. `keep_images`: frames as they are, for a CNN (envs.make).
+    An Atari game (`atari`: its preprocessing) is played whole, all lives, for its real score.
     """
     if n_episodes < 1:
         raise ValueError(f"n_episodes must be at least 1, got {n_episodes}")
@@ -112,7 +114,10 @@ def evaluate(
     quota[: n_episodes % n_envs] += 1
     kwargs = envs.capped_kwargs(env_id, env_kwargs)
     capped = not envs.has_time_limit(env_id, env_kwargs)
-    vector_env = envs.make(env_id, n_envs=n_envs, env_kwargs=kwargs, keep_images=keep_images)
+    vector_env = envs.make(
+        env_id, n_envs=n_envs, env_kwargs=kwargs, keep_images=keep_images, atari=atari,
+        training=False,
+    )  # fmt: skip
     returns: list[float] = []
     lengths: list[int] = []
     done_count = np.zeros(n_envs, dtype=np.int64)
