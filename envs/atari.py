@@ -4,6 +4,7 @@ a 4-frame stack give (tests/test_atari.py checks it where SB3 is installed).
 
 From the raw game (ale-py's env at frameskip 1, sticky actions off unless asked), in this order:
 
+- `GameScore`: each game's real score (all lives, unclipped) in the info of its last step;
 - `NoopReset`: up to `noop_max` no-op steps after a reset (a random start);
 - `MaxAndSkip`: each action repeated `frame_skip` times, the rewards summed, the observation the
   pixel-wise max of the last two frames (the Atari draws some sprites every other frame);
@@ -106,6 +107,7 @@ def make_atari(
     settings = settings or AtariConfig()
     if env is None:
         env = raw_game(env_id, settings, **env_kwargs)
+    env = GameScore(env)
     if settings.noop_max > 0:
         env = NoopReset(env, settings.noop_max)
     if settings.frame_skip > 1:
@@ -120,6 +122,29 @@ def make_atari(
     if settings.frame_stack > 1:
         env = gym.wrappers.FrameStackObservation(env, settings.frame_stack, padding_type="zero")
     return env
+
+
+class GameScore(gym.Wrapper):
+    """The real score of a whole game (every life, rewards unclipped) and its frames, put in
+    `info["game_score"]` and `info["game_frames"]` on the step that ends the game: what the
+    learner's per-life, clipped episodes hide. Sits on the raw game, under every other step."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.score = 0.0
+        self.frames = 0
+
+    def reset(self, **kwargs: Any):
+        self.score, self.frames = 0.0, 0
+        return self.env.reset(**kwargs)
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.score += float(reward)
+        self.frames += 1
+        if terminated or truncated:
+            info = {**info, "game_score": self.score, "game_frames": self.frames}
+        return obs, reward, terminated, truncated, info
 
 
 class NoopReset(gym.Wrapper):

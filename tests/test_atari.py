@@ -108,3 +108,37 @@ def test_agents_train_on_a_game_and_evaluate_whole_games(name):
         assert agent.replay_obs.stack_axis == 0
     result = agent.evaluate(1)
     assert -21 <= result.mean_return <= 21 and result.mean_return == int(result.mean_return)
+
+
+def test_the_game_score_adds_every_life_unclipped():
+    """The learner's episodes end at each lost life with clipped rewards; the step that ends
+    the game carries the whole game's real score (tried unclipped, it is the sum)."""
+    for clip in (False, True):
+        env = make_atari("ALE/Breakout-v5", AtariConfig(clip_reward=clip))
+        env.reset(seed=2)
+        rng = np.random.default_rng(2)
+        total, lives_ended = 0.0, 0
+        while True:
+            _, reward, terminated, truncated, info = env.step(int(rng.integers(4)))
+            total += reward
+            if "game_score" in info:
+                break
+            if terminated or truncated:
+                lives_ended += 1
+                env.reset()
+        assert lives_ended == 4  # (five lives: the fifth ends the game)
+        if clip:
+            assert info["game_score"] >= total  # (bricks higher up score 4 and 7)
+        else:
+            assert info["game_score"] == total and info["game_frames"] > 0
+
+
+def test_training_logs_the_game_score(tmp_path):
+    import agents
+    from tests.helpers import read_scalars
+
+    agent = agents.PPO(env="ALE/Breakout-v5", n_envs=2, n_steps=128, batch_size=64, n_epochs=1)
+    agent.learn(1024, run_dir=tmp_path)
+    scalars = read_scalars(tmp_path)
+    assert "rollout/game_score" in scalars and "rollout/episodic_return" in scalars
+    assert len(scalars["rollout/episodic_return"]) >= 4 * len(scalars["rollout/game_score"])

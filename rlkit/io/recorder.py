@@ -110,8 +110,14 @@ class RunMonitor:
         self.last_step, self.last_time = start_step, time.perf_counter()
 
     def record_episodes(self, infos: Mapping[str, Any], step: int) -> int:
-        """Log the episodes that ended in this vector step (RecordEpisodeStatistics info);
-        returns how many there were."""
+        """Log the episodes that ended in this vector step (RecordEpisodeStatistics info), and
+        the real score of Atari games that ended; returns how many episodes there were."""
+        # Atari games that ended (envs.atari.GameScore), in the last step's info, which a
+        # same-step autoreset files under final_info.
+        final = infos.get("final_info", {})
+        if "game_score" in final and self.recorder is not None:
+            for i in np.flatnonzero(final["_game_score"]):
+                self.recorder.scalar("rollout/game_score", float(final["game_score"][i]), step)
         if "episode" not in infos:
             return 0
         finished = np.flatnonzero(infos["_episode"])
