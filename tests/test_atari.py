@@ -142,3 +142,27 @@ def test_training_logs_the_game_score(tmp_path):
     scalars = read_scalars(tmp_path)
     assert "rollout/game_score" in scalars and "rollout/episodic_return" in scalars
     assert len(scalars["rollout/episodic_return"]) >= 4 * len(scalars["rollout/game_score"])
+
+
+def test_a_video_films_a_whole_game_frame_by_frame(tmp_path):
+    """`rlkit eval --video` of an Atari agent: the raw game's every frame (frameskip 4: four a
+    step), the whole game, at its real score."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import imageio_ffmpeg
+
+    import agents
+
+    agent = agents.PPO(env="ALE/Pong-v5", n_envs=1, n_steps=64, batch_size=64)
+    agent.save(tmp_path / "agent.safetensors")
+    result = subprocess.run(
+        [sys.executable, "-m", "rlkit.cli", "eval", tmp_path / "agent.safetensors",
+         "--episodes", "1", "--video", tmp_path / "videos", "--json"],
+        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (video,) = (tmp_path / "videos").glob("*.mp4")
+    frames, _ = imageio_ffmpeg.count_frames_and_secs(str(video))
+    assert frames > 4 * 700  # (an untrained agent loses 0-21 in about 760 steps)

@@ -13,6 +13,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.wrappers import RecordVideo
 
+from envs.atari import is_atari, make_atari, raw_game
 from rlkit.agent.evaluation import EvalResult, seed_for_testing
 from rlkit.base.errors import UserError
 
@@ -56,10 +57,14 @@ def record_episodes(
     if seed is None:
         seed = seed_for_testing(agent.config.seed)
     prefix = env_id.replace("/", "-")
+    atari = is_atari(env_id)  # (the raw game is filmed, every frame, under its preparation)
+    game = raw_game if atari else gym.make
     recorder = _RecordEveryFrame(
-        gym.make(env_id, render_mode="rgb_array", **env_kwargs), str(folder),
+        game(env_id, render_mode="rgb_array", **env_kwargs), str(folder),
         episode_trigger=lambda _: True, name_prefix=prefix, disable_logger=True,
     )  # fmt: skip
+    if atari:  # a whole game at its real score, as evaluation plays it
+        recorder = make_atari(env_id, agent.config.atari, training=False, env=recorder)
     env = envs.flat_observations(recorder, agent.keep_images)  # what the agent trained on
     returns: list[float] = []
     lengths: list[int] = []
@@ -100,7 +105,7 @@ def record_episodes(
 
 
 def _render_modes(env_id: str, env_kwargs: dict) -> list[str]:
-    env = gym.make(env_id, **env_kwargs)
+    env = (raw_game if is_atari(env_id) else gym.make)(env_id, **env_kwargs)
     try:
         return list(env.metadata.get("render_modes", []))
     finally:
