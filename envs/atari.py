@@ -11,7 +11,8 @@ From the raw game (ale-py's env at frameskip 1, sticky actions off unless asked)
 - `EpisodicLife` (training): a lost life ends the episode for the learner, but the game goes on;
   the env resets only at game over (SB3's EpisodicLifeEnv; gymnasium's AtariPreprocessing ends
   the game instead);
-- `FireReset`: FIRE, then action 2, after each reset of a game that waits for FIRE;
+- `FireReset`: FIRE, then action 2, after each reset of a game that waits for FIRE (and, in
+  whole games, `FireAfterLifeLoss` after each lost life, as training's per-life resets did);
 - `WarpFrame`: grayscale, resized to `screen_size` square with OpenCV's area interpolation;
 - `ClipReward` (training): the reward's sign;
 - a stack of the last `frame_stack` frames, (k, H, W), zeros before the first (SB3's
@@ -116,6 +117,10 @@ def make_atari(
         env = EpisodicLife(env)
     if settings.fire_reset and "FIRE" in env.unwrapped.get_action_meanings():
         env = FireReset(env)
+        if not (training and settings.episodic_life):
+            # Whole games: the learner never had to press FIRE after a lost life (each life
+            # began with the reset's FIRE), so the game presses it here too.
+            env = FireAfterLifeLoss(env)
     env = WarpFrame(env, settings.screen_size)
     if training and settings.clip_reward:
         env = ClipReward(env)
@@ -233,6 +238,34 @@ class FireReset(gym.Wrapper):
             if terminated or truncated:
                 obs, _ = self.env.reset(**kwargs)
         return obs, {}
+
+
+class FireAfterLifeLoss(gym.Wrapper):
+    """In a whole game (evaluation): after a lost life, what training's life-loss reset did
+    (a no-op, FIRE, action 2), its rewards added to the step's. Without it, a greedy agent that
+    trained with EpisodicLife waits in Breakout for a FIRE it never learned to press, until the
+    game's frame cap."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.lives = 0
+
+    def reset(self, **kwargs: Any):
+        obs, info = self.env.reset(**kwargs)
+        self.lives = self.env.unwrapped.ale.lives()
+        return obs, info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        lives = self.env.unwrapped.ale.lives()
+        if 0 < lives < self.lives:
+            for press in (0, 1, 2):
+                if terminated or truncated:
+                    break
+                obs, more, terminated, truncated, info = self.env.step(press)
+                reward += more
+        self.lives = lives
+        return obs, reward, terminated, truncated, info
 
 
 class WarpFrame(gym.ObservationWrapper):

@@ -5,7 +5,8 @@ This is what makes a resumed run step its environments exactly as the uninterrup
 have: gymnasium's classic-control environments and rlkit's games keep all their state in such
 attributes (CartPole's `state` array, TimeLimit's `_elapsed_steps`, the episode statistics of
 RecordEpisodeStatistics, each env's `np_random`, FrameStackObservation's deque of frames,
-MinAtar's lists of objects and legacy RandomState). An environment that keeps state in other
+MinAtar's lists of objects and legacy RandomState, an Atari game's emulator as ALE serialises
+it). An environment that keeps state in other
 objects (a physics engine, a subprocess) is restored only as far as these attributes go; its
 episode then continues from a state that may differ.
 """
@@ -54,7 +55,12 @@ def _restorable(value: Any) -> bool:
         return all(map(_plain, value))
     if isinstance(value, deque):  # of equal arrays: FrameStackObservation's frames
         return _stackable(list(value))
-    return False
+    return _is_ale(value)
+
+
+def _is_ale(value: Any) -> bool:
+    """ale-py's emulator (an Atari game's `ale`): its state, RNG included, is ALE's own bytes."""
+    return type(value).__name__ == "ALEInterface" and hasattr(value, "cloneState")
 
 
 def _plain(value: Any) -> bool:
@@ -128,6 +134,10 @@ def get_state(vector_env: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]]
                                "gauss": float(gauss)}  # fmt: skip
             elif isinstance(value, list | tuple):
                 entry[attr] = {"nested": _encode(value)}
+            elif _is_ale(value):  # (ALE's serialisation, no pickle: bytes in a uint8 tensor)
+                raw = value.cloneState(include_rng=True).__getstate__()
+                tensors[key] = torch.frombuffer(bytearray(raw), dtype=torch.uint8).clone()
+                entry[attr] = {"ale": key}
             else:
                 entry[attr] = {"value": value}
         data[name] = entry
@@ -162,6 +172,12 @@ def set_state(vector_env: Any, tensors: dict[str, torch.Tensor], data: dict[str,
                 )
             elif "nested" in saved:
                 value = _decode(saved["nested"])
+            elif "ale" in saved:  # into the emulator the env already has
+                import ale_py
+
+                raw = tensors[saved["ale"]].numpy().tobytes()
+                getattr(obj, attr).restoreState(ale_py.ALEState(raw))
+                continue
             elif "sequence" in saved:  # (checkpoints written before nested lists were kept)
                 items = [_number(v) for v in saved["sequence"]]
                 value = tuple(items) if saved["tuple"] else items

@@ -119,6 +119,16 @@ CASES = {
         ),
     ),
     "a2c": ("a2c", 2000, dict(n_envs=4, n_steps=5, network={"hidden_sizes": [32, 32]})),
+    # An Atari game cut mid-game: the emulator's state (ALE's own bytes), the wrappers' lives,
+    # max-pool frames, no-op draws and game score, and the frame stacks stored once.
+    "dqn_atari": (
+        "dqn",
+        400,
+        dict(
+            env="ALE/Breakout-v5", learning_starts=200, buffer_size=1000, batch_size=32,
+            train_freq=4, target_update_interval=100, log_interval=100,
+        ),
+    ),
     # A2C's CNN and uint8 frames in its short rollouts.
     "a2c_pixels": (
         "a2c",
