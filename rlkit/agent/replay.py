@@ -185,20 +185,18 @@ class ReplayObservations:
 
     def check_fits(self, device: torch.device, action_shape: tuple[int, ...] = ()) -> None:
         """Refuse, before anything is allocated, a buffer that does not fit (naming the GB)."""
+        shape, dtype = self.row()
         ReplayBuffer.check_fits(
-            self.capacity, *self._row_at(device), action_shape=action_shape,
+            self.capacity, shape, device, dtype, action_shape=action_shape,
             frame_bytes=self.frame_bytes(),
         )  # fmt: skip
 
     def describe(self, device: torch.device, action_shape: tuple[int, ...] = ()) -> str:
+        shape, dtype = self.row()
         return describe_capacity(
-            self.capacity, *self._row_at(device), action_shape=action_shape,
+            self.capacity, shape, device, dtype, action_shape=action_shape,
             frame_bytes=self.frame_bytes(),
         )  # fmt: skip
-
-    def _row_at(self, device: torch.device) -> tuple[Any, ...]:
-        shape, dtype = self.row()
-        return shape, device, dtype
 
     def _ring_length(self) -> int:
         return frames_per_copy(self.capacity, self.n_envs, self.obs_shape[self.stack_axis])
