@@ -69,6 +69,12 @@ def mlp_trunk(
     return nn.Sequential(*layers)
 
 
+def trunk_width(in_features: int, hidden_sizes: Sequence[int]) -> int:
+    """The width of what `mlp_trunk` puts out: its last hidden layer, or its input when it has
+    none (heads straight on a CNN's features)."""
+    return hidden_sizes[-1] if len(hidden_sizes) else in_features
+
+
 def linear_head(in_features: int, out_features: int, init: str, gain: float) -> nn.Linear:
     head = nn.Linear(in_features, out_features)
     _init_linear(head, init, gain)
@@ -90,7 +96,7 @@ def mlp(
     layer with `output_gain` (small values such as 0.01 start a policy near uniform).
     """
     trunk = mlp_trunk(in_features, hidden_sizes, activation, init, gain)
-    width = hidden_sizes[-1] if len(hidden_sizes) else in_features
+    width = trunk_width(in_features, hidden_sizes)
     return nn.Sequential(*trunk, linear_head(width, out_features, init, output_gain))
 
 
@@ -127,7 +133,7 @@ class QNetwork(nn.Module):
         self.encoder = encoder
         if dueling:
             self.trunk = mlp_trunk(obs_dim, hidden_sizes, activation, init, gain)
-            width = hidden_sizes[-1] if len(hidden_sizes) else obs_dim
+            width = trunk_width(obs_dim, hidden_sizes)
             self.value_head = linear_head(width, 1, init, 1.0)
             self.advantage_head = linear_head(width, n_actions, init, 1.0)
         else:
@@ -251,7 +257,7 @@ class SquashedGaussianPolicy(nn.Module):
         net = network
         self.encoder = encoder
         self.trunk = mlp_trunk(obs_dim, net.hidden_sizes, net.activation, net.init, net.gain)
-        width = net.hidden_sizes[-1] if len(net.hidden_sizes) else obs_dim
+        width = trunk_width(obs_dim, net.hidden_sizes)
         self.mean = linear_head(width, action_dim, net.init, 1.0)
         self.log_std = linear_head(width, action_dim, net.init, 1.0)
 
@@ -354,7 +360,7 @@ class ActorCritic(nn.Module):
         if continuous:  # n_actions: action dimensions
             self.log_std = nn.Parameter(torch.full((n_actions,), float(log_std_init)))
         if shared:
-            width = hidden_sizes[-1] if len(hidden_sizes) else obs_dim
+            width = trunk_width(obs_dim, hidden_sizes)
             self.trunk = mlp_trunk(obs_dim, hidden_sizes, activation, init, gain)
             self.policy_head = linear_head(width, n_actions, init, 0.01)
             self.value_head = linear_head(width, 1, init, 1.0)
