@@ -8,7 +8,9 @@ Layouts (real agents, real envs; the buffer is filled by learning_starts steps f
 - minatar: configs/dqn_minatar_breakout.yaml (MinAtar/Breakout-v1, 10x10x4 grids, MinAtar's
   16@3x3 CNN and no hidden layer, batch 32, centered RMSprop): the paper's DQN.
 - carracing: CarRacing-v3 with discrete actions (96x96x3 uint8 frames, the Nature CNN, batch
-  32, Adam): an Atari-sized network until the Atari issue lands (needs the box2d extra).
+  32, Adam; needs the box2d extra).
+- atari: configs/dqn_atari.yaml on Pong (4x84x84 uint8 stacks, the Nature CNN, batch 32, Adam;
+  needs the atari extra).
 
 Each round times --updates calls of the agent's own `_update` per variant, after a warm-up
 (torch.compile compiles during it). "same" says whether a variant's losses over the timed steps
@@ -53,6 +55,11 @@ class LinearInOut(torch.nn.Module):
 
 
 def settings(layout: str) -> dict:
+    if layout == "atari":
+        config = yaml.safe_load((ROOT / "configs/dqn_atari.yaml").read_text())
+        for key in ("agent", "total_steps", "checkpoint_interval"):
+            config.pop(key)
+        return dict(config, eval_interval=0, buffer_size=2_000, learning_starts=1_000)
     if layout == "minatar":
         config = yaml.safe_load((ROOT / "configs/dqn_minatar_breakout.yaml").read_text())
         for key in ("agent", "total_steps"):
@@ -110,7 +117,9 @@ def time_updates(agent: agents.DQN, context, threads: int, n: int) -> tuple[floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--layout", choices=["minatar", "carracing", "both"], default="both")
+    parser.add_argument(
+        "--layout", choices=["minatar", "carracing", "atari", "both"], default="both"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--updates", type=int, default=300)
     args = parser.parse_args()

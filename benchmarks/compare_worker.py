@@ -7,7 +7,9 @@ line. Used by vs_sb3.py and time_to_solve.py, which alternate rlkit and SB3 runs
 DQN, PPO and A2C train on CartPole-v1, SAC and TD3 on Pendulum-v1, each at RL-Zoo's
 hyperparameters (A2C's with the linear learning-rate decay of configs/a2c_cartpole.yaml on both
 sides); dqn_minatar and ppo_minatar on MinAtar/Breakout-v1 with configs/dqn_minatar_breakout.yaml
-and ppo_minatar_breakout.yaml, SB3 given MinAtar's network as a features extractor.
+and ppo_minatar_breakout.yaml, SB3 given MinAtar's network as a features extractor; dqn_atari
+and ppo_atari on ALE/Pong-v5 at the Zoo's Atari hyperparameters (configs/dqn_atari.yaml and
+ppo_atari.yaml; SB3's AtariWrapper and a 4-frame stack), final evaluations over 5 whole games.
 rlkit's side chooses torch's thread count and matmul precision as `rlkit train` does where the
 config leaves them out (rlkit.agent.calibration). Timing covers building the agent and
 training (not imports, not evaluation, not that choice). With
@@ -34,10 +36,15 @@ sys.path.insert(0, str(ROOT))
 ENV_IDS = {
     "dqn": "CartPole-v1", "ppo": "CartPole-v1", "a2c": "CartPole-v1", "sac": "Pendulum-v1",
     "td3": "Pendulum-v1", "dqn_minatar": "MinAtar/Breakout-v1",
-    "ppo_minatar": "MinAtar/Breakout-v1",
+    "ppo_minatar": "MinAtar/Breakout-v1", "dqn_atari": "ALE/Pong-v5", "ppo_atari": "ALE/Pong-v5",
 }  # fmt: skip
-SOLVED = {"CartPole-v1": 475.0, "Pendulum-v1": -200.0, "MinAtar/Breakout-v1": 10.0}
+SOLVED = {
+    "CartPole-v1": 475.0, "Pendulum-v1": -200.0, "MinAtar/Breakout-v1": 10.0, "ALE/Pong-v5": 18.0,
+}  # fmt: skip
 EVAL_EPISODES = 20
+ATARI = ("dqn_atari", "ppo_atari")
+EVAL_GAMES = 5  # whole Atari games at the end (the configs' eval_episodes): a Pong game is
+# thousands of steps
 ZOO_CONFIGS = {
     "dqn": "configs/dqn_cartpole_zoo.yaml",
     "ppo": "configs/ppo_cartpole_zoo.yaml",
@@ -46,13 +53,16 @@ ZOO_CONFIGS = {
     "a2c": "configs/a2c_cartpole.yaml",  # the Zoo's CartPole-v1 A2C, lr decayed linearly
     "dqn_minatar": "configs/dqn_minatar_breakout.yaml",  # the MinAtar paper's DQN
     "ppo_minatar": "configs/ppo_minatar_breakout.yaml",  # CleanRL's Atari PPO, MinAtar's net
+    "dqn_atari": "configs/dqn_atari.yaml",  # the Zoo's Atari DQN
+    "ppo_atari": "configs/ppo_atari.yaml",  # the Zoo's Atari PPO
 }
 TOTAL_STEPS = {
     "dqn": 50_000, "ppo": 100_000, "a2c": 200_000, "sac": 20_000, "td3": 20_000,
-    "dqn_minatar": 100_000, "ppo_minatar": 100_000,
+    "dqn_minatar": 100_000, "ppo_minatar": 100_000, "dqn_atari": 200_000, "ppo_atari": 200_000,
 }  # fmt: skip
-# Runs shorter than their config's total_steps (the MinAtar configs are 1,000,000-step runs).
-SHORTENED = ("dqn_minatar", "ppo_minatar")
+# Runs shorter than their config's total_steps (the MinAtar configs are 1,000,000-step runs,
+# the Atari ones 10,000,000; 200,000 steps of DQN are 100,000 past its learning_starts).
+SHORTENED = ("dqn_minatar", "ppo_minatar", *ATARI)
 
 
 class Clock:
@@ -76,7 +86,8 @@ class Clock:
         elapsed = self.training_seconds()
         pause_start = time.perf_counter()
         seed = 10_000 + self.seed
-        mean = evaluate(policy, self.env_id, EVAL_EPISODES, seed, keep_images=True).mean_return
+        episodes = EVAL_GAMES if self.env_id.startswith("ALE/") else EVAL_EPISODES
+        mean = evaluate(policy, self.env_id, episodes, seed, keep_images=True).mean_return
         self.checks.append((step, mean))
         if mean >= SOLVED[self.env_id] and self.solved_at is None:
             self.solved_at = (step, elapsed)
@@ -121,8 +132,8 @@ def run_rlkit(
         callback_interval=check_every or 1,
     )
     train_s = clock.training_seconds()
-    final = evaluate(policy, clock.env_id, EVAL_EPISODES, 20_000 + seed, keep_images=True)
-    final = final.mean_return
+    episodes = EVAL_GAMES if algo in ATARI else EVAL_EPISODES
+    final = evaluate(policy, clock.env_id, episodes, 20_000 + seed, keep_images=True).mean_return
     threads = f"{run.torch_threads} ({agent_config.matmul_precision})"
     return _result(clock, train_s, agent.global_step, final, threads)
 
@@ -140,7 +151,21 @@ def run_sb3(algo: str, seed: int, check_every: int, save_dir: str | None = None)
     clock = Clock(seed, env_id)
     if algo in SHORTENED:
         import envs  # noqa: F401  (registers MinAtar/<Game>-v1: the env rlkit trains on)
-    if algo == "dqn_minatar":  # configs/dqn_minatar_breakout.yaml
+    if algo == "dqn_atari":  # rl-zoo3 dqn.yml, atari (configs/dqn_atari.yaml)
+        model = DQN(
+            "CnnPolicy", atari_env(env_id, 1, seed), buffer_size=100_000, learning_rate=1e-4,
+            batch_size=32, learning_starts=100_000, target_update_interval=1000, train_freq=4,
+            gradient_steps=1, exploration_fraction=0.1, exploration_final_eps=0.01,
+            optimize_memory_usage=False, seed=seed, device="cpu",
+        )  # fmt: skip
+    elif algo == "ppo_atari":  # rl-zoo3 ppo.yml, atari (configs/ppo_atari.yaml)
+        model = PPO(
+            "CnnPolicy", atari_env(env_id, 8, seed), n_steps=128, n_epochs=4, batch_size=256,
+            learning_rate=lambda progress: progress * 2.5e-4,
+            clip_range=lambda progress: progress * 0.1, vf_coef=0.5, ent_coef=0.01,
+            seed=seed, device="cpu",
+        )  # fmt: skip
+    elif algo == "dqn_minatar":  # configs/dqn_minatar_breakout.yaml
         model = DQN(
             "MlpPolicy", env_id, learning_rate=2.5e-4, buffer_size=100_000, learning_starts=5000,
             batch_size=32, tau=1.0, gamma=0.99, train_freq=1, gradient_steps=1,
@@ -223,13 +248,33 @@ def run_sb3(algo: str, seed: int, check_every: int, save_dir: str | None = None)
         from stable_baselines3.common.evaluation import evaluate_policy
 
         model.save(Path(save_dir) / "model.zip")
-        eval_env = make_vec_env(env_id, n_envs=1, seed=20_000 + seed)
-        final, _ = evaluate_policy(model, eval_env, n_eval_episodes=EVAL_EPISODES)
+        if algo in ATARI:  # whole games: evaluate_policy reads the Monitor under AtariWrapper
+            eval_env = atari_env(env_id, 1, 20_000 + seed)
+            final, _ = evaluate_policy(model, eval_env, n_eval_episodes=EVAL_GAMES)
+        else:
+            eval_env = make_vec_env(env_id, n_envs=1, seed=20_000 + seed)
+            final, _ = evaluate_policy(model, eval_env, n_eval_episodes=EVAL_EPISODES)
         return _result(clock, train_s, model.num_timesteps, float(final), torch.get_num_threads())
     from rlkit.agent.evaluation import evaluate
 
-    final = evaluate(policy, env_id, EVAL_EPISODES, 20_000 + seed, keep_images=True).mean_return
+    episodes = EVAL_GAMES if algo in ATARI else EVAL_EPISODES
+    final = evaluate(policy, env_id, episodes, 20_000 + seed, keep_images=True).mean_return
     return _result(clock, train_s, model.num_timesteps, final, torch.get_num_threads())
+
+
+def atari_env(env_id: str, n_envs: int, seed: int):
+    """SB3's Atari set-up as the Zoo makes it: AtariWrapper on each game (ale-py's v5 ids with
+    frame skipping and sticky actions left to the wrapper, as rlkit's atari block does), then
+    a 4-frame VecFrameStack."""
+    import ale_py
+    import gymnasium as gym
+    from stable_baselines3.common.env_util import make_atari_env
+    from stable_baselines3.common.vec_env import VecFrameStack
+
+    gym.register_envs(ale_py)
+    env_kwargs = {"frameskip": 1, "repeat_action_probability": 0.0}
+    env = make_atari_env(env_id, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs)
+    return VecFrameStack(env, n_stack=4)
 
 
 def minatar_extractor():

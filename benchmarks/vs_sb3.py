@@ -8,7 +8,9 @@ configs/dqn_cartpole_zoo.yaml and configs/ppo_cartpole_zoo.yaml; SAC and TD3 wit
 Pendulum-v1 ones, configs/sac_pendulum.yaml and td3_pendulum.yaml; `--algos a2c td3` for A2C
 on CartPole-v1 with configs/a2c_cartpole.yaml; `--algos dqn_minatar ppo_minatar` for 100,000
 steps of configs/dqn_minatar_breakout.yaml and ppo_minatar_breakout.yaml on MinAtar Breakout,
-SB3 with MinAtar's network as its features extractor) and each seed, runs rlkit then
+SB3 with MinAtar's network as its features extractor; `--algos dqn_atari ppo_atari` for 200,000
+steps of configs/dqn_atari.yaml and ppo_atari.yaml on Pong, the Zoo's Atari hyperparameters,
+evaluated over 5 whole games) and each seed, runs rlkit then
 SB3 (A B A B ...), each in a fresh process, one at a time. Prints each run's training wall time
 (agent construction + learn, no imports, no evaluation), the rlkit/SB3 ratio of each pair and
 its median, steps/s, and both final greedy evaluation means over 20 episodes.
@@ -37,6 +39,7 @@ WORKER = ROOT / "benchmarks" / "compare_worker.py"
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from compare_worker import SHORTENED, TOTAL_STEPS, ZOO_CONFIGS  # noqa: E402
 
+ALGOS = ["dqn", "ppo", "a2c", "sac", "td3", "dqn_minatar", "ppo_minatar", "dqn_atari", "ppo_atari"]
 FINAL = re.compile(r"final agent: greedy mean return (-?[0-9.]+)")
 
 
@@ -84,7 +87,7 @@ def main() -> None:
         "--algos",
         nargs="+",
         default=["dqn", "ppo", "sac"],
-        choices=["dqn", "ppo", "a2c", "sac", "td3", "dqn_minatar", "ppo_minatar"],
+        choices=ALGOS,
     )
     parser.add_argument(
         "--whole-process", action="store_true", help="time whole processes from outside"

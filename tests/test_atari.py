@@ -133,15 +133,20 @@ def test_the_game_score_adds_every_life_unclipped():
             assert info["game_score"] == total and info["game_frames"] > 0
 
 
-def test_training_logs_the_game_score(tmp_path):
+def test_training_logs_the_game_score(tmp_path, capsys):
+    """TensorBoard gets both the per-life clipped returns and the whole games' scores; the
+    progress bar shows the mean game score."""
     import agents
     from tests.helpers import read_scalars
 
     agent = agents.PPO(env="ALE/Breakout-v5", n_envs=2, n_steps=128, batch_size=64, n_epochs=1)
-    agent.learn(1024, run_dir=tmp_path)
+    agent.learn(1024, run_dir=tmp_path, progress=True)
     scalars = read_scalars(tmp_path)
     assert "rollout/game_score" in scalars and "rollout/episodic_return" in scalars
     assert len(scalars["rollout/episodic_return"]) >= 4 * len(scalars["rollout/game_score"])
+    scores = [value for _, value in scalars["rollout/game_score"]]
+    last_bar = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"score {sum(scores[-20:]) / len(scores[-20:]):.1f}," in last_bar, last_bar
 
 
 def test_a_video_films_a_whole_game_frame_by_frame(tmp_path):

@@ -68,6 +68,33 @@ def test_pixels_scale_to_the_unit_range_inside_the_network():
 
 
 @pytest.mark.parametrize("space", [ATARI, ATARI_LAST, MINATAR])
+def test_cpu_convolutions_run_in_nhwc_with_the_plain_layouts_values_and_gradients(space):
+    """On the CPU the convolutions see an NHWC-strided input (oneDNN's layout; a channels-first
+    Atari stack is laid out once), and give what the plain NCHW computation gives, forward and
+    backward, to float32 rounding."""
+    encoder = make_encoder(space)
+    seen = []
+    encoder.convs[0].register_forward_pre_hook(
+        lambda _, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last))
+    )
+    obs = torch.as_tensor(np.stack([space.sample() for _ in range(8)]))
+    out = encoder(obs)
+    assert seen == [True]
+    plain = obs.float() * encoder.scale
+    if encoder.channels_last:
+        plain = plain.permute(0, 3, 1, 2)
+    plain = plain.contiguous()  # NCHW
+    reference = encoder.linear(encoder.convs(plain))
+    torch.testing.assert_close(out, reference, rtol=1e-4, atol=1e-5)
+    weights = [p for p in encoder.parameters()]
+    grads = torch.autograd.grad(out.square().sum(), weights)
+    reference_grads = torch.autograd.grad(reference.square().sum(), weights)
+    for grad, reference_grad in zip(grads, reference_grads, strict=True):
+        # (sums of thousands of products in another order: relative to the gradient's size)
+        assert (grad - reference_grad).norm() <= 1e-5 * reference_grad.norm()
+
+
+@pytest.mark.parametrize("space", [ATARI, ATARI_LAST, MINATAR])
 def test_cnn_output_width_and_channel_orders_agree(space):
     encoder = make_encoder(space)
     assert isinstance(encoder, ConvEncoder)

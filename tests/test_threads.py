@@ -184,6 +184,7 @@ def test_rlkit_train_measures_its_threads_once_records_them_and_keeps_its_run(tm
     assert first.returncode == 0, first.stderr
     line = next(x for x in first.stderr.splitlines() if "torch threads" in x)
     assert "measured per env step" in line, line
+    assert "thread and precision settings on this CPU" in first.stderr  # said before it times
     threads = yaml.safe_load((tmp_path / "a" / "config.yaml").read_text())["torch_threads"]
     assert threads in (1, 2), line
     cache = json.loads((tmp_path / "cache" / "rlkit" / "threads.json").read_text())
@@ -192,6 +193,7 @@ def test_rlkit_train_measures_its_threads_once_records_them_and_keeps_its_run(tm
 
     again = _train(tmp_path, "b", config, *SMALL)  # the cached choice, no second measurement
     assert again.returncode == 0 and "measured before, cached" in again.stderr, again.stderr
+    assert "thread and precision settings" not in again.stderr
     recorded = yaml.safe_load((tmp_path / "a" / "config.yaml").read_text())
     precision = recorded["matmul_precision"]
     assert precision in ("highest", "onednn") and f"matmul_precision {precision}" in line

@@ -29,6 +29,7 @@ import hashlib
 import json
 import os
 import random
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,12 @@ def calibrate(
     ):
         return entry["threads"], entry["matmul_precision"], f"measured before, cached in {path}"
     candidates = [(n, p) for p in precision_options for n in thread_options]
+    print(  # (a large CNN's rollouts take a minute or so: say why nothing moves yet)
+        f"rlkit: timing {len(candidates)} thread and precision settings on this CPU for this "
+        "config (once, then cached)",
+        file=sys.stderr,
+        flush=True,
+    )
     seconds = time_training(agent_cls, config, candidates)
     chosen_threads, chosen_precision = choose(seconds)
     timings = ", ".join(f"{n} {p}: {s * 1e6:.0f} us" for (n, p), s in seconds.items())

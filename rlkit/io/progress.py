@@ -1,6 +1,6 @@
-"""Progress of a training run: a tqdm bar (steps, ETA, recent return, training steps/s), or,
-for the seeds of `rlkit train --seeds`, one JSON line per update on stdout that the parent
-process reads and shows in its own bar (rlkit.experiments.seeds).
+"""Progress of a training run: a tqdm bar (steps, ETA, recent return or Atari game score,
+training steps/s), or, for the seeds of `rlkit train --seeds`, one JSON line per update on
+stdout that the parent process reads and shows in its own bar (rlkit.experiments.seeds).
 
 On a terminal tqdm redraws one line in place; in a log file (stderr not a terminal) the bar is
 refreshed every 5 seconds only, so CI logs stay short.
@@ -42,12 +42,23 @@ class Progress:
     def __init__(self, view: TqdmView | JsonLinesView, start_step: int = 0) -> None:
         self.view = view
         self.returns: deque[float] = deque(maxlen=20)
+        self.scores: deque[float] = deque(maxlen=20)
         self.start_step = self.step = start_step
         self.clock_start = time.perf_counter()
         self.excluded = 0.0
 
     def episode(self, episodic_return: float) -> None:
         self.returns.append(float(episodic_return))
+
+    def game(self, score: float) -> None:
+        """A whole Atari game's real score (envs.atari.GameScore): the bar shows these instead
+        of the training episodes' returns, which are per life and clipped."""
+        self.scores.append(float(score))
+
+    @property
+    def shown(self) -> str:
+        """What the bar's number is: the recent game score where games are scored."""
+        return "score" if self.scores else "return"
 
     def exclude(self, seconds: float) -> None:
         """Leave `seconds` (an evaluation) out of the steps/s figure."""
@@ -58,7 +69,10 @@ class Progress:
         self.view.evaluation(step, mean_return)
 
     def recent_return(self) -> float | None:
-        return sum(self.returns) / len(self.returns) if self.returns else None
+        """The mean of the last 20 game scores where games are scored, else of the last 20
+        episodic returns."""
+        recent = self.scores or self.returns
+        return sum(recent) / len(recent) if recent else None
 
     def steps_per_second(self) -> float:
         elapsed = time.perf_counter() - self.clock_start - self.excluded
@@ -87,7 +101,9 @@ class TqdmView:
             recent = progress.recent_return()
             recent = float("nan") if recent is None else recent
             # set_postfix_str would force a redraw on every call; tqdm redraws on update().
-            self.bar.postfix = f"return {recent:.1f}, {progress.steps_per_second():,.0f} steps/s"
+            self.bar.postfix = (
+                f"{progress.shown} {recent:.1f}, {progress.steps_per_second():,.0f} steps/s"
+            )
             self.bar.update(shown - self.bar.n)
 
     def evaluation(self, step: int, mean_return: float) -> None:

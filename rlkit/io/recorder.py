@@ -115,9 +115,13 @@ class RunMonitor:
         # Atari games that ended (envs.atari.GameScore), in the last step's info, which a
         # same-step autoreset files under final_info.
         final = infos.get("final_info", {})
-        if "game_score" in final and self.recorder is not None:
+        if "game_score" in final:
             for i in np.flatnonzero(final["_game_score"]):
-                self.recorder.scalar("rollout/game_score", float(final["game_score"][i]), step)
+                score = float(final["game_score"][i])
+                if self.recorder is not None:
+                    self.recorder.scalar("rollout/game_score", score, step)
+                if self.bar is not None:
+                    self.bar.game(score)
         if "episode" not in infos:
             return 0
         finished = np.flatnonzero(infos["_episode"])
