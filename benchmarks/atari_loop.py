@@ -101,7 +101,7 @@ def main() -> None:
         act_rate = acting(agent, 150 if name == "ppo" else 600)
         torch.set_num_threads(args.threads)
         update_rate = update_alone(agent, 3 if name == "ppo" else 100)
-        torch.set_num_threads(1)
+        torch.set_num_threads(args.threads)  # (learn: the updates on these, acting on one)
         loop_rate = whole_loop(agent, 4 * 1024 if name == "ppo" else 2_000)
         print(
             f"| {name.upper()} | {env_rate:,.0f} | {act_rate:,.0f} | {update_rate:,.0f} "
