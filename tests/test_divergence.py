@@ -120,6 +120,24 @@ def test_finite_weights_whose_outputs_overflow_are_rolled_back_before_acting():
         guard.finite_outputs(lambda: (model(obs), None))
 
 
+@pytest.mark.parametrize("name", ["sac", "td3"])
+def test_continuous_agents_roll_back_weights_that_would_act_nan(name):
+    """Weights that an applied step left non-finite (a huge finite step overflowing) give NaN
+    actions; rolled back before acting, the env never sees one (it would be blamed for the NaN
+    observation it returned: an EnvError naming the env instead of the agent)."""
+    agent = agents.agent_class(name)(
+        env="Pendulum-v1", seed=0, device="cpu", learning_starts=50, buffer_size=1000,
+        batch_size=16, network={"hidden_sizes": [16, 16]},
+    )  # fmt: skip
+    agent.learn(100)
+    with torch.no_grad():
+        next(agent.actor.parameters()).fill_(float("nan"))
+    agent.learn(20)
+    assert agent.guard.rollbacks == 1
+    assert all(bool(torch.isfinite(p).all()) for p in agent.actor.parameters())
+    assert np.isfinite(agent.evaluate(1).mean_return)
+
+
 class _PoisonedEnv(gym.Env):
     """A CartPole-shaped env whose second copy returns a NaN at its 7th step."""
 

@@ -24,6 +24,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 import torch
 
 from rlkit.base.config import Config, require
@@ -155,13 +156,15 @@ class DivergenceGuard:
             )
 
     def finite_outputs(self, forward: Callable[[], Any]) -> Any:
-        """`forward()` (a policy's outputs for acting: a tensor, or a tuple whose first item
-        is the policy head), rolled back until the head is finite. An update with a finite
-        loss and gradient can still leave weights whose outputs overflow (a learning rate far
-        too large), and no action can be sampled from those: back to the last good weights at
-        a smaller step, as for a non-finite update (DivergenceError after max_rollbacks)."""
+        """`forward()` (a policy's outputs for acting: a tensor or numpy array, or a tuple
+        whose first item is the policy head), rolled back until the head is finite. An update
+        with a finite loss and gradient can still leave weights whose outputs overflow (a
+        learning rate far too large): no action can be sampled from those, and a NaN action
+        would reach the env, which would then be blamed for the NaN it returns. Back to the
+        last good weights at a smaller step, as for a non-finite update (DivergenceError after
+        max_rollbacks)."""
         outputs = forward()
-        while not bool(torch.isfinite(outputs[0] if isinstance(outputs, tuple) else outputs).all()):
+        while not _all_finite(outputs[0] if isinstance(outputs, tuple) else outputs):
             self.rollback()
             outputs = forward()
         return outputs
@@ -185,3 +188,9 @@ class DivergenceGuard:
         self.snapshot()
         for key in ("skipped_updates", "consecutive", "rollbacks", "applied_since_snapshot"):
             setattr(self, key, int(state[key]))
+
+
+def _all_finite(values: torch.Tensor | np.ndarray) -> bool:
+    if isinstance(values, np.ndarray):
+        return bool(np.isfinite(values).all())
+    return bool(torch.isfinite(values).all())

@@ -138,7 +138,10 @@ def train_step(agent: Agent, monitor: Any) -> dict[str, float] | None:
     if agent.global_step < cfg.learning_starts:
         actions = uniform_actions(agent)
     else:
-        actions = agent._policy_actions(agent._obs_tensor(agent._obs)[0], deterministic=False)
+        obs = agent._obs_tensor(agent._obs)[0]
+        actions = agent.guard.finite_outputs(
+            lambda: agent._policy_actions(obs, deterministic=False)
+        )
     previous_episodes = agent.n_episodes
     previous_step = step_and_store(agent, monitor, actions)
     for _ in range(replay_gradient_steps(agent, previous_step, previous_episodes)):
