@@ -25,6 +25,7 @@ import numpy as np
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, VectorEnv, VectorWrapper
 
 from envs import atari as _atari
+from envs import masked as _masked
 from envs import minatar as _minatar
 from envs.vector import RecordEpisodeStatistics, SyncVectorEnv
 from rlkit.base.errors import EnvError
@@ -46,6 +47,8 @@ for _env_id, (_entry_point, _kwargs) in _REGISTRATIONS.items():
         gym.register(_env_id, entry_point=_entry_point, kwargs=_kwargs)
 # MinAtar/<Game>-v0 and -v1 (their engine, the `minatar` package, is imported on first make).
 _minatar.register()
+# The Zoo's velocity-masked tasks (CartPoleNoVel-v1, ...), for recurrent policies.
+_masked.register()
 
 
 def check_env_id(env_id: str) -> None:
