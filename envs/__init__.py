@@ -16,7 +16,7 @@ import os
 import sys
 import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -160,11 +160,13 @@ def make_env(
     keep_images: bool = False,
     atari: _atari.AtariConfig | None = None,
     training: bool = True,
+    observation_mask: Sequence[int] = (),
     **env_kwargs: Any,
 ) -> Callable[[], gym.Env]:
     """A thunk that builds one copy of the environment (for vector envs and subprocesses). An
     Atari game comes prepared by `atari` (envs.atari; `training` false: whole games at their
-    real score, for evaluation)."""
+    real score, for evaluation). `observation_mask`: entries of the observation read as 0
+    (envs.masked)."""
 
     def thunk() -> gym.Env:
         # (In a subprocess of the async vector env, this imports a "module:Name-v0"'s module.)
@@ -174,6 +176,8 @@ def make_env(
             env = _atari.make_atari(env_id, atari, training, **env_kwargs)
         else:
             env = gym.make(env_id, **env_kwargs)
+        if observation_mask:
+            env = _masked.MaskObservation(env, observation_mask)
         return flat_observations(env, keep_images)
 
     return thunk
@@ -306,6 +310,7 @@ def make(
     keep_images: bool = False,
     atari: _atari.AtariConfig | None = None,
     training: bool = True,
+    observation_mask: Sequence[int] = (),
     **more_env_kwargs: Any,
 ) -> VectorEnv:
     """`n_envs` copies of `env_id` in a vector env with SAME_STEP autoreset.
@@ -322,7 +327,8 @@ def make(
     `info["episode"]`.
 
     Observations are what an MLP takes (`flat_observations`) unless `keep_images`: then frames
-    (a Box of 3 dimensions) stay as they are, for an agent with a CNN.
+    (a Box of 3 dimensions) stay as they are, for an agent with a CNN. `observation_mask`:
+    entries of a flat Box observation read as 0 (envs.masked.MaskObservation).
     """
     check_env_id(env_id)
     if isinstance(n_envs, bool) or not isinstance(n_envs, int | np.integer) or n_envs < 1:
@@ -334,7 +340,7 @@ def make(
     try:
         vector_env: VectorEnv = vector_cls(
             [
-                make_env(env_id, keep_images, atari, training, **env_kwargs)
+                make_env(env_id, keep_images, atari, training, observation_mask, **env_kwargs)
                 for _ in range(int(n_envs))
             ],
             autoreset_mode=AutoresetMode.SAME_STEP,

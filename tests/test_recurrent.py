@@ -121,3 +121,44 @@ def _action(space, rng):
 def test_a_mask_outside_the_observation_is_refused_by_name():
     with pytest.raises(ValueError, match=r"indices \[7\] are outside the observation's 4"):
         MaskObservation(gym.make("CartPole-v1"), [1, 7])
+
+
+def test_observation_mask_hides_entries_in_training_and_evaluation():
+    """`observation_mask` makes any task partially observable: the agent's training envs and
+    its evaluation episodes both read those entries as 0."""
+    import agents
+    from rlkit.agent.evaluation import evaluate
+
+    agent = agents.PPO(
+        env="CartPole-v1", observation_mask=[1, 3], n_envs=2, n_steps=16, batch_size=32
+    )
+    obs, _ = agent.env.reset(seed=0)
+    assert np.all(obs[:, [1, 3]] == 0) and np.all(obs[:, [0, 2]] != 0)
+    seen = []
+
+    def policy(batch):
+        seen.append(batch.copy())
+        return agent.act(batch)
+
+    evaluate(policy, "CartPole-v1", 2, seed=5, observation_mask=agent.config.observation_mask)
+    seen = np.concatenate(seen)
+    assert np.all(seen[:, [1, 3]] == 0) and np.any(seen[:, 0] != 0)
+    agent.learn(64)
+    assert agent.evaluate(1).mean_return >= 1
+
+
+def test_a_bad_observation_mask_is_one_line_with_exit_2(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for mask, message in [("[1, 9]", "indices [9] are outside"), ("[-1]", "indices >= 0")]:
+        result = subprocess.run(
+            [sys.executable, "-m", "rlkit.cli", "train", "configs/ppo_cartpole.yaml", "--set",
+             f"observation_mask={mask}", "--steps", "64", "--run-dir", str(tmp_path / "run")],
+            cwd=root, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], result.stderr

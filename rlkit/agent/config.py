@@ -34,6 +34,10 @@ class AgentConfig(Config):
     atari: AtariConfig = dataclasses.field(default_factory=AtariConfig)
     """Atari games only (ALE/<Game>-v5, <Game>NoFrameskip-v4): the preprocessing, each step a
     setting (envs.atari; the defaults are SB3's AtariWrapper with a 4-frame stack)."""
+    observation_mask: list[int] = dataclasses.field(default_factory=list)
+    """Entries of a flat Box observation that the agent reads as 0, in training, evaluation and
+    videos alike: a partially observable version of any task (as CartPoleNoVel-v1 is of
+    CartPole-v1: observation_mask [1, 3]). Empty: the observation as it is."""
     n_envs: int = 1
     """Copies of the environment stepped together (a gymnasium vector env)."""
     seed: int = 0
@@ -71,6 +75,11 @@ class AgentConfig(Config):
         envs.check_env_id(self.env)
         for key in self.env_kwargs:
             require(isinstance(key, str), f"env_kwargs: keys must be strings, got {key!r}")
+        for index in self.observation_mask:
+            require(
+                type(index) is int and index >= 0,
+                f"observation_mask: entries are indices >= 0, got {index!r}",
+            )
         limit = self.env_kwargs.get("max_episode_steps")
         require(
             limit is None or (type(limit) is int and limit >= 1),

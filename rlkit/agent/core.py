@@ -120,6 +120,7 @@ class Agent:
         self.env = envs.make(
             cfg.env, n_envs=cfg.n_envs, vectorization=getattr(cfg, "vectorization", "sync"),
             env_kwargs=cfg.env_kwargs, keep_images=self.keep_images, atari=cfg.atari,
+            observation_mask=cfg.observation_mask,
         )  # fmt: skip
         self.observation_space = self.env.single_observation_space
         self.action_space = self.env.single_action_space
@@ -360,6 +361,7 @@ class Agent:
                 env_kwargs=self.config.env_kwargs,
                 keep_images=self.keep_images,
                 atari=self.config.atari,
+                observation_mask=self.config.observation_mask,
             )
 
     def _greedy_policy(self) -> Callable[[np.ndarray], np.ndarray] | None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -98,6 +98,7 @@ def evaluate(
     env_kwargs: Mapping[str, Any] | None = None,
     keep_images: bool = False,
     atari: Any = None,
+    observation_mask: Sequence[int] = (),
 ) -> EvalResult:
     """Run `n_episodes` full episodes of `policy` (batched obs -> batched actions).
 
@@ -106,6 +107,7 @@ def evaluate(
     short ones and bias the mean down. An env without a time limit has its episodes cut at
     envs.UNLIMITED_EPISODE_CAP steps. `keep_images`: frames as they are, for a CNN (envs.make).
     An Atari game (`atari`: its preprocessing) is played whole, all lives, for its real score.
+    `observation_mask`: the entries of the observation the policy reads as 0 (envs.masked).
     """
     if n_episodes < 1:
         raise ValueError(f"n_episodes must be at least 1, got {n_episodes}")
@@ -116,7 +118,7 @@ def evaluate(
     capped = not envs.has_time_limit(env_id, env_kwargs)
     vector_env = envs.make(
         env_id, n_envs=n_envs, env_kwargs=kwargs, keep_images=keep_images, atari=atari,
-        training=False,
+        training=False, observation_mask=observation_mask,
     )  # fmt: skip
     returns: list[float] = []
     lengths: list[int] = []

@@ -14,6 +14,7 @@ import numpy as np
 from gymnasium.wrappers import RecordVideo
 
 from envs.atari import is_atari, make_atari, raw_game
+from envs.masked import MaskObservation
 from rlkit.agent.evaluation import EvalResult, seed_for_testing
 from rlkit.base.errors import UserError
 
@@ -65,6 +66,8 @@ def record_episodes(
     )  # fmt: skip
     if atari:  # a whole game at its real score, as evaluation plays it
         recorder = make_atari(env_id, agent.config.atari, training=False, env=recorder)
+    if agent.config.observation_mask:  # (the frames show the whole state; the agent does not)
+        recorder = MaskObservation(recorder, agent.config.observation_mask)
     env = envs.flat_observations(recorder, agent.keep_images)  # what the agent trained on
     returns: list[float] = []
     lengths: list[int] = []
