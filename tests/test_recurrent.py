@@ -162,3 +162,64 @@ def test_a_bad_observation_mask_is_one_line_with_exit_2(tmp_path):
         assert result.returncode == 2, result.stderr
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+@pytest.mark.parametrize(
+    ("core", "shared_core", "continuous"),
+    [("lstm", False, False), ("gru", False, True), ("lstm", True, True), ("gru", True, False)],
+)
+def test_acting_step_by_step_gives_what_the_update_recomputes_over_the_sequence(
+    core, shared_core, continuous
+):
+    """What acting computes one step at a time, carrying the state, is what the update
+    recomputes from the rollout's first state over the whole sequence: the log-probabilities
+    of PPO's ratio start at 1."""
+    from rlkit.nn.recurrent import RecurrentActorCritic
+
+    torch.manual_seed(1)
+    model = RecurrentActorCritic(
+        4, 2, core=core, core_size=16, hidden_sizes=[8], shared_core=shared_core,
+        continuous=continuous,
+    )  # fmt: skip
+    steps, batch = 9, 3
+    obs = torch.randn(steps, batch, 4)
+    starts = torch.zeros(steps, batch, dtype=torch.bool)
+    starts[0] = True
+    starts[4, 1] = starts[6, 0] = True
+    first = model.initial_state(batch)
+    with torch.no_grad():
+        state, heads, values = first, [], []
+        for t in range(steps):
+            head, value, state = model(obs[t : t + 1], starts[t : t + 1], state)
+            heads.append(head)
+            values.append(value)
+        head, value, last = model(obs, starts, first)
+    assert head.shape == (steps, batch, 2) and value.shape == (steps, batch)
+    torch.testing.assert_close(head, torch.cat(heads), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(value, torch.cat(values), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(_flat(last[0]), _flat(state[0]), rtol=1e-5, atol=1e-6)
+    assert (last[1] is None) == shared_core
+    actions = torch.zeros(steps, batch, 2) if continuous else torch.zeros(steps, batch).long()
+    log_probs = model.distribution(head).log_prob(actions)
+    assert log_probs.shape[:2] == (steps, batch) and torch.isfinite(log_probs).all()
+
+
+def test_frames_go_through_the_encoder_before_the_core():
+    from rlkit.nn.encoders import make_encoder
+    from rlkit.nn.recurrent import RecurrentActorCritic
+
+    space = gym.spaces.Box(0, 1, (10, 10, 4), bool)
+    model = RecurrentActorCritic(0, 3, core="gru", core_size=32, encoder=make_encoder(space))
+    obs = torch.randint(0, 2, (5, 2, 10, 10, 4)).bool()
+    starts = torch.zeros(5, 2, dtype=torch.bool)
+    head, values, _ = model(obs, starts, model.initial_state(2))
+    assert head.shape == (5, 2, 3) and values.shape == (5, 2)
+    head.sum().backward()
+    assert all(p.grad is not None for p in model.encoder.parameters())
+
+
+def test_an_unknown_core_is_named():
+    from rlkit.nn.recurrent import RecurrentActorCritic
+
+    with pytest.raises(ValueError, match="unknown recurrent core 'rnn'; choose one of lstm, gru"):
+        RecurrentActorCritic(4, 2, core="rnn")

@@ -14,11 +14,18 @@ States are torch's: (h, c) for an LSTM, h for a GRU, each (layers, B, hidden).
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
+from rlkit.math.policy_gradient import CategoricalLogits, DiagonalGaussian
+from rlkit.nn.networks import mlp
+
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+# The policy core's state and the value core's (None where they share one).
+RecurrentState = tuple[State, State | None]
+CORES = {"lstm": nn.LSTM, "gru": nn.GRU}
 
 
 def zero_state(core: nn.LSTM | nn.GRU, batch: int, device: torch.device | None = None) -> State:
@@ -71,3 +78,74 @@ def step_by_step(
 
 def _first(state: State) -> torch.Tensor:
     return state[0] if isinstance(state, tuple) else state
+
+
+class RecurrentActorCritic(nn.Module):
+    """A policy and a value function with memory: (an encoder), a recurrent core, then MLP
+    heads. The policy and the value each have their own core by default (sb3-contrib's
+    RecurrentPPO with enable_critic_lstm); `shared_core` gives them one. Inputs are sequences,
+    time first: (T, B, ...) observations with (T, B) episode-start flags, and the state the
+    cores carry in; `forward` returns the policy head (T, B, n_actions), the values (T, B) and
+    the state after the last step. Acting is the same call with T = 1."""
+
+    def __init__(
+        self,
+        obs_dim: int,
+        n_actions: int,
+        core: str = "lstm",
+        core_size: int = 64,
+        core_layers: int = 1,
+        hidden_sizes: Sequence[int] = (64,),
+        activation: str = "tanh",
+        init: str = "orthogonal",
+        gain: float | None = None,
+        continuous: bool = False,
+        log_std_init: float = 0.0,
+        encoder: nn.Module | None = None,
+        shared_core: bool = False,
+    ) -> None:
+        super().__init__()
+        if core not in CORES:
+            raise ValueError(f"unknown recurrent core {core!r}; choose one of {', '.join(CORES)}")
+        self.continuous = continuous
+        self.encoder = encoder
+        in_features = encoder.features if encoder is not None else obs_dim
+        self.policy_core = CORES[core](in_features, core_size, core_layers)
+        self.value_core = None if shared_core else CORES[core](in_features, core_size, core_layers)
+        self.policy = mlp(core_size, hidden_sizes, n_actions, activation, init, 0.01, gain)
+        self.value = mlp(core_size, hidden_sizes, 1, activation, init, 1.0, gain)
+        if continuous:  # n_actions: action dimensions
+            self.log_std = nn.Parameter(torch.full((n_actions,), float(log_std_init)))
+
+    def initial_state(self, batch: int, device: torch.device | None = None) -> RecurrentState:
+        """The zero state of every core for `batch` env copies: what an episode starts from."""
+        value = None if self.value_core is None else zero_state(self.value_core, batch, device)
+        return zero_state(self.policy_core, batch, device), value
+
+    def forward(
+        self, obs: torch.Tensor, starts: torch.Tensor, state: RecurrentState
+    ) -> tuple[torch.Tensor, torch.Tensor, RecurrentState]:
+        steps, batch = starts.shape
+        features = obs.reshape(steps * batch, *obs.shape[2:])
+        if self.encoder is not None:
+            features = self.encoder(features)
+        features = features.reshape(steps, batch, -1).float()
+        policy_out, policy_state = run_sequences(self.policy_core, features, starts, state[0])
+        if self.value_core is None:
+            value_out, value_state = policy_out, None
+        else:
+            value_out, value_state = run_sequences(self.value_core, features, starts, state[1])
+        values = self.value(value_out).squeeze(-1)
+        return self.policy(policy_out), values, (policy_state, value_state)
+
+    def policy_scalars(self) -> dict[str, float]:
+        """What to log about the policy beyond the losses: the Gaussian's mean std."""
+        if not self.continuous:
+            return {}
+        return {"train/action_std": float(self.log_std.detach().exp().mean())}
+
+    def distribution(self, head: torch.Tensor) -> CategoricalLogits | DiagonalGaussian:
+        """The action distribution for the policy head's output (`forward`'s first item)."""
+        if self.continuous:
+            return DiagonalGaussian(head, self.log_std)
+        return CategoricalLogits(head)
