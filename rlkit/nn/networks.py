@@ -326,7 +326,28 @@ class PolicyNetwork(nn.Module):
         return Categorical(logits=logits).sample()
 
 
-class ActorCritic(nn.Module):
+class PolicyHeads:
+    """What a policy-gradient network's policy head means, shared by ActorCritic and the
+    recurrent one: logits of a categorical, or (`continuous`) the mean of a diagonal Gaussian
+    with the learned state-independent `log_std`."""
+
+    continuous: bool
+    log_std: nn.Parameter
+
+    def policy_scalars(self) -> dict[str, float]:
+        """What to log about the policy beyond the losses: the Gaussian's mean std."""
+        if not self.continuous:
+            return {}
+        return {"train/action_std": float(self.log_std.detach().exp().mean())}
+
+    def distribution(self, head: torch.Tensor) -> CategoricalLogits | DiagonalGaussian:
+        """The action distribution for the policy head's output (`forward`'s first item)."""
+        if self.continuous:
+            return DiagonalGaussian(head, self.log_std)
+        return CategoricalLogits(head)
+
+
+class ActorCritic(PolicyHeads, nn.Module):
     """A policy and a state-value function V(s) for policy-gradient agents: two separate MLPs
     by default, or one shared trunk with two linear heads. The policy head gives logits of a
     categorical over discrete actions or, if `continuous`, the mean of a diagonal Gaussian
@@ -395,18 +416,6 @@ class ActorCritic(nn.Module):
         if self.shared:
             return self.policy_head(self.trunk(obs))
         return self.policy(obs)
-
-    def policy_scalars(self) -> dict[str, float]:
-        """What to log about the policy beyond the losses: the Gaussian's mean std."""
-        if not self.continuous:
-            return {}
-        return {"train/action_std": float(self.log_std.detach().exp().mean())}
-
-    def distribution(self, head: torch.Tensor) -> CategoricalLogits | DiagonalGaussian:
-        """The action distribution for the policy head's output (`forward`'s first item)."""
-        if self.continuous:
-            return DiagonalGaussian(head, self.log_std)
-        return CategoricalLogits(head)
 
 
 @dataclasses.dataclass

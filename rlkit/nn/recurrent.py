@@ -19,8 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from rlkit.math.policy_gradient import CategoricalLogits, DiagonalGaussian
-from rlkit.nn.networks import mlp
+from rlkit.nn.networks import PolicyHeads, mlp
 
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 # The policy core's state and the value core's (None where they share one).
@@ -80,7 +79,7 @@ def _first(state: State) -> torch.Tensor:
     return state[0] if isinstance(state, tuple) else state
 
 
-class RecurrentActorCritic(nn.Module):
+class RecurrentActorCritic(PolicyHeads, nn.Module):
     """A policy and a value function with memory: (an encoder), a recurrent core, then MLP
     heads. The policy and the value each have their own core by default (sb3-contrib's
     RecurrentPPO with enable_critic_lstm); `shared_core` gives them one. Inputs are sequences,
@@ -137,15 +136,3 @@ class RecurrentActorCritic(nn.Module):
             value_out, value_state = run_sequences(self.value_core, features, starts, state[1])
         values = self.value(value_out).squeeze(-1)
         return self.policy(policy_out), values, (policy_state, value_state)
-
-    def policy_scalars(self) -> dict[str, float]:
-        """What to log about the policy beyond the losses: the Gaussian's mean std."""
-        if not self.continuous:
-            return {}
-        return {"train/action_std": float(self.log_std.detach().exp().mean())}
-
-    def distribution(self, head: torch.Tensor) -> CategoricalLogits | DiagonalGaussian:
-        """The action distribution for the policy head's output (`forward`'s first item)."""
-        if self.continuous:
-            return DiagonalGaussian(head, self.log_std)
-        return CategoricalLogits(head)
