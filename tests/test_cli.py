@@ -119,6 +119,10 @@ USER_ERRORS = [
     ),
     (["train", "configs/dqn_cartpole.yaml", "--set", "gamma"], "dotted.key=value"),
     (["train", "configs/dqn_cartpole.yaml", "--steps", "0"], "total_steps must be >= 1"),
+    (
+        ["train", "configs/dqn_cartpole.yaml", "--set", "observation_mask=[9]"],
+        "outside the observation's 4 entries",
+    ),
     (["train", "configs/dqn_cartpole.yaml", "--steps", "ten"], "invalid int value"),
     (["eval", "{tmp}/nothing"], "no such file"),
     (["eval", "{tmp}/bad.yaml"], "not a readable rlkit file", "just text"),
@@ -138,7 +142,9 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path, case):
     args, fragment, *content = case
     if content:
         _bad_config(tmp_path, content[0])
-    result = rlkit(*[a.format(tmp=tmp_path) for a in args])
+    # Run from tmp_path, where a default run folder (runs/...) would be made.
+    args = [str(ROOT / a) if a.startswith("configs/") else a.format(tmp=tmp_path) for a in args]
+    result = rlkit(*args, cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()

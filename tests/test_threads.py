@@ -205,3 +205,20 @@ def test_rlkit_train_measures_its_threads_once_records_them_and_keeps_its_run(tm
     files = [load_file(tmp_path / run / "agent.safetensors") for run in "abc"]
     for other in files[1:]:
         assert all(torch.equal(files[0][k], other[k]) for k in files[0])
+
+
+def test_a_config_that_cannot_train_fails_in_one_line_before_any_timing(tmp_path):
+    """With threads to measure (two OpenMP threads), an agent that cannot be built for its env
+    is the one line of a user error: nothing is timed or announced first, and no run folder is
+    left behind."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("agent: dqn\nenv: Pendulum-v1\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    result = subprocess.run(
+        [sys.executable, "-m", "rlkit.cli", "train", str(bad)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "DQN needs a Discrete action space" in lines[0], result.stderr
+    assert not list(tmp_path.glob("runs/*"))

@@ -96,7 +96,13 @@ def time_training(
     numpy_state, python_state = np.random.get_state(), random.getstate()
     seconds = {candidate: float("inf") for candidate in candidates}
     with torch.random.fork_rng(devices=[]):
-        agent = agent_cls(config=_calibration_config(config))
+        agent = agent_cls(config=_calibration_config(config))  # (a bad config fails here first)
+        print(  # (a large CNN's rollouts take a minute or so: say why nothing moves yet)
+            f"rlkit: timing {len(candidates)} thread and precision settings on this CPU for "
+            "this config (once, then cached)",
+            file=sys.stderr,
+            flush=True,
+        )
         try:
             agent.learn(_warm_up_steps(agent.config))
             chunk = _chunk_steps(agent.config)
@@ -153,12 +159,6 @@ def calibrate(
     ):
         return entry["threads"], entry["matmul_precision"], f"measured before, cached in {path}"
     candidates = [(n, p) for p in precision_options for n in thread_options]
-    print(  # (a large CNN's rollouts take a minute or so: say why nothing moves yet)
-        f"rlkit: timing {len(candidates)} thread and precision settings on this CPU for this "
-        "config (once, then cached)",
-        file=sys.stderr,
-        flush=True,
-    )
     seconds = time_training(agent_cls, config, candidates)
     chosen_threads, chosen_precision = choose(seconds)
     timings = ", ".join(f"{n} {p}: {s * 1e6:.0f} us" for (n, p), s in seconds.items())

@@ -54,10 +54,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     import agents
 
-    run_dir = (
-        Path(args.run_dir) if args.run_dir else _default_run_dir(args.config, agent_config.seed)
-    )
-    if run_dir.exists() and any(run_dir.iterdir()):
+    run_dir = Path(args.run_dir) if args.run_dir else None
+    if run_dir is not None and run_dir.exists() and any(run_dir.iterdir()):
         raise UserError(
             f"run folder {run_dir} already exists and is not empty; choose another --run-dir "
             f"or continue it with --resume {run_dir}"
@@ -69,6 +67,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     limit_threads(run.torch_threads)
     agent = agent_cls(config=agent_config)
+    if run_dir is None:  # claimed once the agent exists: a run that cannot start leaves none
+        run_dir = _default_run_dir(args.config, agent_config.seed)
     print(
         f"rlkit: training {run.agent} on {agent_config.env} for {run.total_steps:,} steps "
         f"on {agent.device}; run folder {run_dir}",
