@@ -45,6 +45,12 @@ EVAL_EPISODES = 20
 ATARI = ("dqn_atari", "ppo_atari")
 EVAL_GAMES = 5  # whole Atari games at the end (the configs' eval_episodes): a Pong game is
 # thousands of steps
+
+
+def eval_episodes(env_id: str) -> int:
+    return EVAL_GAMES if env_id.startswith("ALE/") else EVAL_EPISODES
+
+
 ZOO_CONFIGS = {
     "dqn": "configs/dqn_cartpole_zoo.yaml",
     "ppo": "configs/ppo_cartpole_zoo.yaml",
@@ -86,7 +92,7 @@ class Clock:
         elapsed = self.training_seconds()
         pause_start = time.perf_counter()
         seed = 10_000 + self.seed
-        episodes = EVAL_GAMES if self.env_id.startswith("ALE/") else EVAL_EPISODES
+        episodes = eval_episodes(self.env_id)
         mean = evaluate(policy, self.env_id, episodes, seed, keep_images=True).mean_return
         self.checks.append((step, mean))
         if mean >= SOLVED[self.env_id] and self.solved_at is None:
@@ -132,7 +138,7 @@ def run_rlkit(
         callback_interval=check_every or 1,
     )
     train_s = clock.training_seconds()
-    episodes = EVAL_GAMES if algo in ATARI else EVAL_EPISODES
+    episodes = eval_episodes(clock.env_id)
     final = evaluate(policy, clock.env_id, episodes, 20_000 + seed, keep_images=True).mean_return
     threads = f"{run.torch_threads} ({agent_config.matmul_precision})"
     return _result(clock, train_s, agent.global_step, final, threads)
@@ -250,15 +256,14 @@ def run_sb3(algo: str, seed: int, check_every: int, save_dir: str | None = None)
         model.save(Path(save_dir) / "model.zip")
         if algo in ATARI:  # whole games: evaluate_policy reads the Monitor under AtariWrapper
             eval_env = atari_env(env_id, 1, 20_000 + seed)
-            final, _ = evaluate_policy(model, eval_env, n_eval_episodes=EVAL_GAMES)
         else:
             eval_env = make_vec_env(env_id, n_envs=1, seed=20_000 + seed)
-            final, _ = evaluate_policy(model, eval_env, n_eval_episodes=EVAL_EPISODES)
+        final, _ = evaluate_policy(model, eval_env, n_eval_episodes=eval_episodes(env_id))
         return _result(clock, train_s, model.num_timesteps, float(final), torch.get_num_threads())
     from rlkit.agent.evaluation import evaluate
 
-    episodes = EVAL_GAMES if algo in ATARI else EVAL_EPISODES
-    final = evaluate(policy, env_id, episodes, 20_000 + seed, keep_images=True).mean_return
+    final = evaluate(policy, env_id, eval_episodes(env_id), 20_000 + seed, keep_images=True)
+    final = final.mean_return
     return _result(clock, train_s, model.num_timesteps, final, torch.get_num_threads())
 
 

@@ -173,14 +173,31 @@ def make_env(
         if is_mujoco(env_id):
             route_mujoco_warnings()
         if _atari.is_atari(env_id):
-            env = _atari.make_atari(env_id, atari, training, **env_kwargs)
+            raw = _atari.raw_game(env_id, atari, **env_kwargs)
         else:
-            env = gym.make(env_id, **env_kwargs)
-        if observation_mask:
-            env = _masked.MaskObservation(env, observation_mask)
-        return flat_observations(env, keep_images)
+            raw = gym.make(env_id, **env_kwargs)
+        return prepare(raw, env_id, keep_images, atari, training, observation_mask)
 
     return thunk
+
+
+def prepare(
+    raw: gym.Env,
+    env_id: str,
+    keep_images: bool = False,
+    atari: _atari.AtariConfig | None = None,
+    training: bool = True,
+    observation_mask: Sequence[int] = (),
+) -> gym.Env:
+    """What the agent sees of `raw` (the env as gym.make gives it, or inside a video
+    recorder): an Atari game's preparation (envs.atari), the masked observation entries
+    (envs.masked), then the observations an MLP or CNN takes (`flat_observations`)."""
+    env = raw
+    if _atari.is_atari(env_id):
+        env = _atari.make_atari(env_id, atari, training, env=raw)
+    if observation_mask:
+        env = _masked.MaskObservation(env, observation_mask)
+    return flat_observations(env, keep_images)
 
 
 def flat_observations(env: gym.Env, keep_images: bool = False) -> gym.Env:

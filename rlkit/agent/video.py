@@ -13,8 +13,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.wrappers import RecordVideo
 
-from envs.atari import is_atari, make_atari, raw_game
-from envs.masked import MaskObservation
+from envs.atari import is_atari, raw_game
 from rlkit.agent.evaluation import EvalResult, seed_for_testing
 from rlkit.base.errors import UserError
 
@@ -64,11 +63,12 @@ def record_episodes(
         game(env_id, render_mode="rgb_array", **env_kwargs), str(folder),
         episode_trigger=lambda _: True, name_prefix=prefix, disable_logger=True,
     )  # fmt: skip
-    if atari:  # a whole game at its real score, as evaluation plays it
-        recorder = make_atari(env_id, agent.config.atari, training=False, env=recorder)
-    if agent.config.observation_mask:  # (the frames show the whole state; the agent does not)
-        recorder = MaskObservation(recorder, agent.config.observation_mask)
-    env = envs.flat_observations(recorder, agent.keep_images)  # what the agent trained on
+    # What the agent sees of the filmed env: an Atari game whole at its real score, as
+    # evaluation plays it; masked entries hidden from the agent, not from the frames.
+    env = envs.prepare(
+        recorder, env_id, agent.keep_images, agent.config.atari, training=False,
+        observation_mask=agent.config.observation_mask,
+    )  # fmt: skip
     returns: list[float] = []
     lengths: list[int] = []
     drawn = False  # a frame has been drawn: rendering works
